@@ -1,0 +1,40 @@
+# sqltargets: the verbs. `make demo` and `make test` are the quick start.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+DEMO := .demo
+DEMO_USERS ?= 2000
+
+.PHONY: venv demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/sqltargets demo-data --users $(DEMO_USERS) --out $(DEMO)/data --seed 7
+	$(BIN)/sqltargets validate examples/demo.yaml
+	@echo "--- the SQL (runs unchanged in the duckdb shell) ---"
+	$(BIN)/sqltargets explain examples/demo.yaml --input $(DEMO)/data
+	$(BIN)/sqltargets run examples/demo.yaml --input $(DEMO)/data --output $(DEMO)/targets.parquet --summary
+	$(BIN)/sqltargets verify examples/demo.yaml --input $(DEMO)/data --users 5
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache .hypothesis

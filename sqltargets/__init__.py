@@ -1,0 +1,49 @@
+"""sqltargets: synthetic targets for transaction sequences, compiled to DuckDB window SQL.
+
+>>> import sqltargets
+>>> spec = sqltargets.load({
+...     "columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+...     "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}],
+... })
+>>> [t.name for t in spec.targets]
+['s']
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    DataError,
+    OutputError,
+    SourceError,
+    SpecError,
+    SqlTargetsError,
+    VerifyError,
+)
+from .spec import Target, TargetSet, load
+
+__version__ = "0.1.0"
+
+_API = ("generate", "generate_batches", "explain", "reference", "verify", "write")
+
+
+def __getattr__(name: str) -> object:
+    # The API module pulls in duckdb and pyarrow; import it only when used.
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'sqltargets' has no attribute {name!r}")
+
+
+__all__ = [
+    "DataError",
+    "OutputError",
+    "SourceError",
+    "SpecError",
+    "SqlTargetsError",
+    "Target",
+    "TargetSet",
+    "VerifyError",
+    "load",
+    *_API,
+]

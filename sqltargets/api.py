@@ -1,0 +1,276 @@
+"""The Python API: load / generate / generate_batches / explain / reference / verify / write.
+
+>>> import pyarrow as pa, sqltargets
+>>> tx = pa.table({"user_id": [1, 1, 1], "day": [1, 1, 2], "amount": [10.0, 20.0, 5.0],
+...                "mcc": [5812, 5411, 5411]})
+>>> spec = {"columns": {"user": "user_id", "time": "day", "amount": "amount", "mcc": "mcc"},
+...         "time": {"unit": "day", "origin": "2024-01-01"},
+...         "targets": [{"name": "grocery_day", "agg": "sum", "mcc": [5411],
+...                      "window": {"kind": "expanding", "period": "day"}}]}
+>>> sqltargets.generate(spec, tx).column("grocery_day").to_pylist()
+[0.0, 20.0, 5.0]
+>>> sqltargets.reference(spec, tx).column("grocery_day").to_pylist()
+[0.0, 20.0, 5.0]
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from . import engine
+from .compare import Mismatch, diff
+from .errors import OutputError, SourceError
+from .spec import TargetSet, load
+
+SpecLike = str | Path | dict[str, Any] | TargetSet
+
+
+def _connection(
+    connection: duckdb.DuckDBPyConnection | None,
+    threads: int | None,
+    memory_limit: str | None,
+    temp_directory: str | None,
+) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    if connection is not None:
+        return connection.cursor(), True
+    return engine.connect(threads=threads, memory_limit=memory_limit, temp_directory=temp_directory), True
+
+
+def generate(
+    specs: SpecLike,
+    source: Any,
+    *,
+    connection: duckdb.DuckDBPyConnection | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    temp_directory: str | None = None,
+) -> pa.Table:
+    """Compute every target of ``specs`` over ``source``; one Arrow table.
+
+    ``source``: a Parquet file, glob or folder; a ``pyarrow.Table`` or ``RecordBatchReader``;
+    a pandas DataFrame; or the name of a table in ``connection`` (a table, or a view when
+    ``columns.id`` is set). With ``connection``, the query runs on a cursor of it.
+
+    >>> import pyarrow as pa
+    >>> t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [2.5], "m": [5411]})
+    >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+    ...         "time": {"unit": "s"},
+    ...         "targets": [{"name": "n", "agg": "count", "window": {"kind": "period", "period": "day"}}]}
+    >>> generate(spec, t).to_pylist()
+    [{'u': 1, 't': 0, 'row_id': 0, 'n': 1}]
+    """
+    ts = load(specs)
+    con, close = _connection(connection, threads, memory_limit, temp_directory)
+    try:
+        return engine.execute(ts, source, con)
+    finally:
+        if close:
+            con.close()
+
+
+def generate_batches(
+    specs: SpecLike,
+    source: Any,
+    *,
+    batch_size: int = 65_536,
+    connection: duckdb.DuckDBPyConnection | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    temp_directory: str | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> pa.RecordBatchReader:
+    """Like :func:`generate`, as a ``pyarrow.RecordBatchReader`` of ``batch_size`` rows.
+
+    Drain or close the reader: its DuckDB cursor stays busy until then.
+
+    >>> import pyarrow as pa
+    >>> t = pa.table({"u": [1, 2], "t": pa.array([0, 5], pa.int64()), "a": [1.0, 2.0], "m": [1, 2]})
+    >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "time": {"unit": "day"},
+    ...         "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "month"}}]}
+    >>> generate_batches(spec, t, batch_size=1).read_all().column("s").to_pylist()
+    [1.0, 2.0]
+    """
+    ts = load(specs)
+    con, _ = _connection(connection, threads, memory_limit, temp_directory)
+    try:
+        return engine.execute_batches(
+            ts, source, con, batch_size, own_connection=True, on_total=on_total
+        )
+    except BaseException:
+        con.close()
+        raise
+
+
+def explain(
+    specs: SpecLike,
+    *,
+    dialect: str = "duckdb",
+    source: str | Path | None = None,
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> str:
+    """The SQL statement for ``specs``: reading ``source`` (a Parquet path, glob or folder,
+    or a table name in ``connection``), or a table named ``transactions`` when None.
+
+    >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+    ...         "targets": [{"name": "s", "agg": "max", "window": {"kind": "rolling", "length": "7d"}}]}
+    >>> print(explain(spec).splitlines()[-1])
+      e._tb
+    """
+    ts = load(specs)
+    return engine.explain_sql(ts, str(source) if isinstance(source, Path) else source, connection, dialect)
+
+
+def read_input(
+    source: Any, *, connection: duckdb.DuckDBPyConnection | None = None
+) -> pa.Table:
+    """The input as one Arrow table in input order (files in name order, rows in file order)."""
+    import pyarrow.parquet as pq
+
+    if isinstance(source, Path):
+        source = str(source)
+    if isinstance(source, str):
+        if connection is not None and not engine.looks_like_path(source):
+            return connection.cursor().sql(f"SELECT * FROM {_rel(source)} ORDER BY rowid").to_arrow_table()
+        _, files, _ = engine.parquet_files(source)
+        tables = [pq.read_table(f) for f in files]
+        return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    if isinstance(source, pa.RecordBatchReader):
+        return source.read_all()
+    if isinstance(source, pa.RecordBatch):
+        return pa.Table.from_batches([source])
+    if isinstance(source, pa.Table):
+        return source
+    if engine._is_pandas(source):
+        return pa.Table.from_pandas(source, preserve_index=False)
+    raise SourceError(f"input: cannot read {type(source).__name__}")
+
+
+def _rel(name: str) -> str:
+    from .render import ident
+
+    return ".".join(ident(p) for p in name.split(".", 1))
+
+
+def reference(
+    specs: SpecLike, source: Any, *, connection: duckdb.DuckDBPyConnection | None = None
+) -> pa.Table:
+    """The NumPy reference: the same schema and values as :func:`generate`, computed by
+    plain per-user loops (slow; meant for tests and ``verify``)."""
+    from .reference import reference_table
+
+    return reference_table(load(specs), read_input(source, connection=connection))
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` compared and found."""
+
+    users: list[Any]
+    rows: int
+    targets: list[str]
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every compared cell agrees."""
+        return not self.mismatches
+
+
+def verify(
+    specs: SpecLike,
+    source: Any,
+    *,
+    users: int = 20,
+    seed: int = 0,
+    connection: duckdb.DuckDBPyConnection | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+) -> VerifyReport:
+    """Run the SQL path and the NumPy reference on ``users`` sampled users; compare cells.
+
+    The SQL runs over the whole input (row ids stay input positions); the reference runs on
+    the sampled users' rows only, in input order.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from .reference import reference_table
+
+    ts = load(specs)
+    table = read_input(source, connection=connection)
+    ucol = ts.columns.user
+    all_users = pc.unique(table.column(ucol).drop_null()).to_pylist()
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(all_users, min(users, len(all_users))))
+    mask = pc.is_in(table.column(ucol), value_set=pa.array(chosen, type=table.schema.field(ucol).type))
+    positions = np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
+    subset = table.take(pa.array(positions))
+    ref = reference_table(ts, subset)
+    if ts.columns.id is None and ts.output == "events":
+        rid = ref.column("row_id").to_numpy()
+        ref = ref.set_column(
+            ref.schema.get_field_index("row_id"), "row_id", pa.array(positions[rid], pa.int64())
+        )
+    again = table if isinstance(source, (pa.RecordBatchReader, pa.RecordBatch)) else source
+    sql = generate(ts, again, connection=connection, threads=threads, memory_limit=memory_limit)
+    sql = sql.filter(pc.is_in(sql.column(ucol), value_set=pa.array(chosen, type=sql.schema.field(ucol).type)))
+    key = [ucol, ts.key_column()] if ts.output == "events" else [ucol, "period_start"]
+    names = [t.name for t in ts.targets]
+    return VerifyReport(chosen, ref.num_rows, names, diff(sql, ref, names, key, limit=1000))
+
+
+def write(
+    specs: SpecLike,
+    source: Any,
+    output: str | Path,
+    *,
+    connection: duckdb.DuckDBPyConnection | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    temp_directory: str | None = None,
+    batch_size: int = 262_144,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Compute targets and write them to a Parquet file, atomically: a temporary file in the
+    output's folder, renamed into place when complete. Returns the number of rows written."""
+    import pyarrow.parquet as pq
+
+    out = Path(output)
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"output {str(out)!r}: folder {str(folder)!r} does not exist")
+    if out.is_dir():
+        raise OutputError(f"output {str(out)!r} is a folder; expected a file name")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output {str(out)!r}: folder {str(folder)!r} is not writable")
+    total = [0]
+    reader = generate_batches(
+        specs, source, batch_size=batch_size, connection=connection, threads=threads,
+        memory_limit=memory_limit, temp_directory=temp_directory, on_total=total.append,
+    )  # fmt: skip
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+                if progress:
+                    progress(rows, total[-1])
+        os.replace(tmp, out)
+    except BaseException:
+        reader.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return rows

@@ -1,0 +1,251 @@
+"""The ``sqltargets`` command line: a thin layer over the Python API.
+
+User mistakes end in one line ``Error: ...`` on stderr and exit code 1; ``--debug`` shows
+the traceback too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn
+
+from . import __version__
+from .errors import SqlTargetsError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise SqlTargetsError(f"{message} (see '{self.prog} --help')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="sqltargets",
+        description="Synthetic targets for transaction sequences, compiled to DuckDB SQL.",
+    )
+    p.add_argument("--version", action="version", version=f"sqltargets {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def resources(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
+        sp.add_argument("--memory-limit", help="DuckDB memory limit, e.g. 4GB")
+        sp.add_argument("--temp-directory", help="where DuckDB spills when over the memory limit")
+
+    sp = sub.add_parser("explain", help="print the SQL for a spec (touches no data)")
+    sp.add_argument("spec")
+    sp.add_argument("--input", help="Parquet file, glob or folder the SQL should read")
+    sp.add_argument("--dialect", default="duckdb", help="SQL dialect (default: duckdb)")
+
+    sp = sub.add_parser("run", help="compute targets and write them to Parquet")
+    sp.add_argument("spec")
+    sp.add_argument("--input", required=True, help="Parquet file, glob or folder")
+    sp.add_argument("--output", required=True, help="output .parquet file (written atomically)")
+    sp.add_argument("--quiet", action="store_true", help="no progress display")
+    sp.add_argument("--summary", action="store_true", help="print a per-target summary")
+    resources(sp)
+
+    sp = sub.add_parser("verify", help="compare the SQL path with the NumPy reference")
+    sp.add_argument("spec")
+    sp.add_argument("--input", required=True, help="Parquet file, glob or folder")
+    sp.add_argument("--users", type=int, default=20, help="users to sample (default 20)")
+    sp.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    resources(sp)
+
+    sp = sub.add_parser("validate", help="check a spec file")
+    sp.add_argument("spec")
+
+    sub.add_parser("mcc", help="list the built-in MCC groups")
+
+    sp = sub.add_parser("demo-data", help="write synthetic transactions as Parquet")
+    sp.add_argument("--users", type=int, required=True)
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--files", type=int, default=4, help="number of Parquet files (default 4)")
+    sp.add_argument("--tx-per-user", type=int, help="exactly this many transactions per user")
+    sp.add_argument("--ties", type=float, default=0.02, help="share of same-second ties")
+    sp.add_argument("--shuffle", action="store_true", help="write rows in random order")
+    return p
+
+
+def _print(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _cmd_explain(a: argparse.Namespace) -> int:
+    from .api import explain
+
+    _print(explain(a.spec, dialect=a.dialect, source=a.input) + ";")
+    return 0
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def stage(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"{text}\n")
+            sys.stderr.flush()
+
+    def __call__(self, rows: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2 and rows < total:
+            return
+        self.last = now
+        pct = f" ({100 * rows / total:.0f}%)" if total else ""
+        line = f"written {rows:,} of {total:,} rows{pct}, {now - self.start:.1f}s"
+        sys.stderr.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty and rows >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from .api import write
+    from .spec import load
+
+    ts = load(a.spec)
+    progress = _Progress(not a.quiet)
+    progress.stage(f"computing {len(ts.targets)} targets over {a.input} ...")
+    rows = write(
+        ts, a.input, a.output, threads=a.threads, memory_limit=a.memory_limit,
+        temp_directory=a.temp_directory, progress=progress,
+    )  # fmt: skip
+    progress.stage(f"wrote {rows:,} rows to {a.output} in {time.monotonic() - progress.start:.1f}s")
+    if a.summary:
+        _print_summary(a.output, [t.name for t in ts.targets])
+    return 0
+
+
+def _print_summary(path: str, names: list[str]) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=names)
+    _print(f"{'target':<28} {'non-null':>9} {'nonzero':>8} {'mean':>12} {'min':>12} {'max':>12}")
+    for name in names:
+        col = table.column(name)
+        if col.type.num_fields or str(col.type).startswith(("list", "large_list")):
+            col = pc.list_element(col, 0)
+        values = pc.cast(col, "float64")
+        n = len(values) - values.null_count
+        nonzero = pc.sum(pc.not_equal(values, 0)).as_py() or 0
+        stats = [pc.mean(values).as_py(), pc.min(values).as_py(), pc.max(values).as_py()]
+        shown = " ".join(f"{v:>12.2f}" if v is not None else f"{'-':>12}" for v in stats)
+        _print(f"{name:<28} {n / max(len(values), 1):>9.1%} {nonzero / max(n, 1):>8.1%} {shown}")
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    from .api import verify
+
+    t0 = time.monotonic()
+    report = verify(
+        a.spec, a.input, users=a.users, seed=a.seed, threads=a.threads,
+        memory_limit=a.memory_limit,
+    )  # fmt: skip
+    _print(
+        f"compared {len(report.targets)} targets on {report.rows:,} rows of "
+        f"{len(report.users)} users in {time.monotonic() - t0:.1f}s"
+    )
+    if report.ok:
+        _print("ok: the SQL and the NumPy reference agree on every cell")
+        return 0
+    by_col: dict[str, int] = {}
+    for m in report.mismatches:
+        by_col[m.column] = by_col.get(m.column, 0) + 1
+    for col, n in by_col.items():
+        _print(f"MISMATCH {col}: {n} cells")
+    for m in report.mismatches[:10]:
+        _print(f"  {m}")
+    sys.stderr.write(f"Error: {len(report.mismatches)} cells differ between SQL and reference\n")
+    return 1
+
+
+def _cmd_validate(a: argparse.Namespace) -> int:
+    from .spec import load
+
+    ts = load(a.spec)
+    _print(f"ok: {len(ts.targets)} targets, output {ts.output}, time zone {ts.timezone}")
+    for t in ts.targets:
+        _print(f"  {t.name}: {t.agg} over {t.window.describe()}")
+    return 0
+
+
+def _cmd_mcc(a: argparse.Namespace) -> int:
+    from .mcc import catalog_table
+
+    rows = catalog_table()
+    width = max(len(r[0]) for r in rows)
+    for name, codes, desc in rows:
+        _print(f"{name:<{width}}  {desc}\n{'':<{width}}  {codes}")
+    return 0
+
+
+def _cmd_demo_data(a: argparse.Namespace) -> int:
+    from .demo import write_demo
+
+    if a.users < 1:
+        raise SqlTargetsError(f"--users: {a.users} is not allowed; expected a positive number")
+    if a.files < 1:
+        raise SqlTargetsError(f"--files: {a.files} is not allowed; expected a positive number")
+    paths = write_demo(
+        a.out, a.users, seed=a.seed, files=a.files, tx_per_user=a.tx_per_user, ties=a.ties,
+        shuffle=a.shuffle,
+    )  # fmt: skip
+    _print(f"wrote {len(paths)} files to {a.out}")
+    return 0
+
+
+COMMANDS = {
+    "explain": _cmd_explain,
+    "run": _cmd_run,
+    "verify": _cmd_verify,
+    "validate": _cmd_validate,
+    "mcc": _cmd_mcc,
+    "demo-data": _cmd_demo_data,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            _parser().print_help()
+            return 1
+        return COMMANDS[args.command](args)
+    except SqlTargetsError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"Error: {_one_line(str(e))}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("Error: interrupted\n")
+        return 130
+    except Exception as e:  # an unexpected failure still gets one line
+        if debug:
+            raise
+        sys.stderr.write(
+            f"Error: unexpected {type(e).__name__}: {_one_line(str(e))} "
+            "(run with --debug for the traceback)\n"
+        )
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

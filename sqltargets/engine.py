@@ -1,0 +1,429 @@
+"""Execution on DuckDB: connections, sources (Parquet, Arrow, tables), checks, Arrow out.
+
+A source is resolved once into a :class:`Input`: how the SQL reads it (a
+:class:`~sqltargets.render.Source`), the DuckDB types of its columns, and how to clean up
+(Arrow inputs are registered on the connection under a private name).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from .errors import DataError, SourceError, SqlTargetsError, did_you_mean
+from .plan import Plan, build
+from .render import ROW_ID_COLUMN, Source, ident, parquet_source, relation_source, render
+from .spec import COUNTING, TargetSet
+
+GLOB_CHARS = set("*?[")
+INTEGER_TYPES = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+}  # fmt: skip
+FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+TIME_TYPES = {
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP_NS": "timestamp",
+    "TIMESTAMP_MS": "timestamp",
+    "TIMESTAMP_S": "timestamp",
+    "DATE": "date",
+}
+
+
+def is_numeric(duck_type: str) -> bool:
+    """Whether a DuckDB type name is numeric."""
+    return duck_type in INTEGER_TYPES or duck_type in FLOAT_TYPES or duck_type.startswith("DECIMAL")
+
+
+def connect(
+    *,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    temp_directory: str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with the given resource settings."""
+    config: dict[str, Any] = {}
+    if threads is not None:
+        config["threads"] = int(threads)
+    if memory_limit is not None:
+        config["memory_limit"] = str(memory_limit)
+    if temp_directory is not None:
+        config["temp_directory"] = str(temp_directory)
+    try:
+        return duckdb.connect(":memory:", config=config)
+    except duckdb.Error as e:
+        raise SqlTargetsError(f"cannot open DuckDB with settings {config}: {_msg(e)}") from e
+
+
+def _msg(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+@dataclass
+class Input:
+    """A resolved source: how SQL reads it and what its columns are."""
+
+    source: Source
+    label: str  # for messages
+    arrow_table: pa.Table | None = None  # registered under `name` while in use
+    name: str = ""
+    types: dict[str, str] = field(default_factory=dict)  # column -> DuckDB type
+    arrow_schema: pa.Schema | None = None  # the input's own Arrow types, when known
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Make an Arrow input visible to ``con`` (a no-op for files and tables)."""
+        if self.arrow_table is not None:
+            con.register(self.name, self.arrow_table)
+
+    def unregister(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Undo :meth:`register`."""
+        if self.arrow_table is not None:
+            try:
+                con.unregister(self.name)
+            except duckdb.Error:
+                pass
+
+    def scan_sql(self) -> str:
+        """A FROM-clause item reading the raw input (no row positions)."""
+        s = self.source
+        if s.kind == "parquet":
+            return f"read_parquet({s.files})"
+        return s.relation
+
+
+def looks_like_path(source: str) -> bool:
+    """A string is a path (not a table name) when it has a slash, a glob, a .parquet
+    suffix, or exists on disk."""
+    return (
+        "/" in source
+        or os.sep in source
+        or bool(GLOB_CHARS & set(source))
+        or source.lower().endswith(".parquet")
+        or os.path.exists(source)
+    )
+
+
+def parquet_files(path: str) -> tuple[str, list[str], bool]:
+    """(pattern for read_parquet, the files it matches in name order, several files?)."""
+    if os.path.isdir(path):
+        pattern = os.path.join(path, "**", "*.parquet")
+        files = sorted(glob.glob(pattern, recursive=True))
+        if not files:
+            raise SourceError(f"input {path!r} is a folder with no .parquet files")
+        return pattern, files, True
+    if GLOB_CHARS & set(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise SourceError(f"input {path!r} matches no files")
+        return path, files, True
+    if not os.path.exists(path):
+        raise SourceError(f"input {path!r} does not exist")
+    return path, [path], False
+
+
+def resolve(
+    source: Any,
+    ts: TargetSet,
+    con: duckdb.DuckDBPyConnection | None,
+    *,
+    absolute: bool = True,
+) -> Input:
+    """Resolve ``source`` (Parquet path/glob/folder, Arrow table or reader, pandas frame,
+    or a table/view name in ``con``)."""
+    rid = ts.columns.id is None
+    if isinstance(source, Path):
+        source = str(source)
+    if isinstance(source, str):
+        if con is not None and not looks_like_path(source):
+            return _relation_input(source, ts, con)
+        if not looks_like_path(source) and con is None:
+            # a bare name with no connection: a file in the working folder, if one exists
+            if not os.path.exists(source):
+                raise SourceError(
+                    f"input {source!r} does not exist (to read a table, pass connection=)"
+                )
+        pattern, files, multi = parquet_files(source)
+        if absolute:
+            pattern = os.path.abspath(pattern)
+        return Input(parquet_source(pattern, multi=multi, rid=rid), label=source)
+    if hasattr(source, "to_arrow_table") and not isinstance(source, pa.Table):
+        source = source.to_arrow_table()
+    if _is_pandas(source):
+        source = pa.Table.from_pandas(source, preserve_index=False)
+    if isinstance(source, pa.RecordBatchReader):
+        source = source.read_all()
+    if isinstance(source, pa.RecordBatch):
+        source = pa.Table.from_batches([source])
+    if isinstance(source, pa.Table):
+        if ROW_ID_COLUMN in source.column_names:
+            raise DataError(f"input has a column named {ROW_ID_COLUMN!r}, which sqltargets uses")
+        schema = source.schema
+        table = source.append_column(
+            ROW_ID_COLUMN, pa.array(range(source.num_rows), type=pa.int64())
+        ) if rid else source  # fmt: skip
+        name = f"_sqltargets_input_{uuid.uuid4().hex[:12]}"
+        src = relation_source(name, rid_column=ROW_ID_COLUMN if rid else "")
+        return Input(src, label="Arrow table", arrow_table=table, name=name, arrow_schema=schema)
+    raise SourceError(
+        "input: expected a Parquet path, glob or folder, a pyarrow Table or RecordBatchReader, "
+        f"or a table name with connection=; got {type(source).__name__}"
+    )
+
+
+def _is_pandas(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pandas") and hasattr(obj, "columns")
+
+
+def _relation_input(name: str, ts: TargetSet, con: duckdb.DuckDBPyConnection) -> Input:
+    schema = None
+    table = name
+    if "." in name:
+        schema, table = name.split(".", 1)
+    rows = con.execute(
+        "SELECT table_type FROM information_schema.tables "
+        "WHERE table_name = ? AND (? IS NULL OR table_schema = ?)",
+        [table, schema, schema],
+    ).fetchall()
+    if not rows:
+        known = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        raise SourceError(
+            f"input {name!r} is neither a file nor a table or view in the connection"
+            f"{did_you_mean(table, known)}"
+        )
+    is_view = rows[0][0] == "VIEW"
+    if is_view and ts.columns.id is None:
+        raise SourceError(
+            f"input {name!r} is a view, whose row order is not defined; set columns.id "
+            "(a unique transaction id) in the spec, or pass a table"
+        )
+    rid_column = "" if ts.columns.id else "rowid"
+    return Input(relation_source(table, schema=schema, rid_column=rid_column), label=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks against the data
+
+
+def describe(inp: Input, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Column → DuckDB type name of the input."""
+    try:
+        rows = con.sql(f"DESCRIBE SELECT * FROM {inp.scan_sql()}").fetchall()
+    except duckdb.Error as e:
+        raise SourceError(f"cannot read input {inp.label!r}: {_msg(e)}") from e
+    inp.types = {r[0]: r[1] for r in rows}
+    return inp.types
+
+
+def check_columns(ts: TargetSet, types: dict[str, str]) -> str:
+    """Check the spec's columns against the input; return the time column's kind."""
+    names = list(types)
+
+    def need(col: str, field: str) -> str:
+        if col not in types:
+            raise DataError(
+                f"{field}: column {col!r} is not in the input; columns are: "
+                f"{', '.join(names)}{did_you_mean(col, names)}"
+            )
+        return types[col]
+
+    c = ts.columns
+    need(c.user, "columns.user")
+    time_type = need(c.time, "columns.time")
+    need(c.amount, "columns.amount")
+    mcc_type = need(c.mcc, "columns.mcc")
+    if c.id:
+        need(c.id, "columns.id")
+    if mcc_type not in INTEGER_TYPES and mcc_type != "VARCHAR" and not is_numeric(mcc_type):
+        raise DataError(
+            f"columns.mcc: column {c.mcc!r} has type {mcc_type}; expected an integer or a "
+            "string of digits"
+        )
+    for i, t in enumerate(ts.targets):
+        vtype = need(t.value, f"targets[{i}].value")
+        if t.agg != "count_distinct" and t.agg != "count" and not is_numeric(vtype):
+            raise DataError(
+                f"targets[{i}].value: column {t.value!r} has type {vtype}; agg {t.agg!r} needs "
+                "a numeric column (count and count_distinct take any type)"
+            )
+        for col in sorted(t.where_columns()):
+            need(col, f"targets[{i}].where")
+
+    if time_type in INTEGER_TYPES:
+        if ts.time.unit is None:
+            raise DataError(
+                f"time.unit: column {c.time!r} is an integer ({time_type}), so the spec needs "
+                "time: {unit: day|s|ms|us, origin: YYYY-MM-DD}"
+            )
+        return "integer"
+    if time_type in TIME_TYPES:
+        if ts.time.unit is not None:
+            raise DataError(
+                f"time.unit: column {c.time!r} is {time_type}, not an integer; remove time.unit"
+            )
+        return TIME_TYPES[time_type]
+    raise DataError(
+        f"columns.time: column {c.time!r} has type {time_type}; expected TIMESTAMP "
+        "(with or without time zone), DATE, or an integer with time.unit"
+    )
+
+
+def numeric_columns(types: dict[str, str]) -> dict[str, bool]:
+    """Column → whether it is numeric."""
+    return {k: is_numeric(v) for k, v in types.items()}
+
+
+def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int:
+    """Count input rows; null users or times are errors with a count and an example."""
+    u, t = ident(ts.columns.user), ident(ts.columns.time)
+    key = ident(ts.columns.id) if ts.columns.id else None
+    src = inp.scan_sql()
+    row = con.sql(
+        f"SELECT count(*), count(*) FILTER (WHERE {u} IS NULL), "
+        f"count(*) FILTER (WHERE {t} IS NULL) FROM {src}"
+    ).fetchall()[0]
+    total, null_users, null_times = row
+    for n, col, role in ((null_users, ts.columns.user, "user"), (null_times, ts.columns.time, "time")):
+        if n:
+            example = con.sql(
+                f"SELECT {u}, {t}{', ' + key if key else ''} FROM {src} "
+                f"WHERE {ident(col)} IS NULL LIMIT 1"
+            ).fetchall()[0]
+            raise DataError(
+                f"columns.{role}: {n} of {total} rows have a null {role} in column {col!r}, "
+                f"so they cannot be placed; first such row: {example}"
+            )
+    return int(total)
+
+
+def prepare(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Plan:
+    """Describe the input, check it against the spec, and plan."""
+    types = describe(inp, con)
+    time_kind = check_columns(ts, types)
+    return build(ts, time_kind=time_kind, numeric=numeric_columns(types))
+
+
+# ---------------------------------------------------------------------------------------------
+# execution
+
+
+def _restore_types(table: pa.Table, ts: TargetSet, inp: Input) -> pa.Table:
+    """Give the passthrough columns (user, time, id) their input Arrow types back."""
+    schema = inp.arrow_schema
+    if schema is None:
+        return table
+    for col in (ts.columns.user, ts.columns.time, ts.columns.id):
+        if col is None or col not in schema.names:
+            continue
+        want = schema.field(col).type
+        i = table.schema.get_field_index(col)
+        if i >= 0 and table.schema.field(i).type != want:
+            try:
+                table = table.set_column(i, col, table.column(i).cast(want))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+    return table
+
+
+def run_table(sql: str, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Run a statement and return its result as one Arrow table."""
+    try:
+        return con.sql(sql).to_arrow_table()
+    except duckdb.Error as e:
+        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+
+
+def execute(
+    ts: TargetSet,
+    source: Any,
+    con: duckdb.DuckDBPyConnection,
+) -> pa.Table:
+    """Check, plan, render and run; the Arrow result, rows out checked against rows in."""
+    inp = resolve(source, ts, con)
+    inp.register(con)
+    try:
+        plan = prepare(ts, inp, con)
+        total = check_rows(ts, inp, con)
+        table = run_table(render(plan, inp.source), con)
+    finally:
+        inp.unregister(con)
+    if ts.output == "events" and table.num_rows != total:
+        raise SqlTargetsError(
+            f"internal error: {total} rows in but {table.num_rows} rows out; please report this"
+        )
+    return _restore_types(table, ts, inp)
+
+
+def execute_batches(
+    ts: TargetSet,
+    source: Any,
+    con: duckdb.DuckDBPyConnection,
+    batch_size: int,
+    own_connection: bool,
+    on_total: Callable[[int], None] | None = None,
+) -> pa.RecordBatchReader:
+    """Like :func:`execute`, streaming record batches. The connection stays busy until the
+    reader is drained or closed."""
+    inp = resolve(source, ts, con)
+    inp.register(con)
+    try:
+        plan = prepare(ts, inp, con)
+        total = check_rows(ts, inp, con)
+        if on_total:
+            on_total(total)
+        reader = con.sql(render(plan, inp.source)).to_arrow_reader(batch_size)
+    except duckdb.Error as e:
+        inp.unregister(con)
+        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+    except BaseException:
+        inp.unregister(con)
+        raise
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        seen = 0
+        try:
+            for batch in reader:
+                seen += batch.num_rows
+                yield batch
+            if ts.output == "events" and seen != total:
+                raise SqlTargetsError(f"internal error: {total} rows in but {seen} rows out")
+        finally:
+            inp.unregister(con)
+            if own_connection:
+                con.close()
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def explain_sql(ts: TargetSet, source: Any, con: duckdb.DuckDBPyConnection | None, dialect: str) -> str:
+    """The statement for ``source`` (None: a table named ``transactions``)."""
+    if source is None:
+        plan = build(ts)
+        rid = "" if ts.columns.id else "rowid"
+        return render(plan, relation_source("transactions", rid_column=rid), dialect=dialect)
+    own = con is None
+    con = con or connect(threads=1)
+    try:
+        inp = resolve(source, ts, con, absolute=False)
+        inp.register(con)
+        try:
+            plan = prepare(ts, inp, con)
+        finally:
+            inp.unregister(con)
+        if inp.arrow_table is not None:
+            raise SourceError("explain: an Arrow input has no name the SQL could read; pass a path")
+        return render(plan, inp.source, dialect=dialect)
+    finally:
+        if own:
+            con.close()
+
+
+__all__ = ["COUNTING", "Input", "connect", "execute", "execute_batches", "explain_sql", "resolve"]

@@ -1,0 +1,86 @@
+"""The one error tree of sqltargets.
+
+Every mistake a user can make ends in a subclass of :class:`SqlTargetsError`; the CLI prints
+it as one ``Error: ...`` line and exits 1.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SqlTargetsError(Exception):
+    """Root of every error sqltargets raises on purpose."""
+
+
+class SpecError(SqlTargetsError):
+    """A target spec is invalid. Holds one or more :class:`SpecIssue` lines."""
+
+    def __init__(self, issues: list[SpecIssue] | SpecIssue | str) -> None:
+        if isinstance(issues, str):
+            issues = [SpecIssue("", issues)]
+        elif isinstance(issues, SpecIssue):
+            issues = [issues]
+        self.issues: list[SpecIssue] = list(issues)
+        super().__init__("; ".join(str(i) for i in self.issues))
+
+
+class SpecIssue:
+    """One problem in a spec: a dotted path, and what is wrong there."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    def __repr__(self) -> str:
+        return f"SpecIssue({self.path!r}, {self.message!r})"
+
+
+class DataError(SqlTargetsError):
+    """The input data does not fit the spec (missing column, null time, wrong type, ...)."""
+
+
+class SourceError(SqlTargetsError):
+    """The input cannot be found or read."""
+
+
+class OutputError(SqlTargetsError):
+    """The output cannot be written."""
+
+
+class VerifyError(SqlTargetsError):
+    """The SQL path and the NumPy reference disagree."""
+
+
+def did_you_mean(value: object, allowed: Iterable[str]) -> str:
+    """A ``did you mean`` hint for ``value`` among ``allowed``, or ``""``.
+
+    >>> did_you_mean("mounth", ["day", "week", "month"])
+    " (did you mean 'month'?)"
+    >>> did_you_mean("xyz", ["day"])
+    ''
+    """
+    allowed = list(allowed)
+    if not isinstance(value, str):
+        return ""
+    lowered = {a.lower(): a for a in allowed}
+    match = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {lowered[match[0]]!r}?)" if match else ""
+
+
+def one_of(field: str, value: object, allowed: Iterable[str]) -> SpecIssue:
+    """The standard "not one of" issue, with the allowed values and a did-you-mean.
+
+    >>> str(one_of("targets[0].agg", "summ", ["sum", "count"]))
+    "targets[0].agg: 'summ' is not allowed; expected one of: sum, count (did you mean 'sum'?)"
+    """
+    allowed = list(allowed)
+    return SpecIssue(
+        field,
+        f"{value!r} is not allowed; expected one of: {', '.join(allowed)}"
+        f"{did_you_mean(value, allowed)}",
+    )

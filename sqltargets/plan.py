@@ -1,0 +1,194 @@
+"""Specs → plan: which windows, which aggregates, shared where possible. No SQL text here.
+
+The plan groups targets by the shape of their window, so that every distinct window
+(partition + order + frame) is evaluated once for all its targets; it shares filters and
+aggregates across targets (a ``mean`` reuses the ``sum`` of a ``sum`` target with the same
+filter and window); and it computes whole-period and next-period windows with one
+``GROUP BY`` per calendar period, joined back to the events.
+
+>>> from sqltargets.spec import load
+>>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
+...     {"name": "s", "agg": "sum", "mcc": [5411], "window": {"kind": "expanding", "period": "day"}},
+...     {"name": "m", "agg": "mean", "mcc": [5411], "window": {"kind": "expanding", "period": "day"}},
+... ]})
+>>> p = build(ts)
+>>> [(m.fn, m.filter.id) for m in p.frames[0].measures]
+[('sum', 'f0'), ('count_value', 'f0')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .spec import PERIODS, Target, TargetSet
+
+TIME_KINDS = ("timestamptz", "timestamp", "date", "integer")
+
+#: Primitive aggregates each target agg is computed from.
+MEASURES_OF: dict[str, tuple[str, ...]] = {
+    "sum": ("sum",),
+    "count": ("count_star",),
+    "mean": ("sum", "count_value"),
+    "min": ("min",),
+    "max": ("max",),
+    "std": ("std",),
+    "first": ("first",),
+    "last": ("last",),
+    "count_distinct": ("count_distinct",),
+    "top_k": ("top_k",),
+}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A row filter shared by every measure that uses the same MCC set and ``where``."""
+
+    id: str
+    mcc: tuple[tuple[int, int], ...] | None
+    where: str | None
+
+
+@dataclass(frozen=True)
+class Value:
+    """An aggregated input column; ``numeric`` values are read as DOUBLE."""
+
+    id: str
+    column: str
+    numeric: bool
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One primitive aggregate over one window."""
+
+    id: str
+    fn: str
+    value: Value | None
+    filter: Filter | None
+    k: int | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A window evaluated with OVER: expanding (ROWS), rolling and future (RANGE on time)."""
+
+    id: str
+    kind: str
+    period: str | None
+    length: int | None
+    measures: tuple[Measure, ...]
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """Whole calendar periods, aggregated with one GROUP BY (user, period)."""
+
+    id: str
+    period: str
+    measures: tuple[Measure, ...]
+    join_current: bool
+    join_next: bool
+
+
+@dataclass(frozen=True)
+class Output:
+    """A target's output column: how its measures combine, and where they live."""
+
+    target: Target
+    relation: str  # "e" for frames; "cur_<period>" / "next_<period>" for grouped windows
+    measures: dict[str, Measure] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the renderer needs, in order."""
+
+    spec: TargetSet
+    time_kind: str
+    filters: tuple[Filter, ...]
+    values: tuple[Value, ...]
+    periods: tuple[str, ...]  # calendar periods whose keys the events need
+    frames: tuple[Frame, ...]
+    groups: tuple[Grouped, ...]
+    outputs: tuple[Output, ...]
+    needs_elapsed: bool  # rolling/future windows present
+    needs_order_key: bool  # first/last present
+
+
+def build(ts: TargetSet, time_kind: str | None = None, numeric: dict[str, bool] | None = None) -> Plan:
+    """Plan ``ts``. ``time_kind`` is the time column's kind (default from the spec:
+    ``integer`` when ``time.unit`` is set, else ``timestamp``); ``numeric`` says which
+    columns are numeric (default: all)."""
+    if time_kind is None:
+        time_kind = "integer" if ts.time.unit else "timestamp"
+    if time_kind not in TIME_KINDS:
+        raise ValueError(f"time_kind must be one of {TIME_KINDS}, got {time_kind!r}")
+    numeric = numeric or {}
+
+    filters: dict[tuple[object, ...], Filter] = {}
+    values: dict[tuple[str, bool], Value] = {}
+    frames: dict[tuple[object, ...], dict[tuple[object, ...], Measure]] = {}
+    groups: dict[str, dict[tuple[object, ...], Measure]] = {}
+    joins: dict[str, set[str]] = {}
+    outputs: list[Output] = []
+    counter = [0]
+
+    def measure(bucket: dict[tuple[object, ...], Measure], fn: str, t: Target) -> Measure:
+        f = None
+        if t.mcc is not None or t.where is not None:
+            fkey = (t.mcc, t.where)
+            f = filters.setdefault(fkey, Filter(f"f{len(filters)}", t.mcc, t.where))
+        v = None
+        if fn != "count_star":
+            is_numeric = fn != "count_distinct" or numeric.get(t.value, True)
+            vkey = (t.value, is_numeric)
+            v = values.setdefault(vkey, Value(f"v{len(values)}", t.value, is_numeric))
+        key = (fn, v.id if v else None, f.id if f else None, t.k if fn == "top_k" else None)
+        if key not in bucket:
+            bucket[key] = Measure(f"m{counter[0]}", fn, v, f, t.k if fn == "top_k" else None)
+            counter[0] += 1
+        return bucket[key]
+
+    for t in ts.targets:
+        w = t.window
+        if w.kind in ("period", "next_period"):
+            assert w.period is not None
+            bucket = groups.setdefault(w.period, {})
+            joins.setdefault(w.period, set()).add(w.kind)
+            relation = ("cur_" if w.kind == "period" else "next_") + w.period
+        else:
+            bucket = frames.setdefault((w.kind, w.period, w.length), {})
+            relation = "e"
+        ms = {fn: measure(bucket, fn, t) for fn in MEASURES_OF[t.agg]}
+        outputs.append(Output(t, relation, ms))
+
+    frame_list = tuple(
+        Frame(f"w{i}", kind, period, length, tuple(b.values()))
+        for i, ((kind, period, length), b) in enumerate(frames.items())
+    )
+    group_list = tuple(
+        Grouped(
+            f"g_{period}",
+            period,
+            tuple(b.values()),
+            join_current="period" in joins[period],
+            join_next="next_period" in joins[period],
+        )
+        for period, b in groups.items()
+    )
+    used_periods = {f.period for f in frame_list if f.period} | set(groups)
+    fns = {m.fn for f in frame_list for m in f.measures} | {
+        m.fn for g in group_list for m in g.measures
+    }
+    return Plan(
+        spec=ts,
+        time_kind=time_kind,
+        filters=tuple(filters.values()),
+        values=tuple(values.values()),
+        periods=tuple(p for p in PERIODS if p in used_periods),
+        frames=frame_list,
+        groups=group_list,
+        outputs=tuple(outputs),
+        needs_elapsed=any(f.kind in ("rolling", "future") for f in frame_list),
+        needs_order_key=bool(fns & {"first", "last"}),
+    )

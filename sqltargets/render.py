@@ -1,0 +1,208 @@
+"""Plan → SQL text: Jinja templates (``templates/``), then sqlglot parses and pretty-prints.
+
+Identifiers and literals are quoted here, with sqlglot, before they reach a template; the
+templates only arrange them. The rendered text is parsed straight away, so a template bug
+fails at render time with the template's name in the error.
+
+>>> from sqltargets.spec import load
+>>> from sqltargets.plan import build
+>>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
+...     {"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]})
+>>> sql = render(build(ts), relation_source("transactions"))
+>>> "PARTITION BY _u, _p_day" in sql
+True
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import sqlglot
+from sqlglot import exp
+
+from . import where as where_mod
+from .errors import SqlTargetsError
+from .plan import Frame, Plan
+from .spec import UNIT_US
+
+DIALECTS = ("duckdb",)
+
+PERIOD_STEP = {
+    "day": "1 DAY",
+    "week": "7 DAY",
+    "month": "1 MONTH",
+    "quarter": "3 MONTH",
+    "year": "1 YEAR",
+}
+
+ROW_ID_COLUMN = "_st_rid"
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier.
+
+    >>> ident('we"ird')
+    '"we""ird"'
+    """
+    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
+
+
+def literal(value: object) -> str:
+    """A SQL literal for a string or number.
+
+    >>> literal("it's"), literal(2.5), literal(-3)
+    ("'it''s'", '2.5', '-3')
+    """
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"no literal for {value!r}")
+    if isinstance(value, (int, float)):
+        return exp.convert(value).sql(dialect="duckdb")
+    return exp.Literal.string(str(value)).sql(dialect="duckdb")
+
+
+@dataclass(frozen=True)
+class Source:
+    """How the statement reads its input: Parquet files, or a named relation."""
+
+    kind: str  # "parquet" | "relation"
+    files: str = ""  # SQL literal: a path, a glob, or a list of paths
+    multi: bool = False  # several files: row positions need per-file offsets
+    relation: str = ""  # quoted (schema-qualified) name
+    rid_column: str = ""  # column or pseudo-column giving the row position ("rowid", ...)
+    rid: bool = True  # whether the plan needs the input position
+
+
+def parquet_source(paths: str | list[str], *, multi: bool, rid: bool = True) -> Source:
+    """Read Parquet: one path or glob, or an explicit list of files."""
+    if isinstance(paths, str):
+        files = literal(paths)
+    else:
+        files = "[" + ", ".join(literal(p) for p in paths) + "]"
+    return Source("parquet", files=files, multi=multi, rid=rid)
+
+
+def relation_source(name: str, *, schema: str | None = None, rid_column: str = "rowid") -> Source:
+    """Read a table or view by name; ``rid_column`` gives row positions ("" for none)."""
+    rel = ident(name) if schema is None else f"{ident(schema)}.{ident(name)}"
+    rid = rid_column if rid_column in ("", "rowid") else ident(rid_column)
+    return Source("relation", relation=rel, rid_column=rid, rid=bool(rid_column))
+
+
+def _template_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "targets.sql.j2").exists():
+            return candidate
+    raise SqlTargetsError(f"templates not found next to {here}; the installation is broken")
+
+
+@functools.lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_template_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # SQL, not HTML: quoting is done in Python before rendering
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+
+
+def _frame_sql(fr: Frame, elapsed: str) -> str:
+    if fr.kind == "expanding":
+        return (
+            f"PARTITION BY _u, _p_{fr.period} ORDER BY _o, _tb "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+        )
+    assert fr.length is not None
+    if fr.kind == "rolling":
+        # (t - length, t]: peers (same time) are inside, exactly `length` ago is not
+        return (
+            f"PARTITION BY _u ORDER BY {elapsed} "
+            f"RANGE BETWEEN {fr.length - 1} PRECEDING AND CURRENT ROW"
+        )
+    # future: (t, t + length]
+    return f"PARTITION BY _u ORDER BY {elapsed} RANGE BETWEEN 1 FOLLOWING AND {fr.length} FOLLOWING"
+
+
+def _filter_sql(mcc: tuple[tuple[int, int], ...] | None, where: str | None, mcc_col: str) -> str:
+    parts = []
+    if mcc is not None:
+        code = f"TRY_CAST({mcc_col} AS INTEGER)"
+        singles = [lo for lo, hi in mcc if lo == hi]
+        ranges = [(lo, hi) for lo, hi in mcc if lo != hi]
+        terms = []
+        if singles:
+            terms.append(f"{code} IN ({', '.join(str(s) for s in singles)})")
+        terms.extend(f"{code} BETWEEN {lo} AND {hi}" for lo, hi in ranges)
+        parts.append("(" + " OR ".join(terms) + ")")
+    if where is not None:
+        parts.append("(" + where_mod.to_sql(where_mod.parse(where)) + ")")
+    return " AND ".join(parts)
+
+
+def context(plan: Plan, source: Source) -> dict[str, object]:
+    """Everything the templates see, quoted."""
+    ts = plan.spec
+    cols = ts.columns
+    elapsed_differs = plan.time_kind == "timestamp" and ts.timezone != "UTC"
+    names = set(ts.input_columns()) | {t.name for t in ts.targets}
+    if source.kind == "parquet" or source.rid_column:
+        rid = ROW_ID_COLUMN
+    else:
+        rid = "NULL"
+    return {
+        "plan": plan,
+        "source": source,
+        "c": {
+            "user": ident(cols.user),
+            "time": ident(cols.time),
+            "key": ident(ts.key_column()),
+        },
+        "key": ident(cols.id) if cols.id else rid,
+        "tiebreak": ident(cols.id) if cols.id else rid,
+        "q": {n: ident(n) for n in names},
+        "tz": literal(ts.timezone),
+        "origin": f"TIMESTAMP {literal(ts.time.origin.isoformat())}",
+        "unit_us": str(UNIT_US[ts.time.unit]) if ts.time.unit else "1",
+        "week_shift": ts.week_start_index,
+        "period_step": PERIOD_STEP,
+        "elapsed_differs": elapsed_differs,
+        "filter_sql": {
+            f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc)) for f in plan.filters
+        },
+        "frame_sql": {
+            fr.id: _frame_sql(fr, "_e" if elapsed_differs else "_o") for fr in plan.frames
+        },
+        "fills": {
+            t.name: (literal(t.fill) if t.fill is not None else "") for t in ts.targets
+        },
+    }
+
+
+def render_raw(plan: Plan, source: Source) -> str:
+    """The template output, before sqlglot."""
+    try:
+        return _env().get_template("targets.sql.j2").render(**context(plan, source))
+    except jinja2.TemplateError as e:
+        name = getattr(e, "name", None) or "targets.sql.j2"
+        raise SqlTargetsError(f"template {name} failed: {e}") from e
+
+
+def render(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = True) -> str:
+    """One SQL statement for ``plan`` reading ``source``, in ``dialect``."""
+    if dialect not in DIALECTS:
+        from .errors import did_you_mean
+
+        raise SqlTargetsError(
+            f"dialect: {dialect!r} is not supported; expected one of: {', '.join(DIALECTS)}"
+            f"{did_you_mean(dialect, DIALECTS)}"
+        )
+    raw = render_raw(plan, source)
+    try:
+        tree = sqlglot.parse_one(raw, read="duckdb")
+    except sqlglot.errors.ParseError as e:
+        raise SqlTargetsError(f"template targets.sql.j2 rendered SQL that does not parse: {e}") from e
+    return tree.sql(dialect=dialect, pretty=pretty)

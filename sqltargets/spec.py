@@ -1,0 +1,553 @@
+"""Target specs: parse a YAML/JSON file or a dict and validate it into frozen objects.
+
+Every problem is collected and reported together, each naming its dotted path
+(``targets[2].window.period``), the value received and what is allowed.
+
+>>> ts = load({
+...     "columns": {"user": "user_id", "time": "ts", "amount": "amount", "mcc": "mcc"},
+...     "targets": [{"name": "grocery_day", "agg": "sum", "mcc": ["grocery"],
+...                  "window": {"kind": "expanding", "period": "day"}}],
+... })
+>>> ts.targets[0].window
+Window(kind='expanding', period='day', length=None)
+>>> load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+...       "targets": [{"name": "x", "agg": "summ", "window": {"kind": "expanding", "period": "day"}}]})
+Traceback (most recent call last):
+...
+sqltargets.errors.SpecError: targets[0].agg: 'summ' is not allowed; expected one of: sum, count, mean, min, max, std, first, last, count_distinct, top_k (did you mean 'sum'?)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import mcc as mcc_catalog
+from . import where as where_mod
+from .errors import SourceError, SpecError, SpecIssue, did_you_mean, one_of
+
+AGGS = ("sum", "count", "mean", "min", "max", "std", "first", "last", "count_distinct", "top_k")
+WINDOW_KINDS = ("expanding", "period", "rolling", "future", "next_period")
+PERIODS = ("day", "week", "month", "quarter", "year")
+TIME_UNITS = ("day", "s", "ms", "us")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+OUTPUTS = ("events", "periods")
+#: Aggregations whose empty-window value is 0 (and whose output is an integer).
+COUNTING = ("count", "count_distinct")
+MAX_K = 1000
+MAX_TARGETS = 1000
+
+#: Microseconds per duration unit; the first spelling of each is the canonical one.
+DURATION_UNITS: dict[str, int] = {}
+for _names, _us in [
+    (("us", "microsecond", "microseconds"), 1),
+    (("ms", "millisecond", "milliseconds"), 1_000),
+    (("s", "sec", "secs", "second", "seconds"), 1_000_000),
+    (("m", "min", "mins", "minute", "minutes"), 60_000_000),
+    (("h", "hr", "hrs", "hour", "hours"), 3_600_000_000),
+    (("d", "day", "days"), 86_400_000_000),
+    (("w", "week", "weeks"), 604_800_000_000),
+]:
+    for _n in _names:
+        DURATION_UNITS[_n] = _us
+UNIT_US = {"day": 86_400_000_000, "s": 1_000_000, "ms": 1_000, "us": 1}
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([A-Za-z]+)\s*$")
+
+TOP_KEYS = ("columns", "time", "timezone", "week_start", "output", "targets")
+COLUMN_KEYS = ("user", "time", "amount", "mcc", "id")
+TIME_KEYS = ("unit", "origin")
+TARGET_KEYS = ("name", "agg", "mcc", "where", "value", "window", "k", "fill")
+WINDOW_KEYS = ("kind", "period", "length")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which input columns play which role."""
+
+    user: str
+    time: str
+    amount: str
+    mcc: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class TimeSpec:
+    """How an integer time column becomes a date: ``unit`` steps after ``origin``."""
+
+    unit: str | None = None
+    origin: dt.date = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window: ``kind`` with a calendar ``period`` or an elapsed ``length`` (µs)."""
+
+    kind: str
+    period: str | None = None
+    length: int | None = None
+
+    def describe(self) -> str:
+        """A short human form: ``expanding/day``, ``rolling/7d``."""
+        if self.length is not None:
+            return f"{self.kind}/{format_duration(self.length)}"
+        return f"{self.kind}/{self.period}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One output column: ``agg`` of ``value`` over filtered transactions in ``window``."""
+
+    name: str
+    agg: str
+    window: Window
+    value: str
+    mcc: tuple[tuple[int, int], ...] | None = None
+    where: str | None = None
+    k: int | None = None
+    fill: float | int | None = None
+
+    def where_columns(self) -> set[str]:
+        """Input columns the ``where`` filter reads."""
+        return where_mod.columns(where_mod.parse(self.where)) if self.where else set()
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    """A validated spec: column roles, calendar settings, output shape and targets."""
+
+    columns: Columns
+    targets: tuple[Target, ...]
+    time: TimeSpec = field(default_factory=TimeSpec)
+    timezone: str = "UTC"
+    week_start: str = "monday"
+    output: str = "events"
+
+    @property
+    def week_start_index(self) -> int:
+        """0 for Monday … 6 for Sunday."""
+        return WEEKDAYS.index(self.week_start)
+
+    def input_columns(self) -> list[str]:
+        """Every input column the spec reads, roles first, without repeats."""
+        cols = [self.columns.user, self.columns.time, self.columns.amount, self.columns.mcc]
+        if self.columns.id:
+            cols.append(self.columns.id)
+        for t in self.targets:
+            cols.append(t.value)
+            cols.extend(sorted(t.where_columns()))
+        return list(dict.fromkeys(cols))
+
+    def key_column(self) -> str:
+        """Name of the output's row key: the id column, else ``row_id``."""
+        return self.columns.id or "row_id"
+
+
+def format_duration(us: int) -> str:
+    """Shortest exact spelling of a duration in µs.
+
+    >>> format_duration(7 * 86_400_000_000), format_duration(90_000_000)
+    ('1w', '90s')
+    """
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        size = DURATION_UNITS[unit]
+        if us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us}us"
+
+
+def parse_duration(text: object) -> int | None:
+    """``"7d"`` → µs, or None when ``text`` is not a duration.
+
+    >>> parse_duration("12h") == 12 * 3600 * 10**6, parse_duration("7 parsecs")
+    (True, None)
+    """
+    if not isinstance(text, str):
+        return None
+    m = _DURATION.match(text)
+    if not m or m.group(2).lower() not in DURATION_UNITS or int(m.group(1)) <= 0:
+        return None
+    return int(m.group(1)) * DURATION_UNITS[m.group(2).lower()]
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def load(source: str | Path | dict[str, Any] | TargetSet) -> TargetSet:
+    """Load and validate a spec from a YAML/JSON path, a dict, or a ready TargetSet."""
+    if isinstance(source, TargetSet):
+        return source
+    if isinstance(source, dict):
+        return from_dict(source)
+    if isinstance(source, (str, Path)):
+        return from_dict(read_file(Path(source)))
+    raise SpecError(f"spec: expected a path or a dict, got {type(source).__name__}")
+
+
+def read_file(path: Path) -> Any:
+    """Read a YAML or JSON spec file; malformed text is an error naming its line."""
+    if not path.exists():
+        raise SourceError(f"spec file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise SourceError(f"spec file {str(path)!r} is a folder; expected a YAML or JSON file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"spec file {str(path)!r} cannot be read: {e}") from e
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(
+                f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+            ) from e
+    return _read_yaml(text, str(path))
+
+
+def _read_yaml(text: str, name: str) -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SpecError(
+                    f"{name}: line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                    f"(first at line {seen[key]})"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        data = yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{name}: malformed YAML{where}: {e.problem or e.context}") from e
+    except yaml.YAMLError as e:
+        raise SpecError(f"{name}: malformed YAML: {e}") from e
+    if data is None:
+        raise SpecError(f"{name}: the spec file is empty")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.issues: list[SpecIssue] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.issues.append(SpecIssue(path, message))
+
+    def issue(self, issue: SpecIssue) -> None:
+        self.issues.append(issue)
+
+    def keys(self, obj: dict[str, Any], allowed: tuple[str, ...], path: str) -> None:
+        for key in obj:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                self.add(
+                    where,
+                    f"unknown key {key!r}; allowed keys: {', '.join(allowed)}"
+                    f"{did_you_mean(key, allowed)}",
+                )
+
+    def mapping(self, obj: object, path: str) -> dict[str, Any] | None:
+        if isinstance(obj, dict):
+            return obj
+        self.add(path, f"expected a mapping, got {_show(obj)}")
+        return None
+
+    def string(self, obj: object, path: str) -> str | None:
+        if isinstance(obj, str) and obj.strip():
+            return obj
+        self.add(path, f"expected a non-empty string, got {_show(obj)}")
+        return None
+
+    def choice(self, obj: object, allowed: tuple[str, ...], path: str) -> str | None:
+        if isinstance(obj, str) and obj in allowed:
+            return obj
+        if isinstance(obj, str) and obj.lower() in allowed:
+            return obj.lower()
+        self.issue(one_of(path, obj, allowed))
+        return None
+
+
+def _show(obj: object) -> str:
+    if obj is None:
+        return "nothing (null)"
+    return f"{type(obj).__name__} {obj!r}"
+
+
+def from_dict(data: Any) -> TargetSet:
+    """Validate a spec given as plain data (the parsed YAML/JSON)."""
+    c = _Collector()
+    if not isinstance(data, dict):
+        raise SpecError(f"spec: expected a mapping with keys {', '.join(TOP_KEYS)}, got {_show(data)}")
+    c.keys(data, TOP_KEYS, "")
+
+    columns = _columns(c, data.get("columns"))
+    time = _time(c, data.get("time"))
+    tz = data.get("timezone", "UTC")
+    timezone = _timezone(c, tz)
+    week_start = c.choice(data.get("week_start", "monday"), WEEKDAYS, "week_start")
+    output = c.choice(data.get("output", "events"), OUTPUTS, "output")
+
+    targets: list[Target] = []
+    raw_targets = data.get("targets")
+    if not isinstance(raw_targets, list) or not raw_targets:
+        c.add("targets", f"expected a non-empty list of targets, got {_show(raw_targets)}")
+        raw_targets = []
+    if len(raw_targets) > MAX_TARGETS:
+        c.add("targets", f"{len(raw_targets)} targets; at most {MAX_TARGETS} are allowed")
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(raw_targets):
+        t = _target(c, raw, f"targets[{i}]", columns)
+        if t is None:
+            continue
+        key = t.name.lower()
+        if key in seen:
+            c.add(
+                f"targets[{i}].name",
+                f"{t.name!r} repeats the name of targets[{seen[key]}] "
+                "(names must differ, ignoring case)",
+            )
+        seen.setdefault(key, i)
+        targets.append(t)
+
+    if columns is not None:
+        reserved = {columns.user.lower(), columns.time.lower(), "row_id", "period_start"}
+        if columns.id:
+            reserved.add(columns.id.lower())
+        for i, t in enumerate(targets):
+            if t.name.lower() in reserved:
+                c.add(
+                    f"targets[{i}].name",
+                    f"{t.name!r} collides with an output column; choose another name",
+                )
+    if output == "periods":
+        _check_periods_output(c, raw_targets, targets)
+
+    if c.issues:
+        raise SpecError(c.issues)
+    assert columns is not None and week_start is not None and output is not None
+    return TargetSet(
+        columns=columns,
+        targets=tuple(targets),
+        time=time or TimeSpec(),
+        timezone=timezone or "UTC",
+        week_start=week_start,
+        output=output,
+    )
+
+
+def _columns(c: _Collector, raw: object) -> Columns | None:
+    if raw is None:
+        c.add("columns", "missing; map the roles user, time, amount, mcc to your column names")
+        return None
+    obj = c.mapping(raw, "columns")
+    if obj is None:
+        return None
+    c.keys(obj, COLUMN_KEYS, "columns")
+    names: dict[str, str | None] = {}
+    for role in COLUMN_KEYS:
+        value = obj.get(role)
+        if value is None and role == "id":
+            names[role] = None
+            continue
+        if value is None:
+            c.add(f"columns.{role}", "missing; name the input column that holds the " + role)
+            continue
+        names[role] = c.string(value, f"columns.{role}")
+    if any(names.get(r) is None for r in COLUMN_KEYS if r != "id"):
+        return None
+    return Columns(**names)  # type: ignore[arg-type]
+
+
+def _time(c: _Collector, raw: object) -> TimeSpec | None:
+    if raw is None:
+        return TimeSpec()
+    obj = c.mapping(raw, "time")
+    if obj is None:
+        return None
+    c.keys(obj, TIME_KEYS, "time")
+    unit = None
+    if "unit" in obj:
+        unit = c.choice(obj["unit"], TIME_UNITS, "time.unit")
+    origin = dt.date(1970, 1, 1)
+    if "origin" in obj:
+        o = obj["origin"]
+        if isinstance(o, dt.datetime):
+            o = o.date()
+        if isinstance(o, dt.date):
+            origin = o
+        else:
+            try:
+                origin = dt.date.fromisoformat(str(o))
+            except ValueError:
+                c.add("time.origin", f"{o!r} is not a date; expected YYYY-MM-DD")
+    return TimeSpec(unit=unit, origin=origin)
+
+
+def _timezone(c: _Collector, tz: object) -> str | None:
+    if not isinstance(tz, str) or not tz:
+        c.add("timezone", f"expected a time zone name such as 'UTC' or 'Europe/Berlin', got {_show(tz)}")
+        return None
+    if tz.upper() == "UTC":
+        return "UTC"
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zones = zoneinfo.available_timezones()
+        c.add(
+            "timezone",
+            f"{tz!r} is not a known time zone; expected an IANA name such as 'UTC' or "
+            f"'Europe/Berlin'{did_you_mean(tz, sorted(zones))}",
+        )
+        return None
+    return tz
+
+
+def _target(c: _Collector, raw: object, path: str, columns: Columns | None) -> Target | None:
+    obj = c.mapping(raw, path)
+    if obj is None:
+        return None
+    c.keys(obj, TARGET_KEYS, path)
+    n_before = len(c.issues)
+
+    name = obj.get("name")
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 120:
+        c.add(
+            f"{path}.name",
+            f"{name!r} is not a valid target name; use letters, digits and underscores, "
+            "starting with a letter or underscore (at most 120 characters)",
+        )
+    agg = c.choice(obj.get("agg"), AGGS, f"{path}.agg")
+    window = _window(c, obj.get("window"), f"{path}.window")
+
+    mcc_ranges = None
+    if "mcc" in obj and obj["mcc"] is not None:
+        items = obj["mcc"]
+        if isinstance(items, (int, str)) and not isinstance(items, bool):
+            items = [items]
+        if not isinstance(items, list) or not items:
+            c.add(f"{path}.mcc", f"expected a non-empty list of codes, ranges or groups, got {_show(items)}")
+        else:
+            ranges: list[tuple[int, int]] = []
+            for j, item in enumerate(items):
+                r = mcc_catalog.parse_item(item, f"{path}.mcc[{j}]")
+                if isinstance(r, SpecIssue):
+                    c.issue(r)
+                else:
+                    ranges.extend(r)
+            mcc_ranges = mcc_catalog.merge(ranges)
+
+    where = obj.get("where")
+    if where is not None:
+        try:
+            where_mod.parse(where)
+        except SpecError as e:
+            for issue in e.issues:
+                c.add(f"{path}.where", issue.message)
+
+    value = obj.get("value")
+    if value is None:
+        value = columns.amount if columns else None
+    else:
+        value = c.string(value, f"{path}.value")
+
+    k = obj.get("k")
+    if agg == "top_k":
+        if k is None:
+            c.add(f"{path}.k", f"missing; top_k needs k, a whole number from 1 to {MAX_K}")
+        elif isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            c.add(f"{path}.k", f"{k!r} is not allowed; k is a whole number from 1 to {MAX_K}")
+    elif k is not None:
+        c.add(f"{path}.k", f"k applies only to agg top_k, not {agg!r}; remove it")
+
+    fill = obj.get("fill")
+    if fill is not None:
+        if isinstance(fill, bool) or not isinstance(fill, (int, float)):
+            c.add(f"{path}.fill", f"{fill!r} is not a number; fill is the value of an empty window")
+        elif agg in COUNTING and not float(fill).is_integer():
+            c.add(f"{path}.fill", f"{fill!r}: {agg} gives whole numbers, so fill must be an integer")
+        elif agg in COUNTING:
+            fill = int(fill)
+
+    if len(c.issues) > n_before or agg is None or window is None or value is None:
+        return None
+    return Target(
+        name=name, agg=agg, window=window, value=value, mcc=mcc_ranges,
+        where=where, k=k if agg == "top_k" else None, fill=fill,
+    )  # fmt: skip
+
+
+def _window(c: _Collector, raw: object, path: str) -> Window | None:
+    obj = c.mapping(raw, path)
+    if obj is None:
+        return None
+    c.keys(obj, WINDOW_KEYS, path)
+    kind = c.choice(obj.get("kind"), WINDOW_KINDS, f"{path}.kind")
+    if kind is None:
+        return None
+    if kind in ("expanding", "period", "next_period"):
+        if "length" in obj:
+            c.add(f"{path}.length", f"a {kind} window takes a calendar period, not a length")
+        period = c.choice(obj.get("period"), PERIODS, f"{path}.period")
+        return Window(kind, period=period) if period else None
+    if "period" in obj:
+        c.add(
+            f"{path}.period",
+            f"a {kind} window takes a length such as '7d' or '12h', not a calendar period "
+            "(for calendar periods use kind expanding, period or next_period)",
+        )
+    length = parse_duration(obj.get("length"))
+    if length is None:
+        c.add(
+            f"{path}.length",
+            f"{obj.get('length')!r} is not a duration; expected a positive whole number and "
+            "a unit (us, ms, s, m, h, d, w), such as '7d' or '12h'"
+            f"{_unit_hint(obj.get('length'))}",
+        )
+        return None
+    return Window(kind, length=length)
+
+
+def _unit_hint(text: object) -> str:
+    if isinstance(text, str) and (m := _DURATION.match(text)):
+        return did_you_mean(m.group(2), list(DURATION_UNITS))
+    return ""
+
+
+def _check_periods_output(c: _Collector, raw: list[Any], targets: list[Target]) -> None:
+    periods = set()
+    for i, t in enumerate(targets):
+        if t.window.kind not in ("period", "next_period"):
+            c.add(
+                f"targets[{i}].window.kind",
+                f"{t.window.kind!r} cannot be a per-period output; output 'periods' takes "
+                "targets with window kind period or next_period",
+            )
+        elif t.window.period:
+            periods.add(t.window.period)
+    if len(periods) > 1:
+        c.add(
+            "output",
+            f"'periods' needs one calendar period for all targets, got {', '.join(sorted(periods))}",
+        )

@@ -1,0 +1,153 @@
+"""``where`` filters: parsed by sqlglot and checked against a short allow-list.
+
+A ``where`` expression may use only the input's columns, literals, comparisons,
+arithmetic, boolean logic, ``IN`` with a list of literals, ``BETWEEN``, ``IS [NOT] NULL``,
+``LIKE`` and a few safe scalar functions. Anything else (subqueries, table functions,
+``read_csv``, casts, statements) is refused before any SQL is composed.
+
+>>> sorted(columns(parse("amount > 0 AND mcc IN (5411, 5412)")))
+['amount', 'mcc']
+>>> parse("amount > 0; DROP TABLE t")
+Traceback (most recent call last):
+...
+sqltargets.errors.SpecError: where: 'amount > 0; DROP TABLE t' is not one boolean expression
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sqlglot
+from sqlglot import exp
+
+from .errors import SpecError, SpecIssue
+
+#: Scalar functions a ``where`` may call, by sqlglot node class, with their SQL names.
+SAFE_FUNCTIONS: dict[type[exp.Expression], str] = {
+    exp.Abs: "abs",
+    exp.Round: "round",
+    exp.Floor: "floor",
+    exp.Ceil: "ceil",
+    exp.Sqrt: "sqrt",
+    exp.Ln: "ln",
+    exp.Lower: "lower",
+    exp.Upper: "upper",
+    exp.Length: "length",
+    exp.Coalesce: "coalesce",
+    exp.Least: "least",
+    exp.Greatest: "greatest",
+}
+
+_ALLOWED: tuple[type[exp.Expression], ...] = (
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Boolean,
+    exp.Null,
+    exp.Paren,
+    exp.Neg,
+    exp.Not,
+    exp.And,
+    exp.Or,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Is,
+    exp.In,
+    exp.Between,
+    exp.Like,
+    exp.ILike,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Mod,
+    *SAFE_FUNCTIONS,
+)
+
+ALLOWED_TEXT = (
+    "input columns, literals, comparisons, + - * / %, AND/OR/NOT, IN (literals), BETWEEN, "
+    "IS [NOT] NULL, LIKE/ILIKE and the functions " + ", ".join(sorted(SAFE_FUNCTIONS.values()))
+)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(text: str) -> exp.Expression:
+    try:
+        statements = sqlglot.parse(text, read="duckdb")
+    except sqlglot.errors.SqlglotError as e:
+        raise SpecError(SpecIssue("where", f"{text!r} does not parse: {_first_line(e)}")) from e
+    if len(statements) != 1 or statements[0] is None:
+        raise SpecError(SpecIssue("where", f"{text!r} is not one boolean expression"))
+    tree = statements[0]
+    for node in tree.walk():
+        if not isinstance(node, _ALLOWED):
+            raise SpecError(
+                SpecIssue(
+                    "where",
+                    f"{text!r} uses {node.sql(dialect='duckdb')!r} "
+                    f"({type(node).__name__}), which is not allowed; allowed: {ALLOWED_TEXT}",
+                )
+            )
+        if isinstance(node, exp.Column) and (node.table or not isinstance(node.this, exp.Identifier)):
+            raise SpecError(
+                SpecIssue("where", f"{text!r}: {node.sql()!r} must be a plain column name")
+            )
+        if isinstance(node, exp.In) and (node.args.get("query") or node.args.get("unnest")):
+            raise SpecError(SpecIssue("where", f"{text!r}: IN takes a list of literals only"))
+        if isinstance(node, exp.In) and not all(
+            isinstance(e, (exp.Literal, exp.Neg, exp.Null, exp.Boolean))
+            for e in node.expressions
+        ):
+            raise SpecError(SpecIssue("where", f"{text!r}: IN takes a list of literals only"))
+        if isinstance(node, exp.Is) and not isinstance(node.expression, exp.Null):
+            raise SpecError(SpecIssue("where", f"{text!r}: IS is allowed only as IS [NOT] NULL"))
+        if isinstance(node, (exp.Like, exp.ILike)) and not isinstance(node.expression, exp.Literal):
+            raise SpecError(SpecIssue("where", f"{text!r}: LIKE needs a string literal pattern"))
+        if isinstance(node, exp.Round) and node.args.get("decimals") is not None and not (
+            isinstance(node.args["decimals"], exp.Literal)
+        ):
+            raise SpecError(SpecIssue("where", f"{text!r}: round() takes literal decimals"))
+    if isinstance(tree, (exp.Literal, exp.Column)) or _is_arithmetic(tree):
+        raise SpecError(
+            SpecIssue("where", f"{text!r} is not a boolean expression (compare it, e.g. '> 0')")
+        )
+    return tree
+
+
+def _is_arithmetic(tree: exp.Expression) -> bool:
+    return isinstance(tree, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg)) or isinstance(
+        tree, tuple(SAFE_FUNCTIONS)
+    )
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def parse(text: str) -> exp.Expression:
+    """Parse and check a ``where`` expression; a fresh copy each call."""
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError(SpecIssue("where", f"{text!r} must be a non-empty string"))
+    return _parse(text).copy()
+
+
+def columns(tree: exp.Expression) -> set[str]:
+    """Names of the input columns a checked ``where`` reads."""
+    return {c.name for c in tree.find_all(exp.Column)}
+
+
+def to_sql(tree: exp.Expression, rename: dict[str, str] | None = None, dialect: str = "duckdb") -> str:
+    """SQL text of a checked ``where``, every identifier quoted by sqlglot.
+
+    >>> to_sql(parse("amount > 0 and city = 'x'"))
+    '"amount" > 0 AND "city" = \\'x\\''
+    """
+    tree = tree.copy()
+    rename = rename or {}
+    for col in list(tree.find_all(exp.Column)):
+        col.replace(exp.column(rename.get(col.name, col.name), quoted=True))
+    return tree.sql(dialect=dialect, identify=True, comments=False)
