@@ -42,7 +42,9 @@ def _connection(
 ) -> tuple[duckdb.DuckDBPyConnection, bool]:
     if connection is not None:
         return connection.cursor(), True
-    return engine.connect(threads=threads, memory_limit=memory_limit, temp_directory=temp_directory), True
+    return engine.connect(
+        threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
+    ), True
 
 
 def generate(
@@ -126,12 +128,12 @@ def explain(
       e._tb
     """
     ts = load(specs)
-    return engine.explain_sql(ts, str(source) if isinstance(source, Path) else source, connection, dialect)
+    return engine.explain_sql(
+        ts, str(source) if isinstance(source, Path) else source, connection, dialect
+    )
 
 
-def read_input(
-    source: Any, *, connection: duckdb.DuckDBPyConnection | None = None
-) -> pa.Table:
+def read_input(source: Any, *, connection: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """The input as one Arrow table in input order (files in name order, rows in file order)."""
     import pyarrow.parquet as pq
 
@@ -139,7 +141,11 @@ def read_input(
         source = str(source)
     if isinstance(source, str):
         if connection is not None and not engine.looks_like_path(source):
-            return connection.cursor().sql(f"SELECT * FROM {_rel(source)} ORDER BY rowid").to_arrow_table()
+            return (
+                connection.cursor()
+                .sql(f"SELECT * FROM {_rel(source)} ORDER BY rowid")
+                .to_arrow_table()
+            )
         _, files, _ = engine.parquet_files(source)
         tables = [pq.read_table(f) for f in files]
         return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
@@ -165,7 +171,7 @@ def reference(
 ) -> pa.Table:
     """The NumPy reference: the same schema and values as :func:`generate`, computed by
     plain per-user loops (slow; meant for tests and ``verify``)."""
-    from .reference import reference_table
+    from .numpy_reference import reference_table
 
     return reference_table(load(specs), read_input(source, connection=connection))
 
@@ -203,7 +209,7 @@ def verify(
     import numpy as np
     import pyarrow.compute as pc
 
-    from .reference import reference_table
+    from .numpy_reference import reference_table
 
     ts = load(specs)
     table = read_input(source, connection=connection)
@@ -211,7 +217,9 @@ def verify(
     all_users = pc.unique(table.column(ucol).drop_null()).to_pylist()
     rng = random.Random(seed)
     chosen = sorted(rng.sample(all_users, min(users, len(all_users))))
-    mask = pc.is_in(table.column(ucol), value_set=pa.array(chosen, type=table.schema.field(ucol).type))
+    mask = pc.is_in(
+        table.column(ucol), value_set=pa.array(chosen, type=table.schema.field(ucol).type)
+    )
     positions = np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
     subset = table.take(pa.array(positions))
     ref = reference_table(ts, subset)
@@ -222,7 +230,9 @@ def verify(
         )
     again = table if isinstance(source, (pa.RecordBatchReader, pa.RecordBatch)) else source
     sql = generate(ts, again, connection=connection, threads=threads, memory_limit=memory_limit)
-    sql = sql.filter(pc.is_in(sql.column(ucol), value_set=pa.array(chosen, type=sql.schema.field(ucol).type)))
+    sql = sql.filter(
+        pc.is_in(sql.column(ucol), value_set=pa.array(chosen, type=sql.schema.field(ucol).type))
+    )
     key = [ucol, ts.key_column()] if ts.output == "events" else [ucol, "period_start"]
     names = [t.name for t in ts.targets]
     return VerifyReport(chosen, ref.num_rows, names, diff(sql, ref, names, key, limit=1000))
@@ -253,9 +263,15 @@ def write(
     if not os.access(folder, os.W_OK):
         raise OutputError(f"output {str(out)!r}: folder {str(folder)!r} is not writable")
     total = [0]
+
+    def started(n: int) -> None:
+        total.append(n)
+        if progress:
+            progress(0, n)
+
     reader = generate_batches(
         specs, source, batch_size=batch_size, connection=connection, threads=threads,
-        memory_limit=memory_limit, temp_directory=temp_directory, on_total=total.append,
+        memory_limit=memory_limit, temp_directory=temp_directory, on_total=started,
     )  # fmt: skip
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
     os.close(fd)

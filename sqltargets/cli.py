@@ -83,8 +83,9 @@ def _cmd_explain(a: argparse.Namespace) -> int:
 
 
 class _Progress:
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, title: str) -> None:
         self.enabled = enabled
+        self.title = title
         self.tty = sys.stderr.isatty()
         self.start = time.monotonic()
         self.last = 0.0
@@ -96,6 +97,9 @@ class _Progress:
 
     def __call__(self, rows: int, total: int) -> None:
         if not self.enabled:
+            return
+        if rows == 0:  # the input passed its checks; the query starts
+            self.stage(f"{self.title}: {total:,} rows ...")
             return
         now = time.monotonic()
         if now - self.last < 0.2 and rows < total:
@@ -114,8 +118,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from .spec import load
 
     ts = load(a.spec)
-    progress = _Progress(not a.quiet)
-    progress.stage(f"computing {len(ts.targets)} targets over {a.input} ...")
+    progress = _Progress(not a.quiet, f"computing {len(ts.targets)} targets over {a.input}")
     rows = write(
         ts, a.input, a.output, threads=a.threads, memory_limit=a.memory_limit,
         temp_directory=a.temp_directory, progress=progress,

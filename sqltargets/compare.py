@@ -53,7 +53,9 @@ def close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def diff(left: pa.Table, right: pa.Table, columns: list[str], key: list[str], limit: int = 0) -> list[Mismatch]:
+def diff(
+    left: pa.Table, right: pa.Table, columns: list[str], key: list[str], limit: int = 0
+) -> list[Mismatch]:
     """Mismatching cells of ``columns`` between two tables in the same row order.
 
     Row counts and the ``key`` columns must agree first; a key mismatch is reported once.

@@ -145,13 +145,12 @@ def resolve(
     if isinstance(source, str):
         if con is not None and not looks_like_path(source):
             return _relation_input(source, ts, con)
-        if not looks_like_path(source) and con is None:
-            # a bare name with no connection: a file in the working folder, if one exists
-            if not os.path.exists(source):
-                raise SourceError(
-                    f"input {source!r} does not exist (to read a table, pass connection=)"
-                )
-        pattern, files, multi = parquet_files(source)
+        if not looks_like_path(source):
+            # a bare name with no connection and no such file
+            raise SourceError(
+                f"input {source!r} does not exist (to read a table, pass connection=)"
+            )
+        pattern, _, multi = parquet_files(source)
         if absolute:
             pattern = os.path.abspath(pattern)
         return Input(parquet_source(pattern, multi=multi, rid=rid), label=source)
@@ -194,7 +193,9 @@ def _relation_input(name: str, ts: TargetSet, con: duckdb.DuckDBPyConnection) ->
         [table, schema, schema],
     ).fetchall()
     if not rows:
-        known = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        known = [
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        ]
         raise SourceError(
             f"input {name!r} is neither a file nor a table or view in the connection"
             f"{did_you_mean(table, known)}"
@@ -291,7 +292,10 @@ def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int
         f"count(*) FILTER (WHERE {t} IS NULL) FROM {src}"
     ).fetchall()[0]
     total, null_users, null_times = row
-    for n, col, role in ((null_users, ts.columns.user, "user"), (null_times, ts.columns.time, "time")):
+    for n, col, role in (
+        (null_users, ts.columns.user, "user"),
+        (null_times, ts.columns.time, "time"),
+    ):
         if n:
             example = con.sql(
                 f"SELECT {u}, {t}{', ' + key if key else ''} FROM {src} "
@@ -403,7 +407,9 @@ def execute_batches(
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
-def explain_sql(ts: TargetSet, source: Any, con: duckdb.DuckDBPyConnection | None, dialect: str) -> str:
+def explain_sql(
+    ts: TargetSet, source: Any, con: duckdb.DuckDBPyConnection | None, dialect: str
+) -> str:
     """The statement for ``source`` (None: a table named ``transactions``)."""
     if source is None:
         plan = build(ts)

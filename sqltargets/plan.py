@@ -115,7 +115,9 @@ class Plan:
     needs_order_key: bool  # first/last present
 
 
-def build(ts: TargetSet, time_kind: str | None = None, numeric: dict[str, bool] | None = None) -> Plan:
+def build(
+    ts: TargetSet, time_kind: str | None = None, numeric: dict[str, bool] | None = None
+) -> Plan:
     """Plan ``ts``. ``time_kind`` is the time column's kind (default from the spec:
     ``integer`` when ``time.unit`` is set, else ``timestamp``); ``numeric`` says which
     columns are numeric (default: all)."""
@@ -140,7 +142,7 @@ def build(ts: TargetSet, time_kind: str | None = None, numeric: dict[str, bool] 
             f = filters.setdefault(fkey, Filter(f"f{len(filters)}", t.mcc, t.where))
         v = None
         if fn != "count_star":
-            is_numeric = fn != "count_distinct" or numeric.get(t.value, True)
+            is_numeric = fn != "count_distinct"
             vkey = (t.value, is_numeric)
             v = values.setdefault(vkey, Value(f"v{len(values)}", t.value, is_numeric))
         key = (fn, v.id if v else None, f.id if f else None, t.k if fn == "top_k" else None)

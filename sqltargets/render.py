@@ -170,15 +170,11 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         "week_shift": ts.week_start_index,
         "period_step": PERIOD_STEP,
         "elapsed_differs": elapsed_differs,
-        "filter_sql": {
-            f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc)) for f in plan.filters
-        },
+        "filter_sql": {f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc)) for f in plan.filters},
         "frame_sql": {
             fr.id: _frame_sql(fr, "_e" if elapsed_differs else "_o") for fr in plan.frames
         },
-        "fills": {
-            t.name: (literal(t.fill) if t.fill is not None else "") for t in ts.targets
-        },
+        "fills": {t.name: (literal(t.fill) if t.fill is not None else "") for t in ts.targets},
     }
 
 
@@ -204,5 +200,7 @@ def render(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = T
     try:
         tree = sqlglot.parse_one(raw, read="duckdb")
     except sqlglot.errors.ParseError as e:
-        raise SqlTargetsError(f"template targets.sql.j2 rendered SQL that does not parse: {e}") from e
+        raise SqlTargetsError(
+            f"template targets.sql.j2 rendered SQL that does not parse: {e}"
+        ) from e
     return tree.sql(dialect=dialect, pretty=pretty)

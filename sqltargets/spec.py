@@ -232,7 +232,7 @@ def _read_yaml(text: str, name: str) -> Any:
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     try:
-        data = yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -299,7 +299,9 @@ def from_dict(data: Any) -> TargetSet:
     """Validate a spec given as plain data (the parsed YAML/JSON)."""
     c = _Collector()
     if not isinstance(data, dict):
-        raise SpecError(f"spec: expected a mapping with keys {', '.join(TOP_KEYS)}, got {_show(data)}")
+        raise SpecError(
+            f"spec: expected a mapping with keys {', '.join(TOP_KEYS)}, got {_show(data)}"
+        )
     c.keys(data, TOP_KEYS, "")
 
     columns = _columns(c, data.get("columns"))
@@ -407,7 +409,10 @@ def _time(c: _Collector, raw: object) -> TimeSpec | None:
 
 def _timezone(c: _Collector, tz: object) -> str | None:
     if not isinstance(tz, str) or not tz:
-        c.add("timezone", f"expected a time zone name such as 'UTC' or 'Europe/Berlin', got {_show(tz)}")
+        c.add(
+            "timezone",
+            f"expected a time zone name such as 'UTC' or 'Europe/Berlin', got {_show(tz)}",
+        )
         return None
     if tz.upper() == "UTC":
         return "UTC"
@@ -447,7 +452,10 @@ def _target(c: _Collector, raw: object, path: str, columns: Columns | None) -> T
         if isinstance(items, (int, str)) and not isinstance(items, bool):
             items = [items]
         if not isinstance(items, list) or not items:
-            c.add(f"{path}.mcc", f"expected a non-empty list of codes, ranges or groups, got {_show(items)}")
+            c.add(
+                f"{path}.mcc",
+                f"expected a non-empty list of codes, ranges or groups, got {_show(items)}",
+            )
         else:
             ranges: list[tuple[int, int]] = []
             for j, item in enumerate(items):
@@ -486,7 +494,9 @@ def _target(c: _Collector, raw: object, path: str, columns: Columns | None) -> T
         if isinstance(fill, bool) or not isinstance(fill, (int, float)):
             c.add(f"{path}.fill", f"{fill!r} is not a number; fill is the value of an empty window")
         elif agg in COUNTING and not float(fill).is_integer():
-            c.add(f"{path}.fill", f"{fill!r}: {agg} gives whole numbers, so fill must be an integer")
+            c.add(
+                f"{path}.fill", f"{fill!r}: {agg} gives whole numbers, so fill must be an integer"
+            )
         elif agg in COUNTING:
             fill = int(fill)
 

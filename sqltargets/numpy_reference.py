@@ -1,0 +1,849 @@
+"""The NumPy reference: every target computed the slow, obvious way, straight from TARGETS.md.
+
+This module is what the generated SQL is proven against, so it shares no code with the
+compiler and uses no SQL. For every user it walks the events in order; for every event and
+target it builds the set of the user's transactions in the target's window (a NumPy boolean
+mask), keeps those that pass the filter, and aggregates them with plain Python.
+
+The worked example of TARGETS.md (integer days, a running sum of ``amount`` at MCC 5411):
+
+>>> import pyarrow as pa
+>>> from sqltargets.spec import load
+>>> ts = load({
+...     "columns": {"user": "u", "time": "day", "amount": "amount", "mcc": "mcc"},
+...     "time": {"unit": "day"},
+...     "targets": [{"name": "grocery_day", "agg": "sum", "mcc": [5411],
+...                  "window": {"kind": "expanding", "period": "day"}}],
+... })
+>>> table = pa.table({
+...     "u": [1, 1, 1, 1, 1, 1],
+...     "day": [1, 1, 2, 2, 2, 3],
+...     "amount": [10.0, 20.0, 5.0, 7.5, 2.5, 1.0],
+...     "mcc": [5812, 5411, 5411, 5942, 5411, 5411],
+... })
+>>> reference_table(ts, table).column("grocery_day").to_pylist()
+[0.0, 20.0, 5.0, 5.0, 7.5, 1.0]
+>>> reference_table(ts, table).column_names
+['u', 'day', 'row_id', 'grocery_day']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import zoneinfo
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sqlglot import exp
+
+from . import where as where_mod
+from .errors import DataError
+from .spec import UNIT_US, Target, TargetSet, Window
+
+__all__ = ["reference_table"]
+
+EPOCH = dt.datetime(1970, 1, 1)
+DAY_US = UNIT_US["day"]
+UTC = zoneinfo.ZoneInfo("UTC")
+
+#: Aggregations whose output is an integer; every other one gives float64 (top_k a list).
+INTEGER_AGGS = ("count", "count_distinct")
+
+
+def reference_table(ts: TargetSet, table: pa.Table) -> pa.Table:
+    """Compute every target of ``ts`` over ``table`` (row i has input position i).
+
+    Returns the ``events`` or ``periods`` output described in TARGETS.md, with the columns
+    and row order the SQL path produces.
+    """
+    _check_input(ts, table)
+    n = table.num_rows
+    users = table.column(ts.columns.user).to_pylist()
+    clock = event_clock(ts, table)
+
+    # Event order inside a user: time, then the id column (or the input position).
+    if ts.columns.id:
+        ids = table.column(ts.columns.id).to_pylist()
+        tie = [(0, v, i) if v is not None else (1, 0, i) for i, v in enumerate(ids)]
+    else:
+        tie = [(0, i, i) for i in range(n)]
+    order = sorted(range(n), key=lambda i: (users[i], int(clock.o[i]), tie[i]))
+
+    # The users' events, each user's input positions in event order.
+    per_user: list[np.ndarray] = []
+    start = 0
+    for k in range(1, n + 1):
+        if k == n or users[order[k]] != users[order[start]]:
+            per_user.append(np.array(order[start:k], dtype=np.int64))
+            start = k
+
+    filters = {t.name: passes_filter(ts, t, table) for t in ts.targets}
+    values = {t.name: agg_values(t, table) for t in ts.targets}
+    period_keys = {
+        t.window.period: period_keys_of(clock.local, t.window.period, ts.week_start_index)
+        for t in ts.targets
+        if t.window.period is not None
+    }
+
+    if ts.output == "periods":
+        return _periods_output(ts, table, per_user, filters, values, period_keys)
+
+    results: dict[str, list[Any]] = {t.name: [None] * n for t in ts.targets}
+    for rows in per_user:
+        elapsed = clock.e[rows]
+        for target in ts.targets:
+            in_filter = filters[target.name][rows]
+            keys = period_keys[target.window.period][rows] if target.window.period else None
+            for k, row in enumerate(rows):
+                window = window_mask(target.window, k, elapsed, keys)
+                members = rows[window & in_filter]  # input positions, in event order
+                window_values = [values[target.name][m] for m in members]
+                results[target.name][row] = aggregate(target, window_values)
+
+    take = pa.array(order, type=pa.int64())
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        ts.columns.user: table.column(ts.columns.user).take(take),
+        ts.columns.time: table.column(ts.columns.time).take(take),
+    }
+    if ts.columns.id:
+        columns[ts.columns.id] = table.column(ts.columns.id).take(take)
+    else:
+        columns["row_id"] = take
+    for target in ts.targets:
+        ordered = [results[target.name][i] for i in order]
+        columns[target.name] = pa.array(ordered, type=output_type(target))
+    return pa.table(columns)
+
+
+def _periods_output(
+    ts: TargetSet,
+    table: pa.Table,
+    per_user: list[np.ndarray],
+    filters: dict[str, np.ndarray],
+    values: dict[str, list[Any]],
+    period_keys: dict[str, np.ndarray],
+) -> pa.Table:
+    """One row per user and calendar period present in that user's data."""
+    period = ts.targets[0].window.period
+    assert period is not None
+    first_rows: list[int] = []  # one input row of each (user, period), to copy the user from
+    starts: list[dt.date] = []
+    results: dict[str, list[Any]] = {t.name: [] for t in ts.targets}
+    for rows in per_user:
+        keys = period_keys[period][rows]
+        for key in sorted(set(keys.tolist())):
+            first_rows.append(int(rows[keys == key][0]))
+            start = dt.date.fromordinal(key)
+            starts.append(start)
+            for target in ts.targets:
+                if target.window.kind == "period":
+                    wanted = start
+                else:  # next_period
+                    wanted = next_period_start(start, period)
+                window = keys == wanted.toordinal()
+                members = rows[window & filters[target.name][rows]]
+                window_values = [values[target.name][m] for m in members]
+                results[target.name].append(aggregate(target, window_values))
+
+    take = pa.array(first_rows, type=pa.int64())
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        ts.columns.user: table.column(ts.columns.user).take(take),
+        "period_start": pa.array(starts, type=pa.date32()),
+    }
+    for target in ts.targets:
+        columns[target.name] = pa.array(results[target.name], type=output_type(target))
+    return pa.table(columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks
+
+
+def _check_input(ts: TargetSet, table: pa.Table) -> None:
+    """Every column the spec names exists, and no row has a null user or time."""
+    names = table.column_names
+    wanted = [ts.columns.user, ts.columns.time]
+    if ts.columns.id:
+        wanted.append(ts.columns.id)
+    if any(t.mcc is not None for t in ts.targets):
+        wanted.append(ts.columns.mcc)
+    wanted += [t.value for t in ts.targets]
+    for name in dict.fromkeys(wanted):
+        if name not in names:
+            raise DataError(
+                f"column {name!r} named by the spec is not in the input; "
+                f"the input has: {', '.join(names)}"
+            )
+    for role, name in (("user", ts.columns.user), ("time", ts.columns.time)):
+        column = table.column(name)
+        if column.null_count:
+            nulls = [i for i, v in enumerate(column.is_null().to_pylist()) if v]
+            raise DataError(
+                f"{len(nulls)} row(s) have a null {role} ({name!r}); first at input row {nulls[0]}"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# time
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Per input row: the local wall-clock time, the order key and the elapsed key (µs)."""
+
+    local: list[dt.datetime]
+    o: np.ndarray
+    e: np.ndarray
+
+
+def event_clock(ts: TargetSet, table: pa.Table) -> Clock:
+    """The three per-row times of the spec's time column."""
+    column = table.column(ts.columns.time)
+    kind = column.type
+    zone = zoneinfo.ZoneInfo(ts.timezone)
+
+    if pa.types.is_timestamp(kind):
+        to_us = {"s": 1_000_000, "ms": 1_000, "us": 1}
+        raw = column.cast(pa.int64()).to_pylist()
+        # ns are floor-divided, also before 1970.
+        us = [v // 1_000 if kind.unit == "ns" else v * to_us[kind.unit] for v in raw]
+        if kind.tz is not None:
+            # An instant: convert it to the spec's zone for the calendar.
+            local = [
+                (dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(microseconds=v))
+                .astimezone(zone)
+                .replace(tzinfo=None)
+                for v in us
+            ]
+            return Clock(local, np.array(us, dtype=np.int64), np.array(us, dtype=np.int64))
+        # Naive: a wall-clock time already local to the spec's zone.
+        local = [EPOCH + dt.timedelta(microseconds=v) for v in us]
+        elapsed = [
+            v if ts.timezone == "UTC" else wall_to_instant_us(w, zone)
+            for v, w in zip(us, local, strict=True)
+        ]
+        return Clock(local, np.array(us, dtype=np.int64), np.array(elapsed, dtype=np.int64))
+
+    if pa.types.is_date32(kind) or pa.types.is_date64(kind):
+        if pa.types.is_date32(kind):
+            days = column.cast(pa.int32()).to_pylist()
+        else:
+            days = [v // 86_400_000 for v in column.cast(pa.int64()).to_pylist()]
+        local = [EPOCH + dt.timedelta(days=d) for d in days]
+        us = np.array([d * DAY_US for d in days], dtype=np.int64)
+        return Clock(local, us, us)
+
+    if pa.types.is_integer(kind):
+        unit = ts.time.unit
+        if unit is None:
+            raise DataError(
+                f"time column {ts.columns.time!r} is an integer ({kind}); the spec needs "
+                "time.unit (day, s, ms or us) to read it"
+            )
+        steps = column.to_pylist()
+        origin = dt.datetime.combine(ts.time.origin, dt.time())
+        local = [origin + dt.timedelta(microseconds=v * UNIT_US[unit]) for v in steps]
+        us = np.array([v * UNIT_US[unit] for v in steps], dtype=np.int64)
+        return Clock(local, us, us)
+
+    raise DataError(
+        f"time column {ts.columns.time!r} has type {kind}; expected a timestamp, a date "
+        "or an integer"
+    )
+
+
+def wall_to_instant_us(wall: dt.datetime, zone: zoneinfo.ZoneInfo) -> int:
+    """µs since the epoch of a naive wall-clock time in ``zone``.
+
+    A wall time in a spring-forward gap takes the offset in force before the change; a
+    repeated (fall-back) one is its later occurrence, as DuckDB's ``timezone()`` does.
+
+    >>> ny = zoneinfo.ZoneInfo("America/New_York")
+    >>> wall_to_instant_us(dt.datetime(2024, 3, 10, 2, 30), ny)
+    1710055800000000
+    >>> wall_to_instant_us(dt.datetime(2024, 11, 3, 1, 30), ny)
+    1730615400000000
+    """
+    early = wall.replace(tzinfo=zone, fold=0)
+    late = wall.replace(tzinfo=zone, fold=1)
+
+    def round_trips(t: dt.datetime) -> bool:
+        return t.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall
+
+    if early.utcoffset() == late.utcoffset():
+        offset = early.utcoffset()
+    elif round_trips(early) and round_trips(late):
+        offset = late.utcoffset()  # repeated hour: the later occurrence
+    else:
+        offset = early.utcoffset()  # gap: the offset before the transition
+    assert offset is not None
+    return (wall - EPOCH - offset) // dt.timedelta(microseconds=1)
+
+
+def period_start(day: dt.date, period: str, week_start_index: int) -> dt.date:
+    """First day of the calendar ``period`` that holds ``day``.
+
+    >>> may15 = dt.date(2024, 5, 15)  # a Wednesday
+    >>> period_start(may15, "quarter", 0), period_start(may15, "week", 6)
+    (datetime.date(2024, 4, 1), datetime.date(2024, 5, 12))
+    """
+    if period == "day":
+        return day
+    if period == "week":
+        return day - dt.timedelta(days=(day.weekday() - week_start_index) % 7)
+    if period == "month":
+        return day.replace(day=1)
+    if period == "quarter":
+        return dt.date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    if period == "year":
+        return dt.date(day.year, 1, 1)
+    raise ValueError(f"unknown period {period!r}")
+
+
+def next_period_start(start: dt.date, period: str) -> dt.date:
+    """First day of the period right after the one starting at ``start``.
+
+    >>> next_period_start(dt.date(2024, 12, 1), "month")
+    datetime.date(2025, 1, 1)
+    >>> next_period_start(dt.date(2024, 10, 1), "quarter")
+    datetime.date(2025, 1, 1)
+    """
+    if period == "day":
+        return start + dt.timedelta(days=1)
+    if period == "week":
+        return start + dt.timedelta(days=7)
+    if period in ("month", "quarter"):
+        months = start.year * 12 + start.month - 1 + (1 if period == "month" else 3)
+        return dt.date(months // 12, months % 12 + 1, 1)
+    if period == "year":
+        return dt.date(start.year + 1, 1, 1)
+    raise ValueError(f"unknown period {period!r}")
+
+
+def period_keys_of(local: list[dt.datetime], period: str, week_start_index: int) -> np.ndarray:
+    """Per row, the start of its calendar period, as a date ordinal."""
+    return np.array(
+        [period_start(t.date(), period, week_start_index).toordinal() for t in local],
+        dtype=np.int64,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# windows
+
+
+def window_mask(window: Window, k: int, e: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+    """Which of a user's events (in event order) fall into the window of its k-th event.
+
+    ``e`` is the elapsed time (µs) of each event and ``keys`` its period key (for calendar
+    windows).
+    """
+    if window.kind == "expanding":
+        assert keys is not None
+        at_or_before = np.arange(len(e)) <= k
+        return (keys == keys[k]) & at_or_before
+    if window.kind == "period":
+        assert keys is not None
+        return keys == keys[k]
+    if window.kind == "next_period":
+        assert keys is not None and window.period is not None
+        this = dt.date.fromordinal(int(keys[k]))
+        return keys == next_period_start(this, window.period).toordinal()
+    assert window.length is not None
+    if window.kind == "rolling":
+        return (e > e[k] - window.length) & (e <= e[k])
+    if window.kind == "future":
+        return (e > e[k]) & (e <= e[k] + window.length)
+    raise ValueError(f"unknown window kind {window.kind!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# values and aggregation
+
+
+def agg_values(target: Target, table: pa.Table) -> list[Any]:
+    """Per input row, the value the target aggregates (None for null).
+
+    ``count_distinct`` sees the raw values; ``count`` only needs to know the rows exist;
+    every other aggregation reads the column as float64.
+    """
+    column = table.column(target.value)
+    raw = column.to_pylist()
+    if target.agg in ("count", "count_distinct"):
+        return raw
+    kind = column.type
+    if not (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_boolean(kind)
+    ):
+        raise DataError(
+            f"target {target.name!r}: {target.agg} needs a numeric value column; "
+            f"{target.value!r} has type {kind}"
+        )
+    return [None if v is None else float(v) for v in raw]
+
+
+def _order_key(v: float) -> tuple[int, float]:
+    """Sort key for floats that puts NaN above everything, as DuckDB orders them."""
+    return (1, 0.0) if math.isnan(v) else (0, v)
+
+
+def _distinct_key(v: Any) -> Any:
+    """Hashable stand-in for a raw value: every NaN counts as one value."""
+    if isinstance(v, float) and math.isnan(v):
+        return ("NaN",)
+    return v
+
+
+def aggregate(target: Target, window_values: Sequence[Any]) -> Any:
+    """``target.agg`` over the values of the window's transactions, in event order."""
+    agg = target.agg
+    fill = target.fill
+    present = [v for v in window_values if v is not None]
+
+    if agg == "count":
+        if not window_values:
+            return 0 if fill is None else int(fill)
+        return len(window_values)
+    if agg == "count_distinct":
+        if not present:
+            return 0 if fill is None else int(fill)
+        return len({_distinct_key(v) for v in present})
+    if agg == "top_k":
+        assert target.k is not None
+        largest = sorted(present, key=_order_key, reverse=True)[: target.k]
+        pad = None if fill is None else float(fill)
+        return largest + [pad] * (target.k - len(largest))
+
+    empty = None if fill is None else float(fill)
+    if agg == "sum":
+        if not present:
+            return 0.0 if fill is None else float(fill)
+        return float(sum(present))
+    if agg == "std":
+        if len(present) < 2:
+            return empty
+        return float(np.std(np.array(present, dtype=np.float64), ddof=1))
+    if not present:
+        return empty
+    if agg == "mean":
+        return float(sum(present)) / len(present)
+    if agg == "min":
+        return min(present, key=_order_key)
+    if agg == "max":
+        return max(present, key=_order_key)
+    if agg == "first":
+        return present[0]
+    if agg == "last":
+        return present[-1]
+    raise ValueError(f"unknown agg {agg!r}")
+
+
+def output_type(target: Target) -> pa.DataType:
+    """Arrow type of a target's output column."""
+    if target.agg in INTEGER_AGGS:
+        return pa.int64()
+    if target.agg == "top_k":
+        return pa.list_(pa.float64())
+    return pa.float64()
+
+
+# ---------------------------------------------------------------------------------------------
+# filter: mcc ranges and the where expression
+
+_MCC_DIGITS = re.compile(r"[0-9]+")
+
+
+def mcc_code(value: Any) -> int | None:
+    """The MCC a cell holds: an integer, or a string of digits (spaces stripped); else None.
+
+    >>> mcc_code(5411), mcc_code(" 5411 "), mcc_code("54a1"), mcc_code(None)
+    (5411, 5411, None, None)
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip(" ")
+        return int(text) if _MCC_DIGITS.fullmatch(text) else None
+    raise DataError(f"mcc value {value!r} is neither an integer nor a string of digits")
+
+
+def passes_filter(ts: TargetSet, target: Target, table: pa.Table) -> np.ndarray:
+    """Per input row: does it pass the target's mcc and where filters?"""
+    n = table.num_rows
+    passes = np.ones(n, dtype=bool)
+    if target.mcc is not None:
+        codes = [mcc_code(v) for v in table.column(ts.columns.mcc).to_pylist()]
+        passes &= np.array(
+            [c is not None and any(lo <= c <= hi for lo, hi in target.mcc) for c in codes],
+            dtype=bool,
+        )
+    if target.where is not None:
+        passes &= evaluate_where(target.where, table, zoneinfo.ZoneInfo(ts.timezone))
+    return passes
+
+
+@dataclass(frozen=True)
+class Vec:
+    """A column of SQL values: Python objects, with a separate NULL mask."""
+
+    values: np.ndarray  # dtype object; an entry under a NULL is meaningless
+    null: np.ndarray  # dtype bool
+
+
+def evaluate_where(text: str, table: pa.Table, zone: zoneinfo.ZoneInfo) -> np.ndarray:
+    """Rows for which the ``where`` expression is TRUE (NULL and FALSE do not pass).
+
+    >>> t = pa.table({"a": [1, -2, None], "city": ["Oslo", "oslo", "Rome"]})
+    >>> evaluate_where("a > 0 OR city ILIKE 'os%'", t, UTC).tolist()
+    [True, True, False]
+    """
+    result = _Where(table, zone).eval(where_mod.parse(text))
+    truth = np.array([_truthy(v) for v in result.values], dtype=bool)
+    return truth & ~result.null
+
+
+def _truthy(v: Any) -> bool:
+    if v is None:
+        return False
+    if isinstance(v, (bool, int, float)):
+        return bool(v)
+    raise DataError(f"where: {v!r} is not a boolean")
+
+
+def _sql_number(v: Any) -> Any:
+    """A value as a number for arithmetic and numeric comparison (strings are cast)."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, str):
+        text = v.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            raise DataError(f"where: could not convert string {v!r} to a number") from None
+    raise DataError(f"where: {v!r} ({type(v).__name__}) is not a number")
+
+
+def _sql_datetime(v: Any, zone: zoneinfo.ZoneInfo, aware: bool) -> dt.datetime:
+    """A date, datetime or ISO string as a datetime (aware in ``zone`` when ``aware``)."""
+    if isinstance(v, str):
+        try:
+            v = dt.datetime.fromisoformat(v.strip())
+        except ValueError:
+            raise DataError(f"where: could not convert string {v!r} to a timestamp") from None
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        v = dt.datetime.combine(v, dt.time())
+    if not isinstance(v, dt.datetime):
+        raise DataError(f"where: {v!r} is not a date or timestamp")
+    if aware and v.tzinfo is None:
+        v = v.replace(tzinfo=zone)
+    return v
+
+
+def _is_temporal(v: Any) -> bool:
+    return isinstance(v, dt.date)
+
+
+def _compare(a: Any, b: Any, zone: zoneinfo.ZoneInfo) -> int:
+    """-1, 0 or 1 as SQL compares two non-NULL values (NaN equals NaN and is the largest)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return (a > b) - (a < b)
+    if _is_temporal(a) or _is_temporal(b):
+        aware = any(isinstance(x, dt.datetime) and x.tzinfo is not None for x in (a, b))
+        a, b = _sql_datetime(a, zone, aware), _sql_datetime(b, zone, aware)
+        return (a > b) - (a < b)
+    a, b = _sql_number(a), _sql_number(b)
+    a_nan = isinstance(a, float) and math.isnan(a)
+    b_nan = isinstance(b, float) and math.isnan(b)
+    if a_nan or b_nan:
+        return int(a_nan) - int(b_nan)
+    return (a > b) - (a < b)
+
+
+def _std_round(y: float) -> float:
+    """C's ``round``: halves away from zero."""
+    if not math.isfinite(y):
+        return y
+    t = float(math.trunc(y))
+    if abs(y - t) >= 0.5:
+        t += math.copysign(1.0, y)
+    return t
+
+
+def _sql_round(v: Any, decimals: int) -> Any:
+    x = _sql_number(v)
+    if isinstance(x, int) and decimals >= 0:
+        return x
+    if decimals >= 0:
+        scale = 10.0**decimals
+        rounded = _std_round(float(x) * scale) / scale
+    else:
+        scale = 10.0**-decimals
+        rounded = _std_round(float(x) / scale) * scale
+    return int(rounded) if isinstance(x, int) else rounded
+
+
+def _divide(a: Any, b: Any) -> float:
+    """DuckDB ``/``: float division; x/0 is ±inf, 0/0 is NaN."""
+    with np.errstate(all="ignore"):
+        return float(np.float64(_sql_number(a)) / np.float64(_sql_number(b)))
+
+
+def _modulo(a: Any, b: Any) -> Any:
+    """DuckDB ``%``: the remainder takes the sign of the dividend; x % 0 is an error."""
+    a, b = _sql_number(a), _sql_number(b)
+    if b == 0:
+        raise DataError("where: division by zero in '%'")
+    if isinstance(a, int) and isinstance(b, int):
+        r = abs(a) % abs(b)
+        return -r if a < 0 else r
+    return math.fmod(a, b)
+
+
+def _sqrt(v: Any) -> float:
+    x = float(_sql_number(v))
+    return math.nan if x < 0 or math.isnan(x) else math.sqrt(x)
+
+
+def _ln(v: Any) -> float:
+    x = float(_sql_number(v))
+    if x == 0:
+        return -math.inf
+    return math.nan if x < 0 or math.isnan(x) else math.log(x)
+
+
+def _rounding(fn: Callable[[float], int]) -> Callable[[Any], Any]:
+    def apply(v: Any) -> Any:
+        x = _sql_number(v)
+        if isinstance(x, int) or not math.isfinite(x):
+            return float(x)
+        return float(fn(x))
+
+    return apply
+
+
+def _text(fn: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def apply(v: Any) -> Any:
+        if not isinstance(v, str):
+            raise DataError(f"where: {v!r} is not a string")
+        return fn(v)
+
+    return apply
+
+
+def _like(value: Any, pattern: str, case_insensitive: bool) -> bool:
+    """SQL LIKE: ``%`` any run of characters, ``_`` one character, no escape character."""
+    if not isinstance(value, str):
+        raise DataError(f"where: LIKE needs a string, got {value!r}")
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    if case_insensitive:
+        value, regex = value.lower(), regex.lower()
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+class _Where:
+    """Evaluates a checked ``where`` tree over a table, row-wise, with SQL NULL logic."""
+
+    def __init__(self, table: pa.Table, zone: zoneinfo.ZoneInfo) -> None:
+        self.table = table
+        self.zone = zone
+        self.n = table.num_rows
+
+    # --- building blocks
+
+    def constant(self, value: Any) -> Vec:
+        values = np.empty(self.n, dtype=object)
+        values[:] = [value] * self.n
+        return Vec(values, np.full(self.n, value is None, dtype=bool))
+
+    def column(self, name: str) -> Vec:
+        names = self.table.column_names
+        if name not in names:
+            folded = [c for c in names if c.lower() == name.lower()]
+            if len(folded) != 1:
+                raise DataError(f"where: column {name!r} is not in the input")
+            name = folded[0]
+        raw = self.table.column(name).to_pylist()
+        values = np.empty(self.n, dtype=object)
+        values[:] = [float(v) if isinstance(v, Decimal) else v for v in raw]
+        return Vec(values, np.array([v is None for v in raw], dtype=bool))
+
+    def map(self, fn: Callable[..., Any], *args: Vec) -> Vec:
+        """Apply ``fn`` row by row; NULL in any argument gives NULL."""
+        null = np.zeros(self.n, dtype=bool)
+        for a in args:
+            null = null | a.null
+        values = np.empty(self.n, dtype=object)
+        for i in range(self.n):
+            if not null[i]:
+                values[i] = fn(*(a.values[i] for a in args))
+        return Vec(values, null)
+
+    def boolean(self, truth: np.ndarray, null: np.ndarray) -> Vec:
+        values = np.empty(self.n, dtype=object)
+        values[:] = [bool(t) for t in truth]
+        return Vec(values, null.copy())
+
+    def truth(self, v: Vec) -> np.ndarray:
+        return np.array(
+            [False if null else _truthy(x) for x, null in zip(v.values, v.null, strict=True)],
+            dtype=bool,
+        )
+
+    def and_(self, a: Vec, b: Vec) -> Vec:
+        a_false = ~a.null & ~self.truth(a)
+        b_false = ~b.null & ~self.truth(b)
+        false = a_false | b_false
+        null = ~false & (a.null | b.null)
+        return self.boolean(~false & ~null, null)
+
+    def or_(self, a: Vec, b: Vec) -> Vec:
+        true = (~a.null & self.truth(a)) | (~b.null & self.truth(b))
+        null = ~true & (a.null | b.null)
+        return self.boolean(true, null)
+
+    def not_(self, a: Vec) -> Vec:
+        return self.boolean(~self.truth(a), a.null)
+
+    def compare(self, a: Vec, b: Vec, test: Callable[[int], bool]) -> Vec:
+        return self.map(lambda x, y: test(_compare(x, y, self.zone)), a, b)
+
+    # --- the tree
+
+    def eval(self, node: exp.Expression) -> Vec:
+        comparisons: dict[type[exp.Expression], Callable[[int], bool]] = {
+            exp.EQ: lambda c: c == 0,
+            exp.NEQ: lambda c: c != 0,
+            exp.LT: lambda c: c < 0,
+            exp.LTE: lambda c: c <= 0,
+            exp.GT: lambda c: c > 0,
+            exp.GTE: lambda c: c >= 0,
+        }
+        arithmetic: dict[type[exp.Expression], Callable[[Any, Any], Any]] = {
+            exp.Add: lambda x, y: _sql_number(x) + _sql_number(y),
+            exp.Sub: lambda x, y: _sql_number(x) - _sql_number(y),
+            exp.Mul: lambda x, y: _sql_number(x) * _sql_number(y),
+            exp.Div: _divide,
+            exp.Mod: _modulo,
+        }
+        one_argument: dict[type[exp.Expression], Callable[[Any], Any]] = {
+            exp.Abs: lambda x: abs(_sql_number(x)),
+            exp.Floor: _rounding(math.floor),
+            exp.Ceil: _rounding(math.ceil),
+            exp.Sqrt: _sqrt,
+            exp.Ln: _ln,
+            exp.Lower: _text(str.lower),
+            exp.Upper: _text(str.upper),
+            exp.Length: _text(len),
+        }
+
+        if isinstance(node, exp.Paren):
+            return self.eval(node.this)
+        if isinstance(node, exp.Column):
+            return self.column(node.name)
+        if isinstance(node, exp.Literal):
+            if node.is_string:
+                return self.constant(node.this)
+            return self.constant(_sql_number(node.this))
+        if isinstance(node, exp.Boolean):
+            return self.constant(bool(node.this))
+        if isinstance(node, exp.Null):
+            return self.constant(None)
+        if isinstance(node, exp.Neg):
+            return self.map(lambda x: -_sql_number(x), self.eval(node.this))
+        if isinstance(node, exp.Not):
+            return self.not_(self.eval(node.this))
+        if isinstance(node, exp.And):
+            return self.and_(self.eval(node.this), self.eval(node.expression))
+        if isinstance(node, exp.Or):
+            return self.or_(self.eval(node.this), self.eval(node.expression))
+        if type(node) in comparisons:
+            return self.compare(
+                self.eval(node.this), self.eval(node.expression), comparisons[type(node)]
+            )
+        if type(node) in arithmetic:
+            return self.map(
+                arithmetic[type(node)], self.eval(node.this), self.eval(node.expression)
+            )
+        if type(node) in one_argument:
+            return self.map(one_argument[type(node)], self.eval(node.this))
+        if isinstance(node, exp.Is):  # only IS NULL passes the checker
+            value = self.eval(node.this)
+            return self.boolean(value.null, np.zeros(self.n, dtype=bool))
+        if isinstance(node, exp.Between):
+            value = self.eval(node.this)
+            low = self.compare(value, self.eval(node.args["low"]), lambda c: c >= 0)
+            high = self.compare(value, self.eval(node.args["high"]), lambda c: c <= 0)
+            return self.and_(low, high)
+        if isinstance(node, exp.In):
+            return self.in_list(self.eval(node.this), [self.eval(e) for e in node.expressions])
+        if isinstance(node, (exp.Like, exp.ILike)):
+            pattern = node.expression.this
+            insensitive = isinstance(node, exp.ILike)
+            result = self.map(lambda x: _like(x, pattern, insensitive), self.eval(node.this))
+            return self.not_(result) if node.args.get("negate") else result
+        if isinstance(node, exp.Round):
+            decimals = node.args.get("decimals")
+            places = int(_sql_number(decimals.this)) if decimals is not None else 0
+            return self.map(lambda x: _sql_round(x, places), self.eval(node.this))
+        if isinstance(node, exp.Coalesce):
+            return self.coalesce([self.eval(node.this)] + [self.eval(e) for e in node.expressions])
+        if isinstance(node, (exp.Least, exp.Greatest)):
+            args = [self.eval(node.this)] + [self.eval(e) for e in node.expressions]
+            return self.extreme(args, largest=isinstance(node, exp.Greatest))
+        raise DataError(f"where: {node.sql()!r} is not supported by the reference")
+
+    def in_list(self, value: Vec, options: list[Vec]) -> Vec:
+        """x IN (a, b, ...): TRUE on a match; else NULL when x or an option is NULL."""
+        found = np.zeros(self.n, dtype=bool)
+        some_null = value.null.copy()
+        for option in options:
+            equal = self.compare(value, option, lambda c: c == 0)
+            found |= ~equal.null & self.truth(equal)
+            some_null |= option.null
+        null = ~found & some_null
+        return self.boolean(found & ~null, null)
+
+    def coalesce(self, args: list[Vec]) -> Vec:
+        values = np.empty(self.n, dtype=object)
+        null = np.ones(self.n, dtype=bool)
+        for i in range(self.n):
+            for a in args:
+                if not a.null[i]:
+                    values[i] = a.values[i]
+                    null[i] = False
+                    break
+        return Vec(values, null)
+
+    def extreme(self, args: list[Vec], largest: bool) -> Vec:
+        """least / greatest, skipping NULL arguments (NULL only when all are NULL)."""
+        values = np.empty(self.n, dtype=object)
+        null = np.ones(self.n, dtype=bool)
+        for i in range(self.n):
+            for a in args:
+                if a.null[i]:
+                    continue
+                x = a.values[i]
+                if null[i]:
+                    values[i], null[i] = x, False
+                    continue
+                c = _compare(x, values[i], self.zone)
+                if (c > 0) if largest else (c < 0):
+                    values[i] = x
+        return Vec(values, null)

@@ -1,0 +1,128 @@
+"""Hypothesis strategies: random transactions and random target specs.
+
+The data is built to hit the edges: same-time ties, refunds, null amounts and MCCs, empty
+windows (filters that rarely match), integer days, several time zones and DST changes,
+shuffled input order, several users (integer or string ids).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+from hypothesis import strategies as st
+
+from sqltargets.spec import AGGS, PERIODS, WEEKDAYS, WINDOW_KINDS
+
+TIME_KINDS = ("int_day", "int_s", "timestamp", "timestamptz", "date")
+ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata")
+# instants next to DST changes, and an ordinary one
+BASES = (
+    dt.datetime(2024, 3, 9, 12),  # New York springs forward on 2024-03-10
+    dt.datetime(2024, 11, 2, 20),  # ... falls back on 2024-11-03
+    dt.datetime(2024, 3, 30, 22),  # Berlin: 2024-03-31
+    dt.datetime(2024, 10, 26, 23),  # Berlin: 2024-10-27
+    dt.datetime(2024, 4, 6, 10),  # Sydney: 2024-04-07
+    dt.datetime(2023, 12, 28, 9),  # across a year, quarter and ISO week boundary
+    dt.datetime(1969, 12, 25, 0),  # before 1970
+)
+STEPS = (1, 60, 1800, 3600, 6 * 3600, 86400, 5 * 86400, 20 * 86400)  # seconds per step
+MCCS = (5411, 5499, 5812, 5814, 5541, 4511, 3100, 7011, 9999)
+AMOUNTS = (12.5, 3.0, 40.25, 0.0, -12.5, 100.0, 7.75, -3.0, 1999.99)
+LENGTHS = ("1s", "90s", "30m", "12h", "1d", "2d", "7d", "30d")
+MCC_FILTERS = (None, [5411], ["5400-5500"], ["grocery"], ["grocery", "fast_food", 4511], [1234])
+WHERES = (None, "amount > 0", "amount < 0 OR mcc = 5812", "abs(amount) BETWEEN 3 AND 50")
+
+
+@st.composite
+def transactions(
+    draw: st.DrawFn, time_kind: str | None = None, max_rows: int = 40, max_users: int = 5
+) -> dict:
+    """A random transaction table (pyarrow) and the spec pieces that fit it."""
+    kind = time_kind or draw(st.sampled_from(TIME_KINDS))
+    n_users = draw(st.integers(1, max_users))
+    string_users = draw(st.booleans())
+    step = draw(st.sampled_from(STEPS if kind not in ("int_day", "date") else (86400, 7 * 86400)))
+    base = draw(st.sampled_from(BASES))
+    rows = []
+    for u in range(n_users):
+        n = draw(st.integers(1 if u == 0 else 0, max(1, max_rows // n_users)))
+        for _ in range(n):
+            rows.append(
+                {
+                    "user": f"u{u:02d}" if string_users else u * 7 - 3,
+                    "steps": draw(st.integers(0, 40)),
+                    "amount": draw(st.one_of(st.sampled_from(AMOUNTS), st.none())),
+                    "mcc": draw(st.one_of(st.sampled_from(MCCS), st.none())),
+                }
+            )
+    order = draw(st.permutations(range(len(rows))))
+    rows = [rows[i] for i in order]
+    with_id = draw(st.booleans())
+    ids = draw(st.permutations(range(1000, 1000 + len(rows)))) if with_id else None
+    mcc_as_string = draw(st.booleans())
+
+    offsets = [r["steps"] * step for r in rows]
+    if kind == "int_day":
+        time = pa.array([o // 86400 - 5 for o in offsets], pa.int64())
+    elif kind == "int_s":
+        time = pa.array(offsets, pa.int64())
+    elif kind == "date":
+        time = pa.array([base.date() + dt.timedelta(seconds=o) for o in offsets], pa.date32())
+    else:
+        stamps = [base + dt.timedelta(seconds=o) for o in offsets]
+        if kind == "timestamptz":
+            zone = draw(st.sampled_from(("UTC", "America/New_York", "Asia/Tokyo")))
+            time = pa.array(stamps, pa.timestamp("us")).cast(pa.timestamp("us", tz=zone))
+        else:
+            time = pa.array(stamps, pa.timestamp("us"))
+    cols = {
+        "user_id": pa.array([r["user"] for r in rows], pa.string() if string_users else pa.int64()),
+        "t": time,
+        "amount": pa.array([r["amount"] for r in rows], pa.float64()),
+        "mcc": pa.array(
+            [
+                None if r["mcc"] is None else (str(r["mcc"]) if mcc_as_string else r["mcc"])
+                for r in rows
+            ],
+            pa.string() if mcc_as_string else pa.int32(),
+        ),
+    }
+    if with_id:
+        cols["tx_id"] = pa.array(ids, pa.int64())
+    columns = {"user": "user_id", "time": "t", "amount": "amount", "mcc": "mcc"}
+    if with_id:
+        columns["id"] = "tx_id"
+    spec = {
+        "columns": columns,
+        "timezone": draw(st.sampled_from(ZONES)),
+        "week_start": draw(st.sampled_from(WEEKDAYS)),
+    }
+    if kind.startswith("int_"):
+        spec["time"] = {"unit": "day" if kind == "int_day" else "s", "origin": "2024-02-27"}
+    return {"table": pa.table(cols), "spec": spec}
+
+
+@st.composite
+def target(draw: st.DrawFn, name: str, agg: str | None = None, kind: str | None = None) -> dict:
+    """One random target of the given agg and window kind."""
+    agg = agg or draw(st.sampled_from(AGGS))
+    kind = kind or draw(st.sampled_from(WINDOW_KINDS))
+    if kind in ("rolling", "future"):
+        window = {"kind": kind, "length": draw(st.sampled_from(LENGTHS))}
+    else:
+        window = {"kind": kind, "period": draw(st.sampled_from(PERIODS))}
+    t: dict = {"name": name, "agg": agg, "window": window}
+    mcc = draw(st.sampled_from(MCC_FILTERS))
+    if mcc is not None:
+        t["mcc"] = mcc
+    where = draw(st.sampled_from(WHERES))
+    if where is not None:
+        t["where"] = where
+    if agg == "top_k":
+        t["k"] = draw(st.integers(1, 4))
+    if agg == "count_distinct" and draw(st.booleans()):
+        t["value"] = "mcc"
+    if draw(st.integers(0, 4)) == 0:
+        t["fill"] = draw(st.sampled_from([-1, 0, 7]))
+    return t
