@@ -20,7 +20,15 @@ import pyarrow as pa
 
 from .errors import DataError, SourceError, SqlTargetsError, did_you_mean
 from .plan import Plan, build
-from .render import ROW_ID_COLUMN, Source, ident, parquet_source, relation_source, render
+from .render import (
+    ROW_ID_COLUMN,
+    Source,
+    ident,
+    literal,
+    parquet_source,
+    relation_source,
+    render,
+)
 from .spec import COUNTING, TargetSet
 
 GLOB_CHARS = set("*?[")
@@ -309,7 +317,13 @@ def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int
 
 
 def prepare(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Plan:
-    """Describe the input, check it against the spec, and plan."""
+    """Describe the input, check it against the spec, and plan.
+
+    Also sets the session's TimeZone to the spec's, so that a ``where`` comparing a zoned
+    timestamp with a string literal reads it in that zone (as the NumPy reference does).
+    ``con`` is sqltargets' own connection or a cursor, never the user's session itself.
+    """
+    con.execute(f"SET TimeZone = {literal(ts.timezone)}")
     types = describe(inp, con)
     time_kind = check_columns(ts, types)
     return build(ts, time_kind=time_kind, numeric=numeric_columns(types))
@@ -415,8 +429,7 @@ def explain_sql(
         plan = build(ts)
         rid = "" if ts.columns.id else "rowid"
         return render(plan, relation_source("transactions", rid_column=rid), dialect=dialect)
-    own = con is None
-    con = con or connect(threads=1)
+    con = con.cursor() if con is not None else connect(threads=1)
     try:
         inp = resolve(source, ts, con, absolute=False)
         inp.register(con)
@@ -428,8 +441,7 @@ def explain_sql(
             raise SourceError("explain: an Arrow input has no name the SQL could read; pass a path")
         return render(plan, inp.source, dialect=dialect)
     finally:
-        if own:
-            con.close()
+        con.close()
 
 
 __all__ = ["COUNTING", "Input", "connect", "execute", "execute_batches", "explain_sql", "resolve"]

@@ -1,0 +1,259 @@
+"""The Python API: sources, row ids, streaming, connections, threads, atomic writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import sqltargets
+from sqltargets.compare import diff
+from sqltargets.demo import make_transactions
+
+SPEC = {
+    "columns": {"user": "user_id", "time": "ts", "amount": "amount", "mcc": "mcc"},
+    "targets": [
+        {
+            "name": "g_day",
+            "agg": "sum",
+            "mcc": ["grocery"],
+            "window": {"kind": "expanding", "period": "day"},
+        },
+        {"name": "n_7d", "agg": "count", "window": {"kind": "rolling", "length": "7d"}},
+        {
+            "name": "last_next_week",
+            "agg": "last",
+            "window": {"kind": "next_period", "period": "week"},
+        },
+        {"name": "top2", "agg": "top_k", "k": 2, "window": {"kind": "period", "period": "month"}},
+    ],
+}
+NAMES = [t["name"] for t in SPEC["targets"]]
+
+
+@pytest.fixture(scope="module")
+def tx() -> pa.Table:
+    return make_transactions(25, seed=5, ties=0.2, shuffle=True)
+
+
+def test_parquet_row_ids_follow_file_names_then_rows(tx: pa.Table, tmp_path: Path) -> None:
+    # three files written out of name order; row_id follows names, then rows in the file
+    parts = {
+        "b.parquet": tx.slice(0, 100),
+        "a.parquet": tx.slice(100, 50),
+        "c.parquet": tx.slice(150),
+    }
+    for name, part in parts.items():
+        pq.write_table(part, tmp_path / name, row_group_size=17)
+    out = sqltargets.generate(SPEC, tmp_path)
+    in_order = pa.concat_tables([parts["a.parquet"], parts["b.parquet"], parts["c.parquet"]])
+    ids = out.column("row_id").to_pylist()
+    assert sorted(ids) == list(range(tx.num_rows))
+    assert out.schema.field("row_id").type == pa.int64()
+    # each output row carries the user and time of the input row at that position
+    users, times = in_order.column("user_id").to_pylist(), in_order.column("ts").to_pylist()
+    assert [users[i] for i in ids] == out.column("user_id").to_pylist()
+    assert [times[i] for i in ids] == out.column("ts").to_pylist()
+    # and the reference, which reads the files in name order itself, agrees
+    ref = sqltargets.reference(SPEC, tmp_path)
+    assert diff(out, ref, NAMES, ["user_id", "row_id"]) == []
+    # a single file, and a glob, give the same as the Arrow table
+    pq.write_table(in_order, tmp_path / "one.parquet")
+    single = sqltargets.generate(SPEC, tmp_path / "one.parquet")
+    assert single.equals(sqltargets.generate(SPEC, in_order))
+    assert sqltargets.generate(SPEC, str(tmp_path / "[abc].parquet")).equals(out)
+
+
+def test_events_output_order_and_schema(tx: pa.Table) -> None:
+    out = sqltargets.generate(SPEC, tx)
+    assert out.column_names == ["user_id", "ts", "row_id", *NAMES]
+    assert out.schema.field("n_7d").type == pa.int64()
+    assert out.schema.field("top2").type == pa.list_(pa.float64())
+    assert out.num_rows == tx.num_rows
+    keys = list(
+        zip(
+            out.column("user_id").to_pylist(),
+            out.column("ts").to_pylist(),
+            out.column("row_id").to_pylist(),
+        )
+    )
+    assert keys == sorted(keys)
+    assert all(len(v) == 2 for v in out.column("top2").to_pylist())
+
+
+def test_reader_and_batches(tx: pa.Table) -> None:
+    want = sqltargets.generate(SPEC, tx)
+    reader = pa.RecordBatchReader.from_batches(tx.schema, tx.to_batches(max_chunksize=1000))
+    assert sqltargets.generate(SPEC, reader).equals(want)
+    batches = sqltargets.generate_batches(SPEC, tx, batch_size=500)
+    assert isinstance(batches, pa.RecordBatchReader)
+    got = batches.read_all()
+    assert got.equals(want.cast(got.schema))
+
+
+def test_table_in_user_connection(tx: pa.Table) -> None:
+    con = duckdb.connect()
+    con.register("tx_arrow", tx)
+    con.execute("CREATE TABLE tx AS SELECT * FROM tx_arrow")
+    con.execute("CREATE VIEW tx_view AS SELECT * FROM tx")
+    want = sqltargets.generate(SPEC, tx)
+    assert sqltargets.generate(SPEC, "tx", connection=con).equals(want)
+    with pytest.raises(sqltargets.SourceError, match=r"view.*columns\.id"):
+        sqltargets.generate(SPEC, "tx_view", connection=con)
+    with_id = {**SPEC, "columns": {**SPEC["columns"], "id": "tx_id"}}
+    by_view = sqltargets.generate(with_id, "tx_view", connection=con)
+    assert by_view.equals(sqltargets.generate(with_id, tx))
+    with pytest.raises(sqltargets.SourceError, match="did you mean 'tx'"):
+        sqltargets.generate(SPEC, "txs", connection=con)
+    # the user's connection is still usable, and nothing was left registered on it
+    assert con.sql("SELECT count(*) FROM tx").fetchall() == [(tx.num_rows,)]
+
+
+def test_threads_share_one_connection(tx: pa.Table) -> None:
+    con = duckdb.connect()
+    con.register("tx_arrow", tx)
+    con.execute("CREATE TABLE tx AS SELECT * FROM tx_arrow")
+    want = sqltargets.generate(SPEC, tx)
+    results: list[pa.Table] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(sqltargets.generate(SPEC, "tx", connection=con))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 4 and all(r.equals(want) for r in results)
+
+
+def test_zoned_time_keeps_input_type() -> None:
+    # instants 2024-03-09 23:00, 03-10 12:00 and 03-11 01:00 UTC
+    utc = [dt.datetime(2024, 3, 9, 23), dt.datetime(2024, 3, 10, 12), dt.datetime(2024, 3, 11, 1)]
+    t = pa.table({
+        "user_id": [1, 1, 1],
+        "ts": pa.array(utc, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz="America/New_York")),
+        "amount": [1.0, 2.0, 4.0], "mcc": [5411, 5411, 5411],
+    })  # fmt: skip
+    spec = {**SPEC, "timezone": "America/New_York",
+            "targets": [{"name": "d", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    out = sqltargets.generate(spec, t)
+    assert out.schema.field("ts").type == pa.timestamp("us", tz="America/New_York")
+    assert out.column("ts").to_pylist() == t.column("ts").to_pylist()
+    # in New York: 03-09 18:00 EST, 03-10 08:00 EDT, 03-10 21:00 EDT -> the last two share a day
+    assert out.column("d").to_pylist() == [1.0, 2.0, 6.0]
+    assert sqltargets.reference(spec, t).column("d").to_pylist() == [1.0, 2.0, 6.0]
+    # in UTC each falls on its own day
+    spec_utc = {**spec, "timezone": "UTC"}
+    assert sqltargets.generate(spec_utc, t).column("d").to_pylist() == [1.0, 2.0, 4.0]
+    assert sqltargets.reference(spec_utc, t).column("d").to_pylist() == [1.0, 2.0, 4.0]
+
+
+def test_empty_input_keeps_schema(tx: pa.Table) -> None:
+    out = sqltargets.generate(SPEC, tx.slice(0, 0))
+    assert out.num_rows == 0
+    assert out.column_names == ["user_id", "ts", "row_id", *NAMES]
+    assert out.schema.equals(sqltargets.generate(SPEC, tx).schema)
+
+
+def test_quoted_names_survive(tx: pa.Table) -> None:
+    # column names that need quoting, even ones that look like SQL
+    t = tx.rename_columns(['user "id"', "select", "amount; drop", "mcc", "tx_id", "channel"])
+    spec = {
+        "columns": {"user": 'user "id"', "time": "select", "amount": "amount; drop", "mcc": "mcc"},
+        "targets": [
+            {
+                "name": "s",
+                "agg": "sum",
+                "where": '"amount; drop" > 0',
+                "window": {"kind": "expanding", "period": "month"},
+            }
+        ],
+    }
+    out = sqltargets.generate(spec, t)
+    assert out.column_names == ['user "id"', "select", "row_id", "s"]
+    ref = sqltargets.reference(spec, t)
+    assert diff(out, ref, ["s"], ['user "id"', "row_id"]) == []
+
+
+def test_write_is_atomic(tx: pa.Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "t.parquet"
+    rows = sqltargets.write(SPEC, tx, out, batch_size=100)
+    assert rows == tx.num_rows
+    assert pq.read_table(out).equals(sqltargets.generate(SPEC, tx))
+    before = out.read_bytes()
+
+    def boom(self, batch):  # the writer fails after the temporary file exists
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", boom)
+    with pytest.raises(OSError, match="disk full"):
+        sqltargets.write(SPEC, tx, out, batch_size=100)
+    assert out.read_bytes() == before  # the old output is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
+def test_explain_variants(tx: pa.Table, tmp_path: Path) -> None:
+    sql = sqltargets.explain(SPEC)
+    assert 'FROM "transactions"' in sql and "rowid" in sql
+    pq.write_table(tx, tmp_path / "x.parquet")
+    sql = sqltargets.explain(SPEC, source=tmp_path / "x.parquet")
+    assert "READ_PARQUET(" in sql and "file_row_number" in sql
+    assert duckdb.connect().sql(sql).to_arrow_table().equals(sqltargets.generate(SPEC, tx))
+    with pytest.raises(sqltargets.SqlTargetsError, match=r"dialect.*'postgre'.*duckdb"):
+        sqltargets.explain(SPEC, dialect="postgre")
+    with pytest.raises(sqltargets.SourceError, match="Arrow"):
+        sqltargets.explain(SPEC, source=tx)
+
+
+def test_load_forms(tmp_path: Path) -> None:
+    import json
+
+    ts = sqltargets.load(SPEC)
+    assert sqltargets.load(ts) is ts
+    (tmp_path / "s.json").write_text(json.dumps(SPEC))
+    assert sqltargets.load(tmp_path / "s.json") == ts
+    assert sqltargets.load(str(tmp_path / "s.json")) == ts
+    with pytest.raises(sqltargets.SourceError, match="does not exist"):
+        sqltargets.load(tmp_path / "nope.yaml")
+
+
+def test_null_users_and_times_are_errors(tx: pa.Table) -> None:
+    users = tx.column("user_id").to_pylist()
+    users[3] = None
+    bad = tx.set_column(0, "user_id", pa.array(users, pa.int64()))
+    with pytest.raises(sqltargets.DataError, match=r"columns.user: 1 of \d+ rows have a null user"):
+        sqltargets.generate(SPEC, bad)
+
+
+def test_value_must_be_numeric(tx: pa.Table) -> None:
+    spec = {
+        **SPEC,
+        "targets": [
+            {
+                "name": "x",
+                "agg": "sum",
+                "value": "channel",
+                "window": {"kind": "period", "period": "day"},
+            }
+        ],
+    }
+    with pytest.raises(
+        sqltargets.DataError, match=r"targets\[0\].value: column 'channel' has type VARCHAR"
+    ):
+        sqltargets.generate(spec, tx)
+    spec["targets"][0]["agg"] = "count_distinct"
+    out = sqltargets.generate(spec, tx)
+    ref = sqltargets.reference(spec, tx)
+    assert diff(out, ref, ["x"], ["user_id", "row_id"]) == []
+    assert max(out.column("x").to_pylist()) <= 3
