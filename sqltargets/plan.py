@@ -151,6 +151,10 @@ def build(
             counter[0] += 1
         return bucket[key]
 
+    # a mean shares the sum of a sum target over the same value, filter and window (and adds
+    # a count of values); with no such sum, one AVG is cheaper than SUM and COUNT
+    summed = {(t.value, t.mcc, t.where, t.window) for t in ts.targets if t.agg == "sum"}
+
     for t in ts.targets:
         w = t.window
         if w.kind in ("period", "next_period"):
@@ -161,7 +165,10 @@ def build(
         else:
             bucket = frames.setdefault((w.kind, w.period, w.length), {})
             relation = "e"
-        ms = {fn: measure(bucket, fn, t) for fn in MEASURES_OF[t.agg]}
+        fns = MEASURES_OF[t.agg]
+        if t.agg == "mean" and (t.value, t.mcc, t.where, t.window) not in summed:
+            fns = ("avg",)
+        ms = {fn: measure(bucket, fn, t) for fn in fns}
         outputs.append(Output(t, relation, ms))
 
     frame_list = tuple(

@@ -28,7 +28,7 @@ from .errors import SqlTargetsError
 from .plan import Frame, Plan
 from .spec import UNIT_US
 
-DIALECTS = ("duckdb",)
+DIALECTS = ("duckdb", "spark")
 
 PERIOD_STEP = {
     "day": "1 DAY",
@@ -161,7 +161,6 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
             "time": ident(cols.time),
             "key": ident(ts.key_column()),
         },
-        "key": ident(cols.id) if cols.id else rid,
         "tiebreak": ident(cols.id) if cols.id else rid,
         "q": {n: ident(n) for n in names},
         "tz": literal(ts.timezone),
@@ -203,4 +202,8 @@ def render(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = T
         raise SqlTargetsError(
             f"template targets.sql.j2 rendered SQL that does not parse: {e}"
         ) from e
+    if dialect == "spark":
+        from .spark import to_spark
+
+        return to_spark(tree, plan, pretty=pretty)
     return tree.sql(dialect=dialect, pretty=pretty)

@@ -7,7 +7,6 @@ WITH src AS (
   SELECT
     "user_id" AS _u,
     "ts" AS _time,
-    _st_rid AS _k,
     _st_rid AS _tb,
     EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
     CAST("amount" AS DOUBLE) AS _v0,
@@ -36,7 +35,7 @@ WITH src AS (
 SELECT
   e._u AS "user_id",
   e._time AS "ts",
-  e._k AS "row_id",
+  e._tb AS "row_id",
   CAST(COALESCE(e._m0, 0) AS DOUBLE) AS "grocery_daily_running_sum"
 FROM framed AS e
 ORDER BY

@@ -6,7 +6,6 @@ WITH src AS (
   SELECT
     "customer" AS _u,
     "day" AS _time,
-    "tx_id" AS _k,
     "tx_id" AS _tb,
     CAST("day" AS BIGINT) * 86400000000 AS _o,
     CAST("amt" AS DOUBLE) AS _v0,
@@ -60,7 +59,7 @@ WITH src AS (
 SELECT
   e._u AS "customer",
   e._time AS "day",
-  e._k AS "tx_id",
+  e._tb AS "tx_id",
   CAST(e._m0 AS DOUBLE) AS "week_running_max",
   CAST(COALESCE(cur_quarter._m1, 0) AS BIGINT) AS "distinct_merchants_quarter",
   CAST(COALESCE(next_week._m2, -1) AS DOUBLE) AS "next_week_last",

@@ -7,7 +7,6 @@ WITH src AS (
   SELECT
     "user_id" AS _u,
     "ts" AS _time,
-    _st_rid AS _k,
     _st_rid AS _tb,
     EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
     CAST("amount" AS DOUBLE) AS _v0,
