@@ -23,7 +23,7 @@ from .spec import Target, TargetSet, load
 
 __version__ = "0.1.0"
 
-_API = ("generate", "generate_batches", "explain", "reference", "verify", "write")
+_API = ("generate", "generate_batches", "explain", "prepare", "reference", "verify", "write")
 
 
 def __getattr__(name: str) -> object:

@@ -55,12 +55,15 @@ def generate(
     threads: int | None = None,
     memory_limit: str | None = None,
     temp_directory: str | None = None,
+    store: str | Path | None = None,
 ) -> pa.Table:
     """Compute every target of ``specs`` over ``source``; one Arrow table.
 
     ``source``: a Parquet file, glob or folder; a ``pyarrow.Table`` or ``RecordBatchReader``;
     a pandas DataFrame; or the name of a table in ``connection`` (a table, or a view when
-    ``columns.id`` is set). With ``connection``, the query runs on a cursor of it.
+    ``columns.id`` is set); or a store written by :func:`prepare`. With ``connection``, the
+    query runs on a cursor of it. With ``store``, a Parquet ``source`` is read through that
+    prepared store, which is (re)written first when missing or when the input changed.
 
     >>> import pyarrow as pa
     >>> t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [2.5], "m": [5411]})
@@ -71,12 +74,61 @@ def generate(
     [{'u': 1, 't': 0, 'row_id': 0, 'n': 1}]
     """
     ts = load(specs)
+    if store is not None:
+        source = _through_store(ts, source, store, threads, memory_limit, temp_directory)
     con, close = _connection(connection, threads, memory_limit, temp_directory)
     try:
         return engine.execute(ts, source, con)
     finally:
         if close:
             con.close()
+
+
+def prepare(
+    source: str | Path,
+    store: str | Path,
+    *,
+    specs: SpecLike | None = None,
+    user: str | None = None,
+    time: str | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    temp_directory: str | None = None,
+) -> Path:
+    """Write a prepared store of a Parquet ``source``: sorted by user and time, with input
+    positions; later runs read it (``generate(spec, store)`` or ``generate(..., store=)``).
+    The user and time columns come from ``specs`` or from ``user=`` and ``time=``."""
+    from . import store as store_mod
+
+    if specs is not None:
+        ts = load(specs)
+        user, time = user or ts.columns.user, time or ts.columns.time
+    if not user or not time:
+        raise SourceError("prepare: name the user and time columns (or pass a spec)")
+    return store_mod.prepare(
+        source, store, user=user, time=time, threads=threads, memory_limit=memory_limit,
+        temp_directory=temp_directory,
+    )  # fmt: skip
+
+
+def _through_store(
+    ts: TargetSet,
+    source: Any,
+    store: str | Path,
+    threads: int | None,
+    memory_limit: str | None,
+    temp_directory: str | None,
+) -> str:
+    from . import store as store_mod
+
+    if not isinstance(source, (str, Path)):
+        raise SourceError("store=: only a Parquet path can be read through a store")
+    if not store_mod.is_fresh(store, source):
+        store_mod.prepare(
+            source, store, user=ts.columns.user, time=ts.columns.time, threads=threads,
+            memory_limit=memory_limit, temp_directory=temp_directory,
+        )  # fmt: skip
+    return str(store)
 
 
 def generate_batches(

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from . import store as store_mod
 from .errors import DataError, SourceError, SqlTargetsError, did_you_mean
 from .plan import Plan, build
 from .render import (
@@ -158,6 +159,16 @@ def resolve(
             raise SourceError(
                 f"input {source!r} does not exist (to read a table, pass connection=)"
             )
+        if store_mod.is_store(source):
+            reason = store_mod.stale_reason(source)
+            if reason:
+                raise SourceError(
+                    f"store {source!r} is stale: {reason}; run 'sqltargets prepare' again"
+                )
+            data = os.path.join(source, store_mod.DATA)
+            data = os.path.abspath(data) if absolute else data
+            src = parquet_source(data, multi=False, rid=rid, rid_column=store_mod.ROW_ID)
+            return Input(src, label=source)
         pattern, _, multi = parquet_files(source)
         if absolute:
             pattern = os.path.abspath(pattern)

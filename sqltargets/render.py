@@ -75,13 +75,18 @@ class Source:
     rid: bool = True  # whether the plan needs the input position
 
 
-def parquet_source(paths: str | list[str], *, multi: bool, rid: bool = True) -> Source:
-    """Read Parquet: one path or glob, or an explicit list of files."""
+def parquet_source(
+    paths: str | list[str], *, multi: bool, rid: bool = True, rid_column: str = ""
+) -> Source:
+    """Read Parquet: one path or glob, or an explicit list of files. ``rid_column`` names a
+    column holding the input position (a prepared store's); else positions come from
+    ``file_row_number`` and per-file offsets."""
     if isinstance(paths, str):
         files = literal(paths)
     else:
         files = "[" + ", ".join(literal(p) for p in paths) + "]"
-    return Source("parquet", files=files, multi=multi, rid=rid)
+    rid_sql = ident(rid_column) if rid_column else ""
+    return Source("parquet", files=files, multi=multi, rid=rid, rid_column=rid_sql)
 
 
 def relation_source(name: str, *, schema: str | None = None, rid_column: str = "rowid") -> Source:

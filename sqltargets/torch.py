@@ -55,7 +55,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from . import engine
@@ -979,7 +978,7 @@ def collate(
     for key, value in first.items():
         if key == "length":
             out[key] = lengths
-        elif key == "user" or not isinstance(value, torch.Tensor) or value.dim() == 0:
+        elif key == "user" or not _is_sequence(value, full[0]):
             values = [it[key] for it in batch]
             if all(isinstance(v, torch.Tensor) for v in values):
                 out[key] = torch.stack(values)
@@ -990,20 +989,18 @@ def collate(
                 out["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
         else:
             pad = _pad_value(key, value, target_set)
-            seqs = [it[key][a:b] for it, (a, b) in zip(batch, spans)]
-            padded = pad_sequence(seqs, batch_first=True, padding_value=pad)
-            if padded.shape[1] < longest:  # pragma: no cover - every item has the key
-                extra = torch.full(
-                    (len(batch), longest - padded.shape[1], *padded.shape[2:]),
-                    pad,
-                    dtype=padded.dtype,
-                )
-                padded = torch.cat([padded, extra], dim=1)
+            padded = torch.full((len(batch), longest, *value.shape[1:]), pad, dtype=value.dtype)
+            for i, (it, (a, b)) in enumerate(zip(batch, spans)):
+                padded[i, : b - a] = it[key][a:b]
             out[key] = padded
     if "mask" not in out:
         out["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
         out.setdefault("length", lengths)
     return out
+
+
+def _is_sequence(value: Any, length: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == length
 
 
 def _pad_value(key: str, value: torch.Tensor, targets: set[str] | None) -> float:

@@ -1,0 +1,111 @@
+"""Prepared stores: same results, reuse, and stale-input detection."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import sqltargets
+from sqltargets.cli import main
+from sqltargets.compare import diff
+from sqltargets.demo import write_demo
+from sqltargets.store import is_fresh, read_manifest
+
+SPEC = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
+NAMES = [t.name for t in sqltargets.load(SPEC).targets]
+
+
+def same(a, b) -> bool:
+    """Same rows and keys, targets equal up to float summation order."""
+    return a.schema == b.schema and diff(a, b, NAMES, ["user_id", "ts", "row_id"]) == []
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    out = tmp_path / "data"
+    write_demo(out, 25, seed=9, files=3, ties=0.1, shuffle=True)
+    return out
+
+
+def test_store_gives_the_same_targets(data: Path, tmp_path: Path) -> None:
+    want = sqltargets.generate(SPEC, data)
+    store = sqltargets.prepare(data, tmp_path / "store", specs=SPEC)
+    manifest = read_manifest(store)
+    assert manifest["rows"] == want.num_rows and manifest["files"] == 3
+    stored = pq.read_table(store / "data.parquet")
+    keys = list(zip(stored.column("user_id").to_pylist(), stored.column("ts").to_pylist()))
+    assert keys == sorted(keys)
+    assert same(sqltargets.generate(SPEC, store), want)
+    assert same(sqltargets.generate(SPEC, data, store=store), want)
+
+
+def test_store_notices_changed_input(data: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    sqltargets.generate(SPEC, data, store=store)  # made on first use
+    assert is_fresh(store, data)
+    first = sorted(data.glob("*.parquet"))[0]
+    table = pq.read_table(first)
+    time.sleep(0.01)
+    pq.write_table(table.slice(0, table.num_rows - 1), first)  # one row fewer
+    assert not is_fresh(store, data)
+    with pytest.raises(sqltargets.SourceError, match=r"stale: .*part-00000.parquet was modified"):
+        sqltargets.generate(SPEC, store)
+    # through store=, the store is rebuilt and the result follows the new input
+    again = sqltargets.generate(SPEC, data, store=store)
+    assert again.num_rows == read_manifest(store)["rows"]
+    assert same(again, sqltargets.generate(SPEC, data))
+    os.remove(sorted(data.glob("*.parquet"))[-1])
+    with pytest.raises(sqltargets.SourceError, match="was removed"):
+        sqltargets.generate(SPEC, store)
+
+
+def test_cli_prepare_and_run_with_store(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "prepare",
+                str(data),
+                "--out",
+                str(tmp_path / "s"),
+                "--user",
+                "user_id",
+                "--time",
+                "ts",
+            ]
+        )
+        == 0
+    )
+    assert "prepared" in capsys.readouterr().out
+    out = tmp_path / "t.parquet"
+    assert (
+        main(
+            [
+                "run",
+                str(SPEC),
+                "--input",
+                str(data),
+                "--store",
+                str(tmp_path / "s"),
+                "--output",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert same(pq.read_table(out), sqltargets.generate(SPEC, data))
+    assert (
+        main(
+            ["prepare", str(data), "--out", str(tmp_path / "s2"), "--user", "nope", "--time", "ts"]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("Error: prepare: the user column 'nope' is not in the input")
+    assert not (tmp_path / "s2").exists()
