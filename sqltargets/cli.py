@@ -264,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    _install_handlers()
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
@@ -279,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("Error: interrupted\n")
         return 130
     except Exception as e:  # an unexpected failure still gets one line
+        if _interrupted(e):  # DuckDB turns Ctrl-C during a query into its own error
+            sys.stderr.write("Error: interrupted\n")
+            return 130
         if debug:
             raise
         sys.stderr.write(
@@ -286,6 +290,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(run with --debug for the traceback)\n"
         )
         return 1
+
+
+def _interrupted(e: BaseException) -> bool:
+    return type(e).__name__ == "InterruptException" or "interrupted" in str(e).lower()[:40]
+
+
+def _install_handlers() -> None:
+    """Warnings as one stderr line; SIGTERM unwinds like Ctrl-C, so a run in progress
+    removes its temporary output instead of leaving it behind."""
+    import signal
+    import threading
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        sys.stderr.write(f"Warning: {message}\n")
+
+    warnings.showwarning = show
+    if threading.current_thread() is threading.main_thread():
+
+        def on_term(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term)
 
 
 def _one_line(text: str) -> str:

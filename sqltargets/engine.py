@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,10 @@ TIME_TYPES = {
     "TIMESTAMP_S": "timestamp",
     "DATE": "date",
 }
+
+
+class DroppedRowsWarning(UserWarning):
+    """Rows with a null user or time were left out (``null_rows: drop``)."""
 
 
 def is_numeric(duck_type: str) -> bool:
@@ -148,7 +153,8 @@ def resolve(
 ) -> Input:
     """Resolve ``source`` (Parquet path/glob/folder, Arrow table or reader, pandas frame,
     or a table/view name in ``con``)."""
-    rid = ts.columns.id is None
+    # input positions are needed for row_id, and break ties between repeated ids
+    rid = True
     if isinstance(source, Path):
         source = str(source)
     if isinstance(source, str):
@@ -187,9 +193,9 @@ def resolve(
         schema = source.schema
         table = source.append_column(
             ROW_ID_COLUMN, pa.array(range(source.num_rows), type=pa.int64())
-        ) if rid else source  # fmt: skip
+        )
         name = f"_sqltargets_input_{uuid.uuid4().hex[:12]}"
-        src = relation_source(name, rid_column=ROW_ID_COLUMN if rid else "")
+        src = relation_source(name, rid_column=ROW_ID_COLUMN)
         return Input(src, label="Arrow table", arrow_table=table, name=name, arrow_schema=schema)
     raise SourceError(
         "input: expected a Parquet path, glob or folder, a pyarrow Table or RecordBatchReader, "
@@ -225,7 +231,7 @@ def _relation_input(name: str, ts: TargetSet, con: duckdb.DuckDBPyConnection) ->
             f"input {name!r} is a view, whose row order is not defined; set columns.id "
             "(a unique transaction id) in the spec, or pass a table"
         )
-    rid_column = "" if ts.columns.id else "rowid"
+    rid_column = "" if is_view else "rowid"
     return Input(relation_source(table, schema=schema, rid_column=rid_column), label=name)
 
 
@@ -311,6 +317,17 @@ def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int
         f"count(*) FILTER (WHERE {t} IS NULL) FROM {src}"
     ).fetchall()[0]
     total, null_users, null_times = row
+    if ts.null_rows == "drop":
+        dropped = con.sql(
+            f"SELECT count(*) FROM {src} WHERE {u} IS NULL OR {t} IS NULL"
+        ).fetchall()[0][0]
+        if dropped:
+            warnings.warn(
+                f"dropped {dropped} of {total} rows with a null user or time (null_rows: drop)",
+                DroppedRowsWarning,
+                stacklevel=2,
+            )
+        return int(total - dropped)
     for n, col, role in (
         (null_users, ts.columns.user, "user"),
         (null_times, ts.columns.time, "time"),
@@ -322,7 +339,8 @@ def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int
             ).fetchall()[0]
             raise DataError(
                 f"columns.{role}: {n} of {total} rows have a null {role} in column {col!r}, "
-                f"so they cannot be placed; first such row: {example}"
+                f"so they cannot be placed; first such row: {example} "
+                "(set null_rows: drop in the spec to leave them out)"
             )
     return int(total)
 

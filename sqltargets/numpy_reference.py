@@ -29,6 +29,7 @@ The worked example of TARGETS.md (integer days, a running sum of ``amount`` at M
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -62,6 +63,22 @@ def reference_table(ts: TargetSet, table: pa.Table) -> pa.Table:
     Returns the ``events`` or ``periods`` output described in TARGETS.md, with the columns
     and row order the SQL path produces.
     """
+    if ts.null_rows == "drop":
+        user_col, time_col = table.column(ts.columns.user), table.column(ts.columns.time)
+        if user_col.null_count or time_col.null_count:
+            # rows that cannot be placed are left out; the others keep their input positions
+            keep = [
+                i
+                for i, (u, t) in enumerate(zip(user_col.to_pylist(), time_col.to_pylist()))
+                if u is not None and t is not None
+            ]
+            out = reference_table(dataclasses.replace(ts, null_rows="error"), table.take(keep))
+            if ts.output == "events" and ts.columns.id is None:
+                positions = np.array(keep, dtype=np.int64)[out.column("row_id").to_numpy()]
+                out = out.set_column(
+                    out.schema.get_field_index("row_id"), "row_id", pa.array(positions)
+                )
+            return out
     _check_input(ts, table)
     n = table.num_rows
     users = table.column(ts.columns.user).to_pylist()

@@ -115,10 +115,10 @@ def _env() -> jinja2.Environment:
     )
 
 
-def _frame_sql(fr: Frame, elapsed: str) -> str:
+def _frame_sql(fr: Frame, elapsed: str, order: str) -> str:
     if fr.kind == "expanding":
         return (
-            f"PARTITION BY _u, _p_{fr.period} ORDER BY _o, _tb "
+            f"PARTITION BY _u, _p_{fr.period} ORDER BY {order} "
             "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
         )
     assert fr.length is not None
@@ -154,10 +154,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
     cols = ts.columns
     elapsed_differs = plan.time_kind == "timestamp" and ts.timezone != "UTC"
     names = set(ts.input_columns()) | {t.name for t in ts.targets}
-    if source.kind == "parquet" or source.rid_column:
-        rid = ROW_ID_COLUMN
-    else:
-        rid = "NULL"
+    rid = ROW_ID_COLUMN if source.rid else "NULL"
     return {
         "plan": plan,
         "source": source,
@@ -167,6 +164,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
             "key": ident(ts.key_column()),
         },
         "tiebreak": ident(cols.id) if cols.id else rid,
+        "second_tiebreak": rid if cols.id and rid != "NULL" else "",
         "q": {n: ident(n) for n in names},
         "tz": literal(ts.timezone),
         "origin": f"TIMESTAMP {literal(ts.time.origin.isoformat())}",
@@ -176,7 +174,12 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         "elapsed_differs": elapsed_differs,
         "filter_sql": {f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc)) for f in plan.filters},
         "frame_sql": {
-            fr.id: _frame_sql(fr, "_e" if elapsed_differs else "_o") for fr in plan.frames
+            fr.id: _frame_sql(
+                fr,
+                "_e" if elapsed_differs else "_o",
+                "_o, _tb, _tb2" if cols.id and rid != "NULL" else "_o, _tb",
+            )
+            for fr in plan.frames
         },
         "fills": {t.name: (literal(t.fill) if t.fill is not None else "") for t in ts.targets},
     }

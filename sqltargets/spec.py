@@ -60,7 +60,8 @@ UNIT_US = {"day": 86_400_000_000, "s": 1_000_000, "ms": 1_000, "us": 1}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^\s*(\d+)\s*([A-Za-z]+)\s*$")
 
-TOP_KEYS = ("columns", "time", "timezone", "week_start", "output", "targets")
+TOP_KEYS = ("columns", "time", "timezone", "week_start", "output", "null_rows", "targets")
+NULL_ROWS = ("error", "drop")
 COLUMN_KEYS = ("user", "time", "amount", "mcc", "id")
 TIME_KEYS = ("unit", "origin")
 TARGET_KEYS = ("name", "agg", "mcc", "where", "value", "window", "k", "fill")
@@ -129,6 +130,7 @@ class TargetSet:
     timezone: str = "UTC"
     week_start: str = "monday"
     output: str = "events"
+    null_rows: str = "error"
 
     @property
     def week_start_index(self) -> int:
@@ -310,6 +312,7 @@ def from_dict(data: Any) -> TargetSet:
     timezone = _timezone(c, tz)
     week_start = c.choice(data.get("week_start", "monday"), WEEKDAYS, "week_start")
     output = c.choice(data.get("output", "events"), OUTPUTS, "output")
+    null_rows = c.choice(data.get("null_rows", "error"), NULL_ROWS, "null_rows")
 
     targets: list[Target] = []
     raw_targets = data.get("targets")
@@ -349,6 +352,7 @@ def from_dict(data: Any) -> TargetSet:
     if c.issues:
         raise SpecError(c.issues)
     assert columns is not None and week_start is not None and output is not None
+    assert null_rows is not None
     return TargetSet(
         columns=columns,
         targets=tuple(targets),
@@ -356,6 +360,7 @@ def from_dict(data: Any) -> TargetSet:
         timezone=timezone or "UTC",
         week_start=week_start,
         output=output,
+        null_rows=null_rows,
     )
 
 

@@ -29,6 +29,7 @@ BASES = (
 STEPS = (1, 60, 1800, 3600, 6 * 3600, 86400, 5 * 86400, 20 * 86400)  # seconds per step
 MCCS = (5411, 5499, 5812, 5814, 5541, 4511, 3100, 7011, 9999)
 AMOUNTS = (12.5, 3.0, 40.25, 0.0, -12.5, 100.0, 7.75, -3.0, 1999.99)
+SPECIAL = (float("nan"), float("inf"), float("-inf"), 1e300, -1e300, 5e-324)
 LENGTHS = ("1s", "90s", "30m", "12h", "1d", "2d", "7d", "30d")
 MCC_FILTERS = (None, [5411], ["5400-5500"], ["grocery"], ["grocery", "fast_food", 4511], [1234])
 WHERES = (None, "amount > 0", "amount < 0 OR mcc = 5812", "abs(amount) BETWEEN 3 AND 50")
@@ -36,7 +37,11 @@ WHERES = (None, "amount > 0", "amount < 0 OR mcc = 5812", "abs(amount) BETWEEN 3
 
 @st.composite
 def transactions(
-    draw: st.DrawFn, time_kind: str | None = None, max_rows: int = 40, max_users: int = 5
+    draw: st.DrawFn,
+    time_kind: str | None = None,
+    max_rows: int = 40,
+    max_users: int = 5,
+    special: bool = False,
 ) -> dict:
     """A random transaction table (pyarrow) and the spec pieces that fit it."""
     kind = time_kind or draw(st.sampled_from(TIME_KINDS))
@@ -52,14 +57,23 @@ def transactions(
                 {
                     "user": f"u{u:02d}" if string_users else u * 7 - 3,
                     "steps": draw(st.integers(0, 40)),
-                    "amount": draw(st.one_of(st.sampled_from(AMOUNTS), st.none())),
+                    "amount": draw(
+                        st.one_of(
+                            st.sampled_from(AMOUNTS + (SPECIAL if special else ())), st.none()
+                        )
+                    ),
                     "mcc": draw(st.one_of(st.sampled_from(MCCS), st.none())),
                 }
             )
     order = draw(st.permutations(range(len(rows))))
     rows = [rows[i] for i in order]
     with_id = draw(st.booleans())
-    ids = draw(st.permutations(range(1000, 1000 + len(rows)))) if with_id else None
+    ids = None
+    if with_id and draw(st.booleans()):  # repeated (and sometimes null) ids
+        pool = st.one_of(st.integers(0, max(1, len(rows) // 3)), st.none())
+        ids = [draw(pool) for _ in rows]
+    elif with_id:
+        ids = draw(st.permutations(range(1000, 1000 + len(rows))))
     mcc_as_string = draw(st.booleans())
 
     offsets = [r["steps"] * step for r in rows]

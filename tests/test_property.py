@@ -85,3 +85,11 @@ def test_many_users(data: st.DataObject) -> None:
     tx = data.draw(transactions(time_kind="int_day", max_rows=200, max_users=40))
     targets = [data.draw(target(f"t{i}")) for i in range(3)]
     check_same({**tx["spec"], "targets": targets}, tx["table"])
+
+
+@settings(max_examples=examples(150))
+@given(data=st.data())
+def test_nan_infinity_and_huge_amounts(data: st.DataObject) -> None:
+    tx = data.draw(transactions(special=True))
+    targets = [data.draw(target(f"t{i}")) for i in range(data.draw(st.integers(1, 3)))]
+    check_same({**tx["spec"], "targets": targets}, tx["table"])

@@ -1,0 +1,226 @@
+"""Hostile and broken input: clear errors, nothing executed that we did not compose,
+nothing lost, no partial output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sqltargets
+from sqltargets import where
+from sqltargets.cli import main
+from sqltargets.compare import diff
+from sqltargets.engine import DroppedRowsWarning
+from tests.conftest import examples
+
+COLUMNS = {"user": "u", "time": "t", "amount": "a", "mcc": "m"}
+TARGET = {"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "month"}}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+KEYS = ["columns", "time", "timezone", "week_start", "output", "null_rows", "targets", "name", "agg",
+        "window", "kind", "period", "length", "mcc", "where", "value", "k", "fill", "user", "amount", "unit", "origin"]  # fmt: skip
+spec_like = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5000)
+    | st.sampled_from(
+        [
+            "sum",
+            "top_k",
+            "expanding",
+            "rolling",
+            "day",
+            "7d",
+            "grocery",
+            "5411-5499",
+            "amount > 0",
+            "UTC",
+            "x",
+        ]
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=6)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=examples(1500))
+@given(data=st.one_of(json_values, spec_like))
+def test_spec_fuzz_ends_in_result_or_spec_error(data: object) -> None:
+    try:
+        ts = sqltargets.load(data)  # type: ignore[arg-type]
+    except sqltargets.SqlTargetsError as e:
+        assert str(e)
+    else:
+        assert ts.targets
+
+
+@settings(max_examples=examples(400))
+@given(
+    base=st.fixed_dictionaries(
+        {
+            "columns": st.fixed_dictionaries(
+                {
+                    "user": st.just("u"),
+                    "time": st.just("t"),
+                    "amount": st.just("a"),
+                    "mcc": st.just("m"),
+                }
+            )
+        }
+    ),
+    target=st.fixed_dictionaries(
+        {
+            "name": st.text(max_size=10),
+            "agg": st.sampled_from(["sum", "summ", "top_k"]),
+            "window": st.dictionaries(
+                st.sampled_from(["kind", "period", "length", "lenght"]),
+                st.text(max_size=8),
+                max_size=3,
+            ),
+        },
+        optional={
+            "k": json_values,
+            "mcc": json_values,
+            "where": st.text(max_size=30),
+            "fill": json_values,
+        },
+    ),  # fmt: skip
+)
+def test_target_fuzz(base: dict, target: dict) -> None:
+    try:
+        sqltargets.load({**base, "targets": [target]})
+    except sqltargets.SqlTargetsError:
+        pass
+
+
+@settings(max_examples=examples(800))
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("amount><=()'\";-*/ ,0123456789ANDORNTISLEC_x%")), max_size=40
+    )
+)
+def test_where_fuzz_parses_or_refuses(text: str) -> None:
+    try:
+        tree = where.parse(text)
+    except sqltargets.SpecError:
+        return
+    sql = where.to_sql(tree)
+    assert ";" not in sql.replace("';'", "")
+    assert "--" not in sql and "/*" not in sql
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mcc": ["grocery'); DROP TABLE x; --"]},
+        {"mcc": ["5411; ATTACH 'x.db'"]},
+        {"name": 's"; DROP TABLE t; --'},
+        {"value": "a\"; COPY t TO '/tmp/x'"},
+        {"where": "a > 0 OR 1 IN (SELECT 1 FROM read_csv('/etc/passwd'))"},
+        {"where": "a > 0); INSTALL httpfs; --"},
+    ],
+)
+def test_hostile_spec_values_never_run(bad: dict, tmp_path: Path) -> None:
+    t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [1.0], "m": [5411]})
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [{**TARGET, **bad}]}
+    with pytest.raises(sqltargets.SqlTargetsError):
+        sqltargets.generate(spec, t)
+    assert not Path("/tmp/x").exists() or "value" not in bad
+
+
+def test_paths_with_quotes_are_literals(tmp_path: Path) -> None:
+    folder = tmp_path / "it's a 'folder'"
+    folder.mkdir()
+    t = pa.table({"u": [1, 1], "t": pa.array([0, 1], pa.int64()), "a": [1.0, 2.0], "m": [5411, 1]})
+    pq.write_table(t, folder / "x'; DROP TABLE y; --.parquet")
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [TARGET]}
+    out = sqltargets.generate(spec, folder)
+    assert out.column("s").to_pylist() == [1.0, 3.0]
+
+
+def test_null_rows_drop_reports_and_keeps_positions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = pa.table({
+        "u": [1, None, 1, 2, 2], "t": pa.array([1, 2, None, 4, 5], pa.int64()),
+        "a": [1.0, 2.0, 3.0, 4.0, 8.0], "m": [1, 1, 1, 1, 1],
+    })  # fmt: skip
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [TARGET]}
+    with pytest.raises(
+        sqltargets.DataError, match=r"columns.user: 1 of 5 rows have a null user.*null_rows: drop"
+    ):
+        sqltargets.generate(spec, t)
+    spec["null_rows"] = "drop"
+    with pytest.warns(DroppedRowsWarning, match="dropped 2 of 5 rows"):
+        out = sqltargets.generate(spec, t)
+    assert out.column("row_id").to_pylist() == [0, 3, 4]
+    assert out.column("s").to_pylist() == [1.0, 4.0, 12.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert diff(out, sqltargets.reference(spec, t), ["s"], ["u", "row_id"]) == []
+    pq.write_table(t, tmp_path / "d.parquet")
+    (tmp_path / "s.yaml").write_text(
+        "columns: {user: u, time: t, amount: a, mcc: m}\ntime: {unit: day}\nnull_rows: drop\n"
+        "targets: [{name: s, agg: sum, window: {kind: expanding, period: month}}]\n"
+    )
+    code = main(["run", str(tmp_path / "s.yaml"), "--input", str(tmp_path / "d.parquet"),
+                 "--output", str(tmp_path / "o.parquet"), "--quiet"])  # fmt: skip
+    assert code == 0
+    assert "Warning: dropped 2 of 5 rows with a null user or time" in capsys.readouterr().err
+    assert pq.read_table(tmp_path / "o.parquet").num_rows == 3
+
+
+def test_one_user_one_event_and_huge_values() -> None:
+    t = pa.table({"u": ["only"], "t": pa.array([-20000], pa.int64()), "a": [1e308], "m": ["5411"]})
+    spec = {"columns": COLUMNS, "time": {"unit": "day", "origin": "1970-01-01"}, "targets": [
+        {"name": "s", "agg": "sum", "window": {"kind": "period", "period": "year"}},
+        {"name": "sd", "agg": "std", "window": {"kind": "rolling", "length": "7d"}},
+        {"name": "n", "agg": "count", "mcc": [5411], "window": {"kind": "future", "length": "7d"}},
+    ]}  # fmt: skip
+    out = sqltargets.generate(spec, t).to_pylist()
+    assert out == [{"u": "only", "t": -20000, "row_id": 0, "s": 1e308, "sd": None, "n": 0}]
+    assert sqltargets.reference(spec, t).to_pylist() == out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_leaves_no_output(tmp_path: Path, sig: int) -> None:
+    from sqltargets.demo import write_demo
+
+    write_demo(tmp_path / "data", 400, seed=1, files=2, tx_per_user=2000)
+    spec = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
+    out = tmp_path / "out" / "t.parquet"
+    out.parent.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqltargets", "run", str(spec), "--input", str(tmp_path / "data"),
+         "--output", str(out)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    # wait until the query runs (the progress line), then interrupt it
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "computing 20 targets" in line, line
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode in (1, 130), rest
+    assert "Error: interrupted" in rest
+    assert os.listdir(out.parent) == []
