@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -300,20 +301,102 @@ def write(
     memory_limit: str | None = None,
     temp_directory: str | None = None,
     batch_size: int = 262_144,
+    shards: int = 1,
+    jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    on_shard: Callable[[int, int, int], None] | None = None,
 ) -> int:
-    """Compute targets and write them to a Parquet file, atomically: a temporary file in the
-    output's folder, renamed into place when complete. Returns the number of rows written."""
-    import pyarrow.parquet as pq
+    """Compute targets and write them to Parquet, atomically; returns the rows written.
 
+    With ``shards=1`` the output is one file, written to a temporary file in its folder and
+    renamed into place when complete. With ``shards=N`` users are split by a hash into N
+    shards, computed one shard at a time (memory bounded by the largest shard), or in
+    ``jobs`` parallel processes, and the output is a folder of ``part-NNNNN.parquet`` files
+    whose union equals the unsharded output; it too appears only when every shard is done.
+    ``on_shard(i, n, rows)`` is called as each shard completes.
+    """
     out = Path(output)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"output {str(out)!r}: folder {str(folder)!r} does not exist")
-    if out.is_dir():
-        raise OutputError(f"output {str(out)!r} is a folder; expected a file name")
     if not os.access(folder, os.W_OK):
         raise OutputError(f"output {str(out)!r}: folder {str(folder)!r} is not writable")
+    if shards < 1 or jobs < 1:
+        raise OutputError(f"shards and jobs must be positive, got shards={shards}, jobs={jobs}")
+    ts = load(specs)
+    settings = {"threads": threads, "memory_limit": memory_limit, "temp_directory": temp_directory}
+    if shards == 1:
+        if out.is_dir():
+            raise OutputError(f"output {str(out)!r} is a folder; expected a file name")
+        return _write_file(ts, source, out, None, connection, settings, batch_size, progress)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output {str(out)!r} is a file; with shards the output is a folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=folder))
+    rows = 0
+    try:
+        parts = [(i, tmp / f"part-{i:05d}.parquet") for i in range(shards)]
+        if jobs == 1 or connection is not None:
+            for i, path in parts:
+                n = _write_file(
+                    ts, source, path, (i, shards), connection, settings, batch_size, None
+                )
+                rows += n
+                if on_shard:
+                    on_shard(i, shards, n)
+        else:
+            import concurrent.futures as cf
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")
+            with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                futures = {
+                    pool.submit(
+                        _write_shard, ts, source, path, (i, shards), settings, batch_size
+                    ): i
+                    for i, path in parts
+                }
+                for fut in cf.as_completed(futures):
+                    n = fut.result()
+                    rows += n
+                    if on_shard:
+                        on_shard(futures[fut], shards, n)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=folder))
+            os.replace(out, old / "x")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return rows
+
+
+def _write_shard(
+    ts: TargetSet,
+    source: Any,
+    path: Path,
+    shard: tuple[int, int],
+    settings: dict[str, Any],
+    batch_size: int,
+) -> int:
+    # runs in a worker process: its own DuckDB connection
+    return _write_file(ts, source, path, shard, None, settings, batch_size, None)
+
+
+def _write_file(
+    ts: TargetSet,
+    source: Any,
+    out: Path,
+    shard: tuple[int, int] | None,
+    connection: duckdb.DuckDBPyConnection | None,
+    settings: dict[str, Any],
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    import pyarrow.parquet as pq
+
     total = [0]
 
     def started(n: int) -> None:
@@ -321,11 +404,17 @@ def write(
         if progress:
             progress(0, n)
 
-    reader = generate_batches(
-        specs, source, batch_size=batch_size, connection=connection, threads=threads,
-        memory_limit=memory_limit, temp_directory=temp_directory, on_total=started,
-    )  # fmt: skip
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+    con, _ = _connection(
+        connection, settings["threads"], settings["memory_limit"], settings["temp_directory"]
+    )
+    try:
+        reader = engine.execute_batches(
+            ts, source, con, batch_size, own_connection=True, on_total=started, shard=shard
+        )
+    except BaseException:
+        con.close()
+        raise
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     rows = 0
     try:

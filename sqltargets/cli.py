@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress display")
     sp.add_argument("--summary", action="store_true", help="print a per-target summary")
     sp.add_argument("--store", help="read the input through this prepared store (made if stale)")
+    sp.add_argument(
+        "--shards", type=int, default=1, help="split users into N shards; the output is a folder"
+    )
+    sp.add_argument("--jobs", type=int, default=1, help="shards computed in parallel processes")
     resources(sp)
 
     sp = sub.add_parser("verify", help="compare the SQL path with the NumPy reference")
@@ -104,6 +108,13 @@ class _Progress:
             sys.stderr.write(f"{text}\n")
             sys.stderr.flush()
 
+    def shard(self, i: int, n: int, rows: int) -> None:
+        self.done = getattr(self, "done", 0) + 1
+        self.stage(
+            f"shard {i + 1}/{n} done: {rows:,} rows ({self.done}/{n} shards, "
+            f"{time.monotonic() - self.start:.1f}s)"
+        )
+
     def __call__(self, rows: int, total: int) -> None:
         if not self.enabled:
             return
@@ -136,9 +147,12 @@ def _cmd_run(a: argparse.Namespace) -> int:
             progress.stage(f"preparing store {a.store} ...")
             prepare(ts, a.input, a.store, a)
         source = a.store
+    if a.shards > 1:
+        progress.stage(f"{progress.title}: {a.shards} shards, {a.jobs} at a time ...")
     rows = write(
         ts, source, a.output, threads=a.threads, memory_limit=a.memory_limit,
-        temp_directory=a.temp_directory, progress=progress,
+        temp_directory=a.temp_directory, shards=a.shards, jobs=a.jobs,
+        progress=progress if a.shards == 1 else None, on_shard=progress.shard,
     )  # fmt: skip
     progress.stage(f"wrote {rows:,} rows to {a.output} in {time.monotonic() - progress.start:.1f}s")
     if a.summary:

@@ -7,6 +7,7 @@ A source is resolved once into a :class:`Input`: how the SQL reads it (a
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import uuid
@@ -30,6 +31,7 @@ from .render import (
     parquet_source,
     relation_source,
     render,
+    shard_condition,
 )
 from .spec import COUNTING, TargetSet
 
@@ -72,6 +74,9 @@ def connect(
         config["memory_limit"] = str(memory_limit)
     if temp_directory is not None:
         config["temp_directory"] = str(temp_directory)
+    if memory_limit is not None:
+        # lets DuckDB spill more freely; results keep their ORDER BY order regardless
+        config["preserve_insertion_order"] = False
     try:
         return duckdb.connect(":memory:", config=config)
     except duckdb.Error as e:
@@ -308,10 +313,13 @@ def numeric_columns(types: dict[str, str]) -> dict[str, bool]:
 
 
 def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int:
-    """Count input rows; null users or times are errors with a count and an example."""
+    """Count input rows (of the shard); null users or times are errors with a count and an
+    example, or left out and counted with ``null_rows: drop``."""
     u, t = ident(ts.columns.user), ident(ts.columns.time)
     key = ident(ts.columns.id) if ts.columns.id else None
     src = inp.scan_sql()
+    if inp.source.shard is not None:
+        src = f"(SELECT * FROM {src} WHERE {shard_condition(ts.columns.user, *inp.source.shard)})"
     row = con.sql(
         f"SELECT count(*), count(*) FILTER (WHERE {u} IS NULL), "
         f"count(*) FILTER (WHERE {t} IS NULL) FROM {src}"
@@ -416,10 +424,13 @@ def execute_batches(
     batch_size: int,
     own_connection: bool,
     on_total: Callable[[int], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> pa.RecordBatchReader:
     """Like :func:`execute`, streaming record batches. The connection stays busy until the
-    reader is drained or closed."""
+    reader is drained or closed. ``shard=(i, n)`` computes only the users of shard i of n."""
     inp = resolve(source, ts, con)
+    if shard is not None:
+        inp.source = dataclasses.replace(inp.source, shard=shard)
     inp.register(con)
     try:
         plan = prepare(ts, inp, con)

@@ -73,6 +73,7 @@ class Source:
     relation: str = ""  # quoted (schema-qualified) name
     rid_column: str = ""  # column or pseudo-column giving the row position ("rowid", ...)
     rid: bool = True  # whether the plan needs the input position
+    shard: tuple[int, int] | None = None  # (i, n): only users whose hash % n == i
 
 
 def parquet_source(
@@ -94,6 +95,15 @@ def relation_source(name: str, *, schema: str | None = None, rid_column: str = "
     rel = ident(name) if schema is None else f"{ident(schema)}.{ident(name)}"
     rid = rid_column if rid_column in ("", "rowid") else ident(rid_column)
     return Source("relation", relation=rel, rid_column=rid, rid=bool(rid_column))
+
+
+def shard_condition(user: str, i: int, n: int) -> str:
+    """SQL keeping the users of shard ``i`` of ``n`` (by a hash of the user column).
+
+    >>> shard_condition("u", 1, 4)
+    'hash("u") % 4 = 1'
+    """
+    return f"hash({ident(user)}) % {int(n)} = {int(i)}"
 
 
 def _template_dir() -> Path:
@@ -155,9 +165,15 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
     elapsed_differs = plan.time_kind == "timestamp" and ts.timezone != "UTC"
     names = set(ts.input_columns()) | {t.name for t in ts.targets}
     rid = ROW_ID_COLUMN if source.rid else "NULL"
+    where = []
+    if ts.null_rows == "drop":
+        where += [f"{ident(cols.user)} IS NOT NULL", f"{ident(cols.time)} IS NOT NULL"]
+    if source.shard is not None:
+        where.append(shard_condition(cols.user, *source.shard))
     return {
         "plan": plan,
         "source": source,
+        "base_where": where,
         "c": {
             "user": ident(cols.user),
             "time": ident(cols.time),
