@@ -28,6 +28,11 @@ test: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+bench: venv
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/bench_targets.py
+	$(BIN)/python bench/bench_torch.py
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

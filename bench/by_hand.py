@@ -173,9 +173,7 @@ def polars_targets(spec: HandSpec, files: list[str]):  # -> pl.DataFrame
         )
         agg = agg.with_columns(pl.col(f"_{p}").dt.offset_by(f"-{step[p]}"))
         df = df.join(agg, on=[u, f"_{p}"], how="left", maintain_order="left")
-        df = df.with_columns(
-            pl.col(x.name).fill_null(0) for x in nxt if x.agg in ("sum", "count")
-        )
+        df = df.with_columns(pl.col(x.name).fill_null(0) for x in nxt if x.agg in ("sum", "count"))
     return df.select(u, t, "row_id", *(x.name for x in spec.targets))
 
 
