@@ -30,6 +30,7 @@ import pyarrow as pa
 from . import engine
 from .compare import Mismatch, diff
 from .errors import OutputError, SourceError
+from .files import replace_dir
 from .spec import TargetSet, load
 
 SpecLike = str | Path | dict[str, Any] | TargetSet
@@ -360,13 +361,7 @@ def write(
                     rows += n
                     if on_shard:
                         on_shard(futures[fut], shards, n)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=folder))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SourceError
+from .files import replace_dir
 
 MANIFEST = "sqltargets-store.json"
 DATA = "data.parquet"
@@ -168,13 +169,7 @@ def prepare(
             "files": len(files),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if store.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{store.name}.old.", dir=parent))
-            os.replace(store, old / "store")
-            os.replace(tmp, store)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, store)
+        replace_dir(tmp, store)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
