@@ -465,6 +465,7 @@ class _Runner:
                 f"ORDER BY {u}, {_TIME}, {ident(prog.key)}"
             ).to_arrow_table()
         except duckdb.Error as e:
+            con.close()
             raise SourceError(f"cannot read the input: {str(e).strip().splitlines()[0]}") from e
         finally:
             for name in (_USERS, _INPUT):
@@ -682,7 +683,6 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
     ) -> None:
         _check_common(max_len, keep, users_per_chunk)
         prog = _compile(specs, source, features, connection, threads, memory_limit)
-        self._items = _Items(prog, max_len, keep)
         self.max_len = max_len
         self.keep = keep
         n_users = len(prog.users)
@@ -724,6 +724,7 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
             if t.k is not None
         }
         self._prog = replace(prog, arrow=None)  # the input is no longer needed
+        self._items = _Items(self._prog, max_len, keep)
 
     def __len__(self) -> int:
         return len(self._users)

@@ -1,0 +1,475 @@
+"""sqltargets.torch: datasets, DataLoader workers and start methods, pickling, collate.
+
+The reference is :func:`sqltargets.generate` over the same source: every item's tensors must
+equal its rows, matched by ``row_id``, in the same event order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.utils.data import DataLoader  # noqa: E402
+
+import sqltargets  # noqa: E402
+from sqltargets.demo import make_transactions  # noqa: E402
+from sqltargets.errors import DataError, SpecError  # noqa: E402
+from sqltargets.torch import (  # noqa: E402
+    Item,
+    StreamingTargetDataset,
+    TargetDataset,
+    collate,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = sqltargets.load(ROOT / "examples" / "demo.yaml")  # 20 targets, one top_k
+TOPK = "top3_month"
+N_USERS = 40
+
+
+@pytest.fixture(scope="module")
+def tx() -> pa.Table:
+    return make_transactions(N_USERS, seed=3, ties=0.1, shuffle=True)
+
+
+@pytest.fixture(scope="module")
+def parquet(tx: pa.Table, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three Parquet files, written out of name order, users spread over several files."""
+    folder = tmp_path_factory.mktemp("torch_data")
+    third = tx.num_rows // 3
+    parts = {"b.parquet": tx.slice(0, third), "a.parquet": tx.slice(third, third)}
+    parts["c.parquet"] = tx.slice(2 * third)
+    for name, part in parts.items():
+        pq.write_table(part, folder / name, row_group_size=500)
+    return folder
+
+
+class Reference:
+    """generate's output by row key (row_id, or the id), and per user its row keys in order."""
+
+    def __init__(self, spec: Any, source: Any, inputs: pa.Table, **kw: Any) -> None:
+        ts = sqltargets.load(spec)
+        out = sqltargets.generate(ts, source, **kw)
+        rid = out.column(ts.key_column()).to_numpy()
+        self.keys = np.sort(rid)  # values[name][self.at(keys)]
+        at = self.at(rid)
+        self.values: dict[str, np.ndarray] = {}
+        for t in ts.targets:
+            col = out.column(t.name)
+            if t.agg == "top_k":
+                rows = [[math.nan if v is None else v for v in r] for r in col.to_pylist()]
+                vals = np.array(rows, float).reshape(-1, t.k)
+            else:
+                vals = col.to_numpy(zero_copy_only=False).astype(float)
+            arr = np.full_like(vals, np.nan)
+            arr[at] = vals
+            self.values[t.name] = arr
+        users = out.column(ts.columns.user).to_pylist()
+        self.rows: dict[Any, list[int]] = {}
+        for u, r in zip(users, rid.tolist()):
+            self.rows.setdefault(u, []).append(r)
+        # input columns by row key (the input position, or the id)
+        pos = (
+            np.arange(inputs.num_rows)
+            if ts.columns.id is None
+            else inputs.column(ts.columns.id).to_numpy()
+        )
+        at = self.at(pos)
+        self.amount = np.empty(len(at))
+        self.amount[at] = inputs.column(ts.columns.amount).to_numpy()
+        self.mcc = np.empty(len(at), np.int64)
+        self.mcc[at] = inputs.column(ts.columns.mcc).to_numpy()
+        t_us = inputs.column(ts.columns.time).cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
+        self.t_us = np.empty(len(at), np.int64)
+        self.t_us[at] = t_us
+
+    def at(self, keys: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self.keys, keys)
+        assert (self.keys[i] == keys).all(), "unknown row key"
+        return i
+
+    def check_item(self, user: Any, values: dict[str, torch.Tensor], *, tail: int = 0) -> None:
+        """One user's tensors (unpadded) against the reference rows."""
+        rid = values["row_id"].numpy()
+        expected = self.rows[user][-tail:] if tail else self.rows[user]
+        assert rid.tolist() == expected, f"user {user}: row ids or event order differ"
+        at = self.at(rid)
+        for name, ref in self.values.items():
+            got = values[name].double().numpy()
+            np.testing.assert_allclose(got, ref[at], rtol=1e-9, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(values["amount"].double().numpy(), self.amount[at])
+        assert values["mcc"].dtype == torch.int64
+        np.testing.assert_array_equal(values["mcc"].numpy(), self.mcc[at])
+        first = self.t_us[self.at(np.array([self.rows[user][0]]))[0]]
+        np.testing.assert_allclose(values["time"].double().numpy(), (self.t_us[at] - first) / 1e6)
+
+    def check_batch(self, batch: dict[str, Any]) -> list[Any]:
+        users = batch["user"].tolist() if torch.is_tensor(batch["user"]) else batch["user"]
+        mask = batch["mask"]
+        assert mask.dtype == torch.bool and mask.shape == batch["row_id"].shape
+        assert batch["length"].tolist() == mask.sum(1).tolist()
+        for i, user in enumerate(users):
+            m = mask[i]
+            assert bool(m[: int(batch["length"][i])].all())  # right padding
+            assert (batch["row_id"][i][~m] == -1).all()
+            row = {k: v[i][m] for k, v in batch.items() if k not in ("user", "length", "mask")}
+            for name, v in row.items():
+                if name in self.values:
+                    assert torch.isnan(batch[name][i][~m]).all(), f"{name} pads with NaN"
+                elif v.is_floating_point():
+                    assert (batch[name][i][~m] == 0).all(), f"{name} pads with 0"
+            self.check_item(user, row)
+        return users
+
+
+@pytest.fixture(scope="module")
+def ref(parquet: Path, tx: pa.Table) -> Reference:
+    files = sorted(parquet.glob("*.parquet"))
+    inputs = pa.concat_tables([pq.read_table(f) for f in files])
+    return Reference(SPEC, parquet, inputs)
+
+
+def make(kind: str, source: Any, spec: Any = SPEC, **kw: Any) -> Any:
+    if kind == "map":
+        for name in ("users_per_chunk", "shuffle", "seed"):
+            kw.pop(name, None)
+        return TargetDataset(spec, source, **kw)
+    return StreamingTargetDataset(spec, source, **kw)
+
+
+def epoch(ds: Any, ref: Reference, **loader: Any) -> list[Any]:
+    loader.setdefault("batch_size", 6)
+    loader.setdefault("collate_fn", collate)
+    seen: list[Any] = []
+    for batch in DataLoader(ds, **loader):
+        seen += ref.check_batch(batch)
+    return seen
+
+
+# --------------------------------------------------------------------------- DataLoader
+
+
+@pytest.mark.parametrize("kind", ["map", "stream"])
+def test_two_workers_see_every_user_once_with_generate_values(
+    kind: str, parquet: Path, ref: Reference
+) -> None:
+    ds = make(kind, parquet, users_per_chunk=7, dtype=torch.float64, shuffle=True)
+    assert len(ds) == N_USERS
+    seen = epoch(ds, ref, num_workers=2)
+    assert len(seen) == N_USERS and sorted(seen) == sorted(ref.rows)
+
+
+@pytest.mark.parametrize(
+    "kind,method,workers",
+    [("stream", "spawn", 2), ("stream", "forkserver", 1), ("map", "spawn", 1)],
+)
+def test_start_methods(kind: str, method: str, workers: int, parquet: Path, ref: Reference) -> None:
+    ds = make(kind, parquet, users_per_chunk=16, dtype=torch.float64, shuffle=True, seed=4)
+    seen = epoch(ds, ref, num_workers=workers, multiprocessing_context=method, batch_size=8)
+    assert sorted(seen) == sorted(ref.rows)
+
+
+def test_default_dtype_is_float32(parquet: Path, ref: Reference) -> None:
+    ds = StreamingTargetDataset(SPEC, parquet, users_per_chunk=50)
+    items = list(ds)
+    assert len(items) == N_USERS
+    for it in items[:5]:
+        assert it["grocery_week_sum"].dtype == torch.float32
+        assert it[TOPK].dtype == torch.float32 and it["mcc"].dtype == torch.int64
+        want = ref.values["spend_month_sum"][ref.at(it["row_id"].numpy())]
+        np.testing.assert_allclose(it["spend_month_sum"].numpy(), want, rtol=1e-6)
+
+
+def test_map_and_stream_items_agree(parquet: Path) -> None:
+    by_map = {it["user"].item(): it for it in TargetDataset(SPEC, parquet, users_per_chunk=9)}
+    stream = StreamingTargetDataset(SPEC, parquet, users_per_chunk=11)
+    assert [it["user"].item() for it in stream] == sorted(by_map)  # unshuffled: sorted
+    for it in stream:
+        other = by_map[it["user"].item()]
+        assert list(it) == list(other)
+        for k in it:
+            assert torch.equal(it[k], other[k]) or bool(
+                torch.allclose(it[k], other[k], equal_nan=True)
+            ), k
+
+
+def test_item_layout(parquet: Path, ref: Reference) -> None:
+    ds = TargetDataset(SPEC, parquet, dtype=torch.float64)
+    it = ds[3]
+    names = [t.name for t in SPEC.targets]
+    assert list(it) == ["user", "row_id", "length", "amount", "mcc", "time", *names]
+    assert isinstance(it, Item) and it.targets == tuple(names)
+    assert it["user"].dim() == 0 and it["user"].dtype == torch.int64
+    n = int(it["length"])
+    assert it["row_id"].dtype == torch.int64 and it["row_id"].shape == (n,)
+    assert it[TOPK].shape == (n, 3)
+    assert it["grocery_day_sum"].shape == (n,)
+    assert ds.users == sorted(ref.rows) and ds.target_names == names
+    assert ds.lengths.tolist() == [len(ref.rows[u]) for u in ds.users]
+    ref.check_item(ds.users[3], it)
+    assert torch.equal(ds[-1]["row_id"], ds[len(ds) - 1]["row_id"])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    # NaN where the target is null: fuel_month_mean is null in months without fuel
+    assert torch.isnan(torch.cat([ds[i]["fuel_month_mean"] for i in range(len(ds))])).any()
+
+
+# --------------------------------------------------------------------------- shuffle
+
+
+def test_shuffle_per_epoch(parquet: Path) -> None:
+    spec = {**_small_spec()}
+    ds = StreamingTargetDataset(spec, parquet, users_per_chunk=5, shuffle=True, seed=1)
+    first = [it["user"].item() for it in ds]
+    second = [it["user"].item() for it in ds]
+    assert sorted(first) == sorted(second) == ds.users
+    assert first != second and first != ds.users
+    ds.set_epoch(7)
+    a = [it["user"].item() for it in ds]
+    b = [it["user"].item() for it in pickle.loads(pickle.dumps(ds))]
+    assert a == b  # an explicit epoch fixes the order
+    plain = StreamingTargetDataset(spec, parquet, users_per_chunk=5)
+    assert [it["user"].item() for it in plain] == plain.users
+
+
+def test_shuffle_with_persistent_workers(parquet: Path) -> None:
+    ds = StreamingTargetDataset(_small_spec(), parquet, users_per_chunk=4, shuffle=True)
+    loader = DataLoader(
+        ds, batch_size=3, num_workers=2, collate_fn=collate, persistent_workers=True
+    )
+    orders = [[u for b in loader for u in b["user"].tolist()] for _ in range(2)]
+    for order in orders:
+        assert sorted(order) == ds.users  # every user exactly once per epoch
+    assert orders[0] != orders[1]
+
+
+# --------------------------------------------------------------------------- pickling
+
+
+def test_pickle_round_trip(parquet: Path) -> None:
+    stream = StreamingTargetDataset(SPEC, parquet, users_per_chunk=13)
+    before = list(stream)  # opens the connection: pickling must drop it
+    again = pickle.loads(pickle.dumps(stream))
+    after = list(again)
+    mapped = TargetDataset(SPEC, parquet)
+    copy = pickle.loads(pickle.dumps(mapped))
+    assert len(before) == len(after) == len(copy) == N_USERS
+    for x, y, z in zip(before, after, (copy[i] for i in range(len(copy)))):
+        assert isinstance(y, Item) and y.targets == x.targets
+        for k in x:
+            assert torch.allclose(x[k].double(), y[k].double(), equal_nan=True), k
+            assert torch.allclose(x[k].double(), z[k].double(), equal_nan=True), k
+    item = pickle.loads(pickle.dumps(before[0]))
+    assert isinstance(item, Item) and item.targets == before[0].targets
+
+
+# --------------------------------------------------------------------------- truncation
+
+
+@pytest.mark.parametrize("keep", ["last", "first"])
+def test_dataset_max_len(keep: str, parquet: Path, ref: Reference) -> None:
+    full = TargetDataset(SPEC, parquet, dtype=torch.float64)
+    short = TargetDataset(SPEC, parquet, dtype=torch.float64, max_len=5, keep=keep)
+    stream = StreamingTargetDataset(SPEC, parquet, dtype=torch.float64, max_len=5, keep=keep)
+    assert short.lengths.max() == 5
+    for i, it in enumerate(stream):
+        whole, cut = full[i], short[i]
+        n = int(whole["length"])
+        sl = slice(max(n - 5, 0), n) if keep == "last" else slice(0, min(n, 5))
+        assert int(cut["length"]) == min(n, 5)
+        for k in (*whole.targets, "row_id", "amount", "mcc", "time"):
+            assert torch.allclose(cut[k], whole[k][sl], equal_nan=True), k
+            assert torch.allclose(it[k], whole[k][sl], equal_nan=True), k
+    if keep == "last":
+        user = short.users[0]
+        ref.check_item(user, short[0], tail=5)  # targets still see the whole history
+
+
+def test_collate_pads_masks_and_truncates(parquet: Path) -> None:
+    ds = TargetDataset(SPEC, parquet, dtype=torch.float64)
+    items = [ds[i] for i in (0, 1, 2)]
+    n = [int(it["length"]) for it in items]
+    batch = collate(items)
+    L = max(n)
+    assert batch["mask"].shape == (3, L) and batch["mask"].sum(1).tolist() == n
+    assert batch["row_id"].shape == (3, L) and batch["row_id"].dtype == torch.int64
+    assert batch[TOPK].shape == (3, L, 3) and batch["grocery_day_sum"].shape == (3, L)
+    assert batch["user"].tolist() == ds.users[:3]
+    short = min(range(3), key=lambda i: n[i])
+    assert (batch["row_id"][short, n[short] :] == -1).all()
+    assert torch.isnan(batch[TOPK][short, n[short] :]).all()
+    assert torch.isnan(batch["spend_7d_sum"][short, n[short] :]).all()
+    assert (batch["amount"][short, n[short] :] == 0).all()
+    assert (batch["mcc"][short, n[short] :] == 0).all()
+    assert torch.equal(batch["row_id"][short, : n[short]], items[short]["row_id"])
+
+    cut = collate(items, max_len=4)
+    assert cut["mask"].all() and cut["length"].tolist() == [4, 4, 4]
+    for i, it in enumerate(items):
+        assert torch.equal(cut["row_id"][i], it["row_id"][-4:])
+        assert torch.allclose(cut[TOPK][i], it[TOPK][-4:], equal_nan=True)
+    head = functools.partial(collate, max_len=4, keep="first")(items)
+    assert torch.equal(head["row_id"][1], items[1]["row_id"][:4])
+    assert torch.equal(head["time"][2], items[2]["time"][:4])
+
+
+def test_collate_plain_dicts_and_string_users() -> None:
+    a = {"user": "x", "row_id": torch.tensor([1, 2]), "length": torch.tensor(2),
+         "f": torch.tensor([1.0, 2.0]), "y": torch.tensor([[1.0, 2.0], [3.0, 4.0]])}  # fmt: skip
+    b = {"user": "y", "row_id": torch.tensor([7]), "length": torch.tensor(1),
+         "f": torch.tensor([5.0]), "y": torch.tensor([[6.0, math.nan]])}  # fmt: skip
+    out = collate([a, b])
+    assert out["user"] == ["x", "y"]
+    assert out["y"].shape == (2, 2, 2)
+    assert torch.isnan(out["y"][1, 1]).all() and torch.isnan(out["f"][1, 1])  # plain: NaN
+    out = collate([a, b], targets=["y"])
+    assert out["f"].tolist() == [[1.0, 2.0], [5.0, 0.0]]
+    assert out["row_id"].tolist() == [[1, 2], [7, -1]]
+    with pytest.raises(ValueError):
+        collate([a], keep="middle")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_arrow_source_string_users_and_id_column() -> None:
+    tx = make_transactions(12, seed=8, ties=0.3, shuffle=True)
+    tx = tx.set_column(0, "user_id", pa.array([f"u{v}" for v in tx.column(0).to_pylist()]))
+    spec = {
+        "columns": {"user": "user_id", "time": "ts", "amount": "amount", "mcc": "mcc", "id": "tx_id"},
+        "targets": [
+            {"name": "n_day", "agg": "count", "window": {"kind": "expanding", "period": "day"}},
+            {"name": "top2_24h", "agg": "top_k", "k": 2, "window": {"kind": "rolling", "length": "24h"}},
+        ],
+    }  # fmt: skip
+    ref = Reference(spec, tx, tx)
+    for kind in ("map", "stream"):
+        ds = make(kind, tx, spec=spec, users_per_chunk=5, dtype=torch.float64)
+        assert ds.users == sorted(ref.rows)
+        seen: list[Any] = []
+        for batch in DataLoader(ds, batch_size=4, collate_fn=collate, num_workers=2):
+            assert isinstance(batch["user"], list)
+            for i, user in enumerate(batch["user"]):
+                m = batch["mask"][i]
+                row = {k: batch[k][i][m] for k in ("row_id", "n_day", "top2_24h")}
+                assert row["row_id"].tolist() == ref.rows[user]  # the id column
+                for name in ("n_day", "top2_24h"):
+                    want = ref.values[name][ref.at(row["row_id"].numpy())]
+                    np.testing.assert_allclose(row[name].numpy(), want)
+                seen.append(user)
+        assert sorted(seen) == ds.users
+
+
+def test_connection_table_and_extra_feature(tx: pa.Table) -> None:
+    con = duckdb.connect()
+    con.register("tx_arrow", tx)
+    con.execute("CREATE TABLE tx AS SELECT * FROM tx_arrow")
+    con.execute("DELETE FROM tx WHERE user_id % 7 = 0")  # row ids keep their rowid gaps
+    inputs = con.sql("SELECT * FROM tx ORDER BY rowid").to_arrow_table()
+    out = sqltargets.generate(SPEC, "tx", connection=con)
+    ds = TargetDataset(SPEC, "tx", connection=con, features=["time", "tx_id"], dtype=torch.float64)
+    assert ds.feature_names == ["time", "tx_id"]
+    rowids = con.execute("SELECT rowid, tx_id FROM tx").fetchall()
+    tx_id = dict(rowids)
+    by_rid = dict(zip(out.column("row_id").to_pylist(), out.column("spend_7d_sum").to_pylist()))
+    assert len(ds) == len(set(inputs.column("user_id").to_pylist()))
+    for i in range(len(ds)):
+        it = ds[i]
+        rid = it["row_id"].tolist()
+        assert it["tx_id"].tolist() == [float(tx_id[r]) for r in rid]
+        assert it["spend_7d_sum"].tolist() == pytest.approx([by_rid[r] for r in rid])
+    con.close()
+
+
+def test_several_specs_share_one_pass(parquet: Path, ref: Reference) -> None:
+    a = {**_small_spec(), "targets": [SPEC_TARGETS["grocery_day_sum"]]}
+    b = {**_small_spec(), "targets": [SPEC_TARGETS["top3_month"], SPEC_TARGETS["tx_24h_count"]]}
+    ds = StreamingTargetDataset([a, b], parquet, dtype=torch.float64, features=[])
+    assert ds.target_names == ["grocery_day_sum", "top3_month", "tx_24h_count"]
+    for it in ds:
+        assert it["row_id"].tolist() == ref.rows[it["user"].item()]
+        at = ref.at(it["row_id"].numpy())
+        for name in ds.target_names:
+            np.testing.assert_allclose(it[name].numpy(), ref.values[name][at], atol=1e-6)
+
+
+def test_errors(parquet: Path) -> None:
+    periods = {**_small_spec(), "output": "periods"}
+    periods["targets"] = [
+        {"name": "m", "agg": "sum", "window": {"kind": "period", "period": "month"}}
+    ]
+    with pytest.raises(SpecError, match="output"):
+        TargetDataset(periods, parquet)
+    with pytest.raises(SpecError, match="reserved"):
+        TargetDataset({**_small_spec(), "targets": [_target("mask")]}, parquet)
+    with pytest.raises(SpecError, match="feature"):
+        TargetDataset({**_small_spec(), "targets": [_target("amount")]}, parquet)
+    with pytest.raises(SpecError, match="already a target"):
+        StreamingTargetDataset([_small_spec(), _small_spec()], parquet)
+    with pytest.raises(DataError, match="did you mean 'amount'"):
+        StreamingTargetDataset(_small_spec(), parquet, features=["amont"])
+    with pytest.raises(DataError, match="numeric"):
+        StreamingTargetDataset(_small_spec(), parquet, features=["channel"])
+    with pytest.raises(ValueError, match="max_len"):
+        TargetDataset(_small_spec(), parquet, max_len=0)
+
+
+def test_import_without_torch(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None  # torch cannot be imported
+        import pyarrow as pa
+        import sqltargets
+        t = pa.table({"u": [1, 1], "t": [0, 1], "a": [2.0, 3.0], "m": [1, 1]})
+        spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+                "time": {"unit": "day"},
+                "targets": [{"name": "s", "agg": "sum",
+                             "window": {"kind": "expanding", "period": "year"}}]}
+        print(sqltargets.generate(spec, t).column("s").to_pylist())
+        try:
+            import sqltargets.torch
+        except ImportError:
+            print("no torch")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[2.0,", "5.0]", "no", "torch"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+SPEC_TARGETS = {
+    "grocery_day_sum": {"name": "grocery_day_sum", "agg": "sum", "mcc": ["grocery"],
+                        "window": {"kind": "expanding", "period": "day"}},
+    "top3_month": {"name": "top3_month", "agg": "top_k", "k": 3, "where": "amount > 0",
+                   "window": {"kind": "period", "period": "month"}},
+    "tx_24h_count": {"name": "tx_24h_count", "agg": "count",
+                     "window": {"kind": "rolling", "length": "24h"}},
+}  # fmt: skip
+
+
+def _small_spec() -> dict[str, Any]:
+    return {
+        "columns": {"user": "user_id", "time": "ts", "amount": "amount", "mcc": "mcc"},
+        "targets": [SPEC_TARGETS["tx_24h_count"]],
+    }
+
+
+def _target(name: str) -> dict[str, Any]:
+    return {"name": name, "agg": "count", "window": {"kind": "expanding", "period": "day"}}
