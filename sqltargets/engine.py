@@ -273,7 +273,7 @@ def check_columns(ts: TargetSet, types: dict[str, str]) -> str:
     mcc_type = need(c.mcc, "columns.mcc")
     if c.id:
         need(c.id, "columns.id")
-    if mcc_type not in INTEGER_TYPES and mcc_type != "VARCHAR" and not is_numeric(mcc_type):
+    if mcc_type not in INTEGER_TYPES and mcc_type != "VARCHAR":
         raise DataError(
             f"columns.mcc: column {c.mcc!r} has type {mcc_type}; expected an integer or a "
             "string of digits"

@@ -113,6 +113,7 @@ class Plan:
     outputs: tuple[Output, ...]
     needs_elapsed: bool  # rolling/future windows present
     needs_order_key: bool  # first/last present
+    mcc_text: bool = False  # the MCC column holds strings (of digits, we hope)
 
 
 def build(
@@ -200,4 +201,5 @@ def build(
         outputs=tuple(outputs),
         needs_elapsed=any(f.kind in ("rolling", "future") for f in frame_list),
         needs_order_key=bool(fns & {"first", "last"}),
+        mcc_text=numeric.get(ts.columns.mcc, True) is False,
     )

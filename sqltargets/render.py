@@ -146,10 +146,19 @@ def _frame_sql(fr: Frame, elapsed: str, order: str) -> str:
     )
 
 
-def _filter_sql(mcc: tuple[tuple[int, int], ...] | None, where: str | None, mcc_col: str) -> str:
+def _filter_sql(
+    mcc: tuple[tuple[int, int], ...] | None, where: str | None, mcc_col: str, text: bool
+) -> str:
     parts = []
     if mcc is not None:
-        code = f"TRY_CAST({mcc_col} AS INTEGER)"
+        # a string MCC counts only when it is digits (spaces around allowed): a plain
+        # TRY_CAST would also read '5411.7', '1e3' or '0x10' as codes
+        code = (
+            f"TRY_CAST(CASE WHEN regexp_full_match({mcc_col}, ' *[0-9]+ *') "
+            f"THEN {mcc_col} END AS INTEGER)"
+            if text
+            else f"TRY_CAST({mcc_col} AS INTEGER)"
+        )
         singles = [lo for lo, hi in mcc if lo == hi]
         ranges = [(lo, hi) for lo, hi in mcc if lo != hi]
         terms = []
@@ -192,7 +201,9 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         "week_shift": ts.week_start_index,
         "period_step": PERIOD_STEP,
         "elapsed_differs": elapsed_differs,
-        "filter_sql": {f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc)) for f in plan.filters},
+        "filter_sql": {
+            f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc), plan.mcc_text) for f in plan.filters
+        },
         "frame_sql": {
             fr.id: _frame_sql(
                 fr,

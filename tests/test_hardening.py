@@ -103,7 +103,7 @@ def test_spec_fuzz_ends_in_result_or_spec_error(data: object) -> None:
             "where": st.text(max_size=30),
             "fill": json_values,
         },
-    ),  # fmt: skip
+    ),
 )
 def test_target_fuzz(base: dict, target: dict) -> None:
     try:
@@ -224,3 +224,18 @@ def test_interrupted_run_leaves_no_output(tmp_path: Path, sig: int) -> None:
     assert proc.returncode in (1, 130), rest
     assert "Error: interrupted" in rest
     assert os.listdir(out.parent) == []
+
+
+def test_string_mccs_must_be_digits() -> None:
+    # a cast alone would read '5411.7' as 5412, '1e3' as 1000 and '0x10' as 16
+    t = pa.table({
+        "u": [1] * 7, "t": pa.array(range(7), pa.int64()), "a": [1.0] * 7,
+        "m": ["5411", " 5411 ", "5411.7", "1e3", "0x10", None, "abc"],
+    })  # fmt: skip
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [
+        {"name": "n", "agg": "count", "mcc": [5411, 5412, 1000, 16], "window": {"kind": "expanding", "period": "year"}}]}  # fmt: skip
+    assert sqltargets.generate(spec, t).column("n").to_pylist() == [1, 2, 2, 2, 2, 2, 2]
+    assert sqltargets.reference(spec, t).column("n").to_pylist() == [1, 2, 2, 2, 2, 2, 2]
+    floats = t.set_column(3, "m", pa.array([5411.0] * 7))
+    with pytest.raises(sqltargets.DataError, match=r"columns\.mcc: column 'm' has type DOUBLE"):
+        sqltargets.generate(spec, floats)
