@@ -448,7 +448,8 @@ def aggregate(target: Target, window_values: Sequence[Any]) -> Any:
     if agg == "std":
         if len(present) < 2:
             return empty
-        return float(np.std(np.array(present, dtype=np.float64), ddof=1))
+        with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN amounts give inf/NaN
+            return float(np.std(np.array(present, dtype=np.float64), ddof=1))
     if not present:
         return empty
     if agg == "mean":
