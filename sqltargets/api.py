@@ -172,9 +172,14 @@ def explain(
     dialect: str = "duckdb",
     source: str | Path | None = None,
     connection: duckdb.DuckDBPyConnection | None = None,
+    time_type: str | None = None,
 ) -> str:
     """The SQL statement for ``specs``: reading ``source`` (a Parquet path, glob or folder,
     or a table name in ``connection``), or a table named ``transactions`` when None.
+
+    Without a source the time column's type cannot be seen: the SQL assumes an integer
+    (when ``time.unit`` is set) or a naive TIMESTAMP; name another with ``time_type``
+    (``timestamptz``, ``timestamp``, ``date``, ``integer``).
 
     >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
     ...         "targets": [{"name": "s", "agg": "max", "window": {"kind": "rolling", "length": "7d"}}]}
@@ -183,7 +188,7 @@ def explain(
     """
     ts = load(specs)
     return engine.explain_sql(
-        ts, str(source) if isinstance(source, Path) else source, connection, dialect
+        ts, str(source) if isinstance(source, Path) else source, connection, dialect, time_type
     )
 
 

@@ -38,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("explain", help="print the SQL for a spec (touches no data)")
     sp.add_argument("spec")
     sp.add_argument("--input", help="Parquet file, glob or folder the SQL should read")
-    sp.add_argument("--dialect", default="duckdb", help="SQL dialect (default: duckdb)")
+    sp.add_argument("--dialect", default="duckdb", help="SQL dialect: duckdb (default) or spark")
+    sp.add_argument(
+        "--time-type",
+        help="without --input: the time column's type (timestamp, timestamptz, date, integer)",
+    )
 
     sp = sub.add_parser("run", help="compute targets and write them to Parquet")
     sp.add_argument("spec")
@@ -91,7 +95,7 @@ def _print(text: str = "") -> None:
 def _cmd_explain(a: argparse.Namespace) -> int:
     from .api import explain
 
-    _print(explain(a.spec, dialect=a.dialect, source=a.input) + ";")
+    _print(explain(a.spec, dialect=a.dialect, source=a.input, time_type=a.time_type) + ";")
     return 0
 
 

@@ -462,11 +462,23 @@ def execute_batches(
 
 
 def explain_sql(
-    ts: TargetSet, source: Any, con: duckdb.DuckDBPyConnection | None, dialect: str
+    ts: TargetSet,
+    source: Any,
+    con: duckdb.DuckDBPyConnection | None,
+    dialect: str,
+    time_type: str | None = None,
 ) -> str:
-    """The statement for ``source`` (None: a table named ``transactions``)."""
+    """The statement for ``source`` (None: a table named ``transactions``, whose time column
+    is of ``time_type``; by default an integer with ``time.unit``, else a naive TIMESTAMP)."""
+    from .plan import TIME_KINDS
+
+    if time_type is not None and time_type not in TIME_KINDS:
+        raise SqlTargetsError(
+            f"time_type: {time_type!r} is not allowed; expected one of: {', '.join(TIME_KINDS)}"
+            f"{did_you_mean(time_type, TIME_KINDS)}"
+        )
     if source is None:
-        plan = build(ts)
+        plan = build(ts, time_kind=time_type)
         rid = "" if ts.columns.id else "rowid"
         return render(plan, relation_source("transactions", rid_column=rid), dialect=dialect)
     con = con.cursor() if con is not None else connect(threads=1)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 import sqltargets
 from sqltargets.compare import diff
@@ -84,3 +85,33 @@ def test_no_input_sql_reads_transactions_table(data: Path, tmp_path: Path) -> No
     want = sqltargets.generate(EXAMPLE, data)
     names = [t.name for t in sqltargets.load(EXAMPLE).targets]
     assert diff(got, want, names, ["user_id", "row_id"]) == []
+
+
+@pytest.mark.parametrize("time_type", ["date", "timestamptz"])
+def test_no_input_sql_with_time_type(time_type: str, tmp_path: Path) -> None:
+    import duckdb
+
+    from sqltargets.cli import main
+
+    t = pa.table({
+        "user_id": [1, 1, 1, 2],
+        "ts": pa.array([3600 * 17, 3600 * 20, 86400 * 9, 5], pa.int64()),  # 22:30 and 01:30 in India
+        "amount": [1.0, 2.0, 4.0, 8.0], "mcc": [5411, 5411, 1, 5411],
+        "channel": ["online", "pos", "online", "atm"],
+    })  # fmt: skip
+    con = duckdb.connect()
+    con.register("raw", t)
+    kind = "DATE" if time_type == "date" else "TIMESTAMPTZ"
+    con.execute(
+        f"CREATE TABLE transactions AS SELECT user_id, CAST(to_timestamp(ts) AS {kind}) AS ts, amount, mcc, channel FROM raw"
+    )
+    spec = {**yaml.safe_load(EXAMPLE.read_text()), "timezone": "Asia/Kolkata"}
+    sql = sqltargets.explain(spec, time_type=time_type)
+    got = con.sql(sql).to_arrow_table()
+    want = sqltargets.generate(spec, "transactions", connection=con)
+    names = [x.name for x in sqltargets.load(spec).targets]
+    assert diff(got, want, names, ["user_id", "row_id"]) == []
+    if time_type == "timestamptz":  # planned as a naive timestamp, the days would shift
+        naive = con.sql(sqltargets.explain(spec)).to_arrow_table()
+        assert diff(naive, want, names, ["user_id", "row_id"]) != []
+    assert main(["explain", str(EXAMPLE), "--time-type", "dat"]) == 1
