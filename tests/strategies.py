@@ -114,7 +114,9 @@ def transactions(
     }
     if kind.startswith("int_"):
         spec["time"] = {"unit": "day" if kind == "int_day" else "s", "origin": "2024-02-27"}
-    return {"table": pa.table(cols), "spec": spec}
+    table = pa.table(cols)
+    assert table.num_rows == len(rows) and len(set(map(len, cols.values()))) <= 1
+    return {"table": table, "spec": spec}
 
 
 @st.composite
