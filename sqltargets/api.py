@@ -208,14 +208,9 @@ def read_input(source: Any, *, connection: duckdb.DuckDBPyConnection | None = No
         _, files, _ = engine.parquet_files(source)
         tables = [pq.read_table(f) for f in files]
         return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-    if isinstance(source, pa.RecordBatchReader):
-        return source.read_all()
-    if isinstance(source, pa.RecordBatch):
-        return pa.Table.from_batches([source])
+    source = engine.as_arrow(source)
     if isinstance(source, pa.Table):
         return source
-    if engine._is_pandas(source):
-        return pa.Table.from_pandas(source, preserve_index=False)
     raise SourceError(f"input: cannot read {type(source).__name__}")
 
 

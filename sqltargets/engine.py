@@ -184,14 +184,7 @@ def resolve(
         if absolute:
             pattern = os.path.abspath(pattern)
         return Input(parquet_source(pattern, multi=multi, rid=rid), label=source)
-    if hasattr(source, "to_arrow_table") and not isinstance(source, pa.Table):
-        source = source.to_arrow_table()
-    if _is_pandas(source):
-        source = pa.Table.from_pandas(source, preserve_index=False)
-    if isinstance(source, pa.RecordBatchReader):
-        source = source.read_all()
-    if isinstance(source, pa.RecordBatch):
-        source = pa.Table.from_batches([source])
+    source = as_arrow(source)
     if isinstance(source, pa.Table):
         if ROW_ID_COLUMN in source.column_names:
             raise DataError(f"input has a column named {ROW_ID_COLUMN!r}, which sqltargets uses")
@@ -208,8 +201,18 @@ def resolve(
     )
 
 
-def _is_pandas(obj: Any) -> bool:
-    return type(obj).__module__.startswith("pandas") and hasattr(obj, "columns")
+def as_arrow(source: Any) -> Any:
+    """An in-memory input (Arrow table, record batch or reader, pandas frame, DuckDB
+    relation) as one ``pyarrow.Table``; anything else is returned unchanged."""
+    if hasattr(source, "to_arrow_table") and not isinstance(source, pa.Table):
+        return source.to_arrow_table()
+    if type(source).__module__.startswith("pandas") and hasattr(source, "columns"):
+        return pa.Table.from_pandas(source, preserve_index=False)
+    if isinstance(source, pa.RecordBatchReader):
+        return source.read_all()
+    if isinstance(source, pa.RecordBatch):
+        return pa.Table.from_batches([source])
+    return source
 
 
 def _relation_input(name: str, ts: TargetSet, con: duckdb.DuckDBPyConnection) -> Input:
@@ -322,13 +325,11 @@ def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int
         src = f"(SELECT * FROM {src} WHERE {shard_condition(ts.columns.user, *inp.source.shard)})"
     row = con.sql(
         f"SELECT count(*), count(*) FILTER (WHERE {u} IS NULL), "
-        f"count(*) FILTER (WHERE {t} IS NULL) FROM {src}"
+        f"count(*) FILTER (WHERE {t} IS NULL), "
+        f"count(*) FILTER (WHERE {u} IS NULL OR {t} IS NULL) FROM {src}"
     ).fetchall()[0]
-    total, null_users, null_times = row
+    total, null_users, null_times, dropped = row
     if ts.null_rows == "drop":
-        dropped = con.sql(
-            f"SELECT count(*) FROM {src} WHERE {u} IS NULL OR {t} IS NULL"
-        ).fetchall()[0][0]
         if dropped:
             warnings.warn(
                 f"dropped {dropped} of {total} rows with a null user or time (null_rows: drop)",
