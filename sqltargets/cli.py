@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--memory-limit", help="DuckDB memory limit, e.g. 4GB")
         sp.add_argument("--temp-directory", help="where DuckDB spills when over the memory limit")
 
+    def engine_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--engine", default="scan",
+            help="scan (default: expanding windows by a vectorised scan) or sql (DuckDB runs "
+            "the whole statement that explain prints)",
+        )  # fmt: skip
+
     sp = sub.add_parser("explain", help="print the SQL for a spec (touches no data)")
     sp.add_argument("spec")
     sp.add_argument("--input", help="Parquet file, glob or folder the SQL should read")
@@ -55,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--shards", type=int, default=1, help="split users into N shards; the output is a folder"
     )
     sp.add_argument("--jobs", type=int, default=1, help="shards computed in parallel processes")
+    engine_arg(sp)
     resources(sp)
 
     sp = sub.add_parser("verify", help="compare the SQL path with the NumPy reference")
@@ -62,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--input", required=True, help="Parquet file, glob or folder")
     sp.add_argument("--users", type=int, default=20, help="users to sample (default 20)")
     sp.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    engine_arg(sp)
     resources(sp)
 
     sp = sub.add_parser("prepare", help="write a sorted store of the input for faster reruns")
@@ -156,7 +165,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     rows = write(
         ts, source, a.output, threads=a.threads, memory_limit=a.memory_limit,
         temp_directory=a.temp_directory, shards=a.shards, jobs=a.jobs,
-        progress=progress if a.shards == 1 else None, on_shard=progress.shard,
+        progress=progress if a.shards == 1 else None, on_shard=progress.shard, engine=a.engine,
     )  # fmt: skip
     progress.stage(f"wrote {rows:,} rows to {a.output} in {time.monotonic() - progress.start:.1f}s")
     if a.summary:
@@ -212,7 +221,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     t0 = time.monotonic()
     report = verify(
         a.spec, a.input, users=a.users, seed=a.seed, threads=a.threads,
-        memory_limit=a.memory_limit,
+        memory_limit=a.memory_limit, engine=a.engine,
     )  # fmt: skip
     _print(
         f"compared {len(report.targets)} targets on {report.rows:,} rows of "

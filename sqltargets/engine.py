@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
+from . import scan as scan_mod
 from . import store as store_mod
 from .errors import DataError, SourceError, SqlTargetsError, did_you_mean
 from .plan import Plan, build
@@ -397,18 +399,118 @@ def run_table(sql: str, con: duckdb.DuckDBPyConnection) -> pa.Table:
         raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
 
 
+#: How targets are computed: ``scan`` (DuckDB runs the statement without the expanding
+#: windows it can leave to :mod:`sqltargets.scan`; the default) or ``sql`` (DuckDB runs the
+#: whole statement, exactly as ``explain`` prints it).
+ENGINES = ("scan", "sql")
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise SqlTargetsError(
+            f"engine: {engine!r} is not supported; expected one of: {', '.join(ENGINES)}"
+            f"{did_you_mean(str(engine), ENGINES)}"
+        )
+
+
+def _threads(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
+def _scan_schema(schema: pa.Schema, plan: Plan, split: scan_mod.ScanSplit) -> pa.Schema:
+    """The result's schema: the statement's, with the scanned targets put in place."""
+    base = list(schema)[: len(schema) - len(split.hidden)]
+    fields = base[:3]
+    rest = iter(base[3:])
+    kinds = {t.name: t.agg for t in split.targets}
+    for o in plan.outputs:
+        name = o.target.name
+        if name in kinds:
+            fields.append(pa.field(name, pa.int64() if kinds[name] == "count" else pa.float64()))
+        else:
+            fields.append(next(rest))
+    return pa.schema(fields)
+
+
+def finish_scan(
+    table: pa.Table, plan: Plan, split: scan_mod.ScanSplit, threads: int = 1
+) -> pa.Table:
+    """The scan engine's second half: compute the scanned targets over the statement's
+    result (sorted by user and event order) and put them in place."""
+    k = len(split.hidden)
+    first = table.num_columns - k
+    work = pa.Table.from_arrays(
+        [table.column(0)] + [table.column(first + i) for i in range(k)],
+        names=["_u"] + [alias for alias, _ in split.hidden],
+    )
+    if threads > 1 and len(split.targets) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            got = scan_mod.compute(
+                work, "_u", dict(split.periods), list(split.targets),
+                lambda f, xs: list(pool.map(f, xs)),
+            )  # fmt: skip
+    else:
+        got = scan_mod.compute(work, "_u", dict(split.periods), list(split.targets))
+    schema = _scan_schema(table.schema, plan, split)
+    columns = [table.column(i) for i in range(3)]
+    j = 3
+    for f in list(schema)[3:]:
+        if f.name in got:
+            columns.append(pa.chunked_array([got[f.name]], type=f.type))
+        else:
+            columns.append(table.column(j))
+            j += 1
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _materialize_events(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection) -> str:
+    """The scan engine's first statement: the events (keys, values, filters) as a temporary
+    table. DuckDB sorts a table about twice as fast as the same rows streaming from Parquet
+    through the projections. Returns the table's quoted name; drop it when done."""
+    name = ident(f"_st_events_{uuid.uuid4().hex[:12]}")
+    sql = render(plan, inp.source, events_only=True)
+    try:
+        con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+    except duckdb.Error as e:
+        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+    return name
+
+
+def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    try:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    except duckdb.Error:  # pragma: no cover - the connection is gone
+        pass
+
+
+def _run(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection, engine: str) -> pa.Table:
+    split = scan_mod.split(plan) if engine == "scan" else None
+    if split is None:
+        return run_table(render(plan, inp.source), con)
+    events = _materialize_events(plan, inp, con)
+    try:
+        table = run_table(render(plan, inp.source, scan=split, events_table=events), con)
+    finally:
+        _drop(con, events)
+    return finish_scan(table, plan, split, _threads(con))
+
+
 def execute(
     ts: TargetSet,
     source: Any,
     con: duckdb.DuckDBPyConnection,
+    engine: str = "scan",
 ) -> pa.Table:
     """Check, plan, render and run; the Arrow result, rows out checked against rows in."""
+    check_engine(engine)
     inp = resolve(source, ts, con)
     inp.register(con)
     try:
         plan = prepare(ts, inp, con)
         total = check_rows(ts, inp, con)
-        table = run_table(render(plan, inp.source), con)
+        table = _run(plan, inp, con, engine)
     finally:
         inp.unregister(con)
     if ts.output == "events" and table.num_rows != total:
@@ -426,40 +528,91 @@ def execute_batches(
     own_connection: bool,
     on_total: Callable[[int], None] | None = None,
     shard: tuple[int, int] | None = None,
+    engine: str = "scan",
 ) -> pa.RecordBatchReader:
     """Like :func:`execute`, streaming record batches. The connection stays busy until the
-    reader is drained or closed. ``shard=(i, n)`` computes only the users of shard i of n."""
+    reader is drained or closed. ``shard=(i, n)`` computes only the users of shard i of n.
+    With the scan engine, batches end at a user's last row (a batch holds at most
+    ``batch_size`` rows, and may hold fewer)."""
+    check_engine(engine)
     inp = resolve(source, ts, con)
     if shard is not None:
         inp.source = dataclasses.replace(inp.source, shard=shard)
     inp.register(con)
+    events = ""
+
+    def _cleanup() -> None:
+        if events:
+            _drop(con, events)
+        inp.unregister(con)
+
     try:
         plan = prepare(ts, inp, con)
         total = check_rows(ts, inp, con)
         if on_total:
             on_total(total)
-        reader = con.sql(render(plan, inp.source)).to_arrow_reader(batch_size)
+        split = scan_mod.split(plan) if engine == "scan" else None
+        threads = _threads(con)
+        if split is not None:
+            events = _materialize_events(plan, inp, con)
+            sql = render(plan, inp.source, scan=split, events_table=events)
+        else:
+            sql = render(plan, inp.source)
+        reader = con.sql(sql).to_arrow_reader(batch_size)
     except duckdb.Error as e:
-        inp.unregister(con)
+        _cleanup()
         raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
     except BaseException:
-        inp.unregister(con)
+        _cleanup()
         raise
+
+    def raw() -> Iterator[pa.RecordBatch]:
+        if split is None:
+            yield from reader
+            return
+        yield from _scan_batches(reader, plan, split, threads, batch_size)
 
     def batches() -> Iterator[pa.RecordBatch]:
         seen = 0
         try:
-            for batch in reader:
+            for batch in raw():
                 seen += batch.num_rows
                 yield batch
             if ts.output == "events" and seen != total:
                 raise SqlTargetsError(f"internal error: {total} rows in but {seen} rows out")
         finally:
-            inp.unregister(con)
+            reader.close()
+            _cleanup()
             if own_connection:
                 con.close()
 
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+    schema = reader.schema if split is None else _scan_schema(reader.schema, plan, split)
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _scan_batches(
+    reader: pa.RecordBatchReader,
+    plan: Plan,
+    split: scan_mod.ScanSplit,
+    threads: int,
+    batch_size: int,
+) -> Iterator[pa.RecordBatch]:
+    """The scan over a stream: rows are held back until their user's last row has arrived
+    (a user's windows never cross users), then computed and cut into batches."""
+    held: pa.Table | None = None
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        part = pa.Table.from_batches([batch])
+        held = part if held is None else pa.concat_tables([held, part])
+        codes = scan_mod.user_codes(held.column(0))
+        cut = int(np.searchsorted(codes, codes[-1]))  # first row of the last user
+        if cut == 0:
+            continue  # one user so far: wait for more
+        yield from finish_scan(held.slice(0, cut), plan, split, threads).to_batches(batch_size)
+        held = held.slice(cut)
+    if held is not None and held.num_rows:
+        yield from finish_scan(held, plan, split, threads).to_batches(batch_size)
 
 
 def explain_sql(

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlglot import exp
 from . import where as where_mod
 from .errors import SqlTargetsError
 from .plan import Frame, Plan
+from .scan import SCAN_FNS, ScanSplit
 from .spec import UNIT_US
 
 DIALECTS = ("duckdb", "spark")
@@ -171,8 +173,15 @@ def _filter_sql(
     return " AND ".join(parts)
 
 
-def context(plan: Plan, source: Source) -> dict[str, object]:
-    """Everything the templates see, quoted."""
+def context(
+    plan: Plan,
+    source: Source,
+    scan: ScanSplit | None = None,
+    events_table: str = "",
+    events_only: bool = False,
+) -> dict[str, object]:
+    """Everything the templates see, quoted. With ``scan``, the statement leaves out the
+    scanned targets (and their window measures) and appends the scan's hidden columns."""
     ts = plan.spec
     cols = ts.columns
     elapsed_differs = plan.time_kind == "timestamp" and ts.timezone != "UTC"
@@ -183,8 +192,22 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         where += [f"{ident(cols.user)} IS NOT NULL", f"{ident(cols.time)} IS NOT NULL"]
     if source.shard is not None:
         where.append(shard_condition(cols.user, *source.shard))
+    frames = list(plan.frames)
+    if scan is not None:
+        frames = [
+            dataclasses.replace(fr, measures=tuple(m for m in fr.measures if m.fn not in SCAN_FNS))
+            if fr.kind == "expanding"
+            else fr
+            for fr in frames
+        ]
+        frames = [fr for fr in frames if fr.measures]
     return {
         "plan": plan,
+        "frames": frames,
+        "events_table": events_table,
+        "events_only": events_only,
+        "scanned": scan.names if scan is not None else frozenset(),
+        "hidden": list(scan.hidden) if scan is not None else [],
         "source": source,
         "base_where": where,
         "c": {
@@ -210,23 +233,44 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
                 "_e" if elapsed_differs else "_o",
                 "_o, _tb, _tb2" if cols.id and rid != "NULL" else "_o, _tb",
             )
-            for fr in plan.frames
+            for fr in frames
         },
         "fills": {t.name: (literal(t.fill) if t.fill is not None else "") for t in ts.targets},
     }
 
 
-def render_raw(plan: Plan, source: Source) -> str:
+def render_raw(
+    plan: Plan,
+    source: Source,
+    scan: ScanSplit | None = None,
+    events_table: str = "",
+    events_only: bool = False,
+) -> str:
     """The template output, before sqlglot."""
+    ctx = context(plan, source, scan, events_table, events_only)
     try:
-        return _env().get_template("targets.sql.j2").render(**context(plan, source))
+        return _env().get_template("targets.sql.j2").render(**ctx)
     except jinja2.TemplateError as e:
         name = getattr(e, "name", None) or "targets.sql.j2"
         raise SqlTargetsError(f"template {name} failed: {e}") from e
 
 
-def render(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = True) -> str:
-    """One SQL statement for ``plan`` reading ``source``, in ``dialect``."""
+def render(
+    plan: Plan,
+    source: Source,
+    dialect: str = "duckdb",
+    pretty: bool = True,
+    scan: ScanSplit | None = None,
+    *,
+    events_table: str = "",
+    events_only: bool = False,
+) -> str:
+    """One SQL statement for ``plan`` reading ``source``, in ``dialect``; with ``scan``
+    (DuckDB only), the statement the scan engine runs (see :mod:`sqltargets.scan`).
+
+    The engine may run it in two statements: ``events_only`` gives the first (the events,
+    with their keys, values and filters: materialize it as a table), and ``events_table``
+    (a quoted name) the second, reading that table."""
     if dialect not in DIALECTS:
         from .errors import did_you_mean
 
@@ -234,7 +278,9 @@ def render(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = T
             f"dialect: {dialect!r} is not supported; expected one of: {', '.join(DIALECTS)}"
             f"{did_you_mean(dialect, DIALECTS)}"
         )
-    raw = render_raw(plan, source)
+    if scan is not None and dialect != "duckdb":
+        raise SqlTargetsError("the scan engine's statement is DuckDB only")
+    raw = render_raw(plan, source, scan, events_table, events_only)
     try:
         tree = sqlglot.parse_one(raw, read="duckdb")
     except sqlglot.errors.ParseError as e:

@@ -59,7 +59,10 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from . import engine
 from .errors import DataError, SourceError, SpecError, SpecIssue, SqlTargetsError, did_you_mean
+from .plan import Plan
 from .render import ident, literal, relation_source, render
+from .scan import ScanSplit
+from .scan import split as scan_split
 from .spec import UNIT_US, TargetSet, load
 
 __all__ = [
@@ -131,6 +134,8 @@ class _Program:
 
     specs: tuple[TargetSet, ...]
     sqls: tuple[str, ...]  # per spec: the target SQL reading the registered chunk
+    plans: tuple[Plan, ...]  # per spec: its plan
+    scans: tuple[ScanSplit | None, ...]  # per spec: what the scan engine computes after it
     targets: tuple[_Target, ...]
     features: tuple[_Feature, ...]
     user: str  # the input's user column
@@ -380,15 +385,21 @@ def _compile(
         empty = con.sql(f"SELECT {select} FROM {scan} AS s LIMIT 0").to_arrow_table()
         con.register(_CHUNK, empty)
         chunk_source = relation_source(_CHUNK, rid_column=_POS if rid else "")
-        sqls = []
+        sqls, plans, scans = [], [], []
         for ts in tss:
             plan = engine.prepare(ts, engine.Input(chunk_source, label="a chunk of users"), con)
-            sql = render(plan, chunk_source)
-            schema = con.sql(sql).to_arrow_table().schema
+            split = scan_split(plan)
+            sql = render(plan, chunk_source, scan=split)
+            out = con.sql(sql).to_arrow_table()
+            if split is not None:
+                out = engine.finish_scan(out, plan, split)
+            schema = out.schema
             missing = [t.name for t in ts.targets if t.name not in schema.names]
             if missing or ts.key_column() not in schema.names:  # pragma: no cover
                 raise SqlTargetsError(f"internal error: the SQL output lacks {missing}")
             sqls.append(sql)
+            plans.append(plan)
+            scans.append(split)
         con.unregister(_CHUNK)
         if arrow is not None:
             con.unregister(_INPUT)
@@ -399,6 +410,8 @@ def _compile(
     return _Program(
         specs=tss,
         sqls=tuple(sqls),
+        plans=tuple(plans),
+        scans=tuple(scans),
         targets=targets,
         features=feats,
         user=ts0.columns.user,
@@ -511,6 +524,9 @@ class _Runner:
         topk: dict[str, torch.Tensor] = {}
         for i, sql in enumerate(prog.sqls):
             out = self._run(prog.specs[i].timezone, sql, chunk)
+            split = prog.scans[i]
+            if split is not None:
+                out = engine.finish_scan(out, prog.plans[i], split)
             got = out.column(prog.out_key).to_numpy()
             if not np.array_equal(got, key):
                 raise DataError(
