@@ -8,6 +8,7 @@ A source is resolved once into a :class:`Input`: how the SQL reads it (a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import os
 import uuid
@@ -465,6 +466,23 @@ def finish_scan(
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+@functools.lru_cache(maxsize=1)
+def _default_memory_limit() -> str:
+    c = duckdb.connect()
+    try:
+        return str(c.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    finally:
+        c.close()
+
+
+def _two_statements(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the scan engine materialises the events first: not under a memory limit set
+    for this run (the events table would hold the whole input in memory; the single
+    statement lets DuckDB stream and spill instead)."""
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    return str(limit) == _default_memory_limit()
+
+
 def _materialize_events(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection) -> str:
     """The scan engine's first statement: the events (keys, values, filters) as a temporary
     table. DuckDB sorts a table about twice as fast as the same rows streaming from Parquet
@@ -489,6 +507,9 @@ def _run(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection, engine: str) ->
     split = scan_mod.split(plan) if engine == "scan" else None
     if split is None:
         return run_table(render(plan, inp.source), con)
+    if not _two_statements(con):
+        table = run_table(render(plan, inp.source, scan=split), con)
+        return finish_scan(table, plan, split, _threads(con))
     events = _materialize_events(plan, inp, con)
     try:
         table = run_table(render(plan, inp.source, scan=split, events_table=events), con)
@@ -553,11 +574,11 @@ def execute_batches(
             on_total(total)
         split = scan_mod.split(plan) if engine == "scan" else None
         threads = _threads(con)
-        if split is not None:
+        if split is not None and _two_statements(con):
             events = _materialize_events(plan, inp, con)
             sql = render(plan, inp.source, scan=split, events_table=events)
         else:
-            sql = render(plan, inp.source)
+            sql = render(plan, inp.source, scan=split)
         reader = con.sql(sql).to_arrow_reader(batch_size)
     except duckdb.Error as e:
         _cleanup()
