@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import NoReturn
@@ -122,6 +123,7 @@ class _Progress:
             sys.stderr.flush()
 
     def shard(self, i: int, n: int, rows: int) -> None:
+        _check_signalled()
         self.done = getattr(self, "done", 0) + 1
         self.stage(
             f"shard {i + 1}/{n} done: {rows:,} rows ({self.done}/{n} shards, "
@@ -129,6 +131,7 @@ class _Progress:
         )
 
     def __call__(self, rows: int, total: int) -> None:
+        _check_signalled()
         if not self.enabled:
             return
         if rows == 0:  # the input passed its checks; the query starts
@@ -291,14 +294,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    _SIGNALLED.clear()
     _install_handlers()
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
             _parser().print_help()
             return 1
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        _check_signalled()
+        return code
     except SqlTargetsError as e:
+        if _SIGNALLED.is_set() or _interrupted(e.__cause__ or e):
+            sys.stderr.write("Error: interrupted\n")
+            return 130
         if debug:
             raise
         sys.stderr.write(f"Error: {_one_line(str(e))}\n")
@@ -323,11 +332,21 @@ def _interrupted(e: BaseException) -> bool:
     return type(e).__name__ == "InterruptException" or "interrupted" in str(e).lower()[:40]
 
 
+#: Set by SIGINT and SIGTERM. The handler also raises KeyboardInterrupt, but a signal that
+#: lands while DuckDB finishes a statement can be absorbed by it; progress callbacks (called
+#: between batches, before the output is renamed into place) raise again when it is set.
+_SIGNALLED = threading.Event()
+
+
+def _check_signalled() -> None:
+    if _SIGNALLED.is_set():
+        raise KeyboardInterrupt
+
+
 def _install_handlers() -> None:
-    """Warnings as one stderr line; SIGTERM unwinds like Ctrl-C, so a run in progress
-    removes its temporary output instead of leaving it behind."""
+    """Warnings as one stderr line; SIGINT and SIGTERM unwind as KeyboardInterrupt, so a
+    run in progress removes its temporary output instead of leaving it behind."""
     import signal
-    import threading
     import warnings
 
     def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
@@ -336,10 +355,12 @@ def _install_handlers() -> None:
     warnings.showwarning = show
     if threading.current_thread() is threading.main_thread():
 
-        def on_term(signum: int, frame: object) -> None:
+        def on_signal(signum: int, frame: object) -> None:
+            _SIGNALLED.set()
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
 
 
 def _one_line(text: str) -> str:

@@ -503,19 +503,54 @@ def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
         pass
 
 
-def _run(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection, engine: str) -> pa.Table:
-    split = scan_mod.split(plan) if engine == "scan" else None
-    if split is None:
-        return run_table(render(plan, inp.source), con)
+def _sliding_values(plan: Plan) -> frozenset[str]:
+    """Value ids aggregated (not just counted) over rolling and future windows."""
+    return frozenset(
+        m.value.id
+        for fr in plan.frames
+        if fr.kind in ("rolling", "future")
+        for m in fr.measures
+        if m.value is not None and m.value.numeric
+    )
+
+
+def _decimal_values(plan: Plan, con: duckdb.DuckDBPyConnection, events: str) -> frozenset[str]:
+    """Which of those value columns the scan's integer path takes (checked on the events)."""
+    out = set()
+    for vid in sorted(_sliding_values(plan)):
+        col = con.sql(f"SELECT _{vid} FROM {events}").to_arrow_table().column(0)
+        if scan_mod.Values.of(col).cents is not None:
+            out.add(vid)
+    return frozenset(out)
+
+
+def _prepare_scan(
+    plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection, engine: str
+) -> tuple[scan_mod.ScanSplit | None, str]:
+    """What the scan computes, and the name of the materialised events table ("" when the
+    statement reads the input itself)."""
+    if engine != "scan":
+        return None, ""
     if not _two_statements(con):
-        table = run_table(render(plan, inp.source, scan=split), con)
-        return finish_scan(table, plan, split, _threads(con))
+        return scan_mod.split(plan), ""
+    if scan_mod.split(plan, _sliding_values(plan)) is None:
+        return None, ""  # nothing to scan, even if every value column were decimal
     events = _materialize_events(plan, inp, con)
+    try:
+        return scan_mod.split(plan, _decimal_values(plan, con, events)), events
+    except BaseException:
+        _drop(con, events)
+        raise
+
+
+def _run(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection, engine: str) -> pa.Table:
+    split, events = _prepare_scan(plan, inp, con, engine)
     try:
         table = run_table(render(plan, inp.source, scan=split, events_table=events), con)
     finally:
-        _drop(con, events)
-    return finish_scan(table, plan, split, _threads(con))
+        if events:
+            _drop(con, events)
+    return table if split is None else finish_scan(table, plan, split, _threads(con))
 
 
 def execute(
@@ -572,13 +607,9 @@ def execute_batches(
         total = check_rows(ts, inp, con)
         if on_total:
             on_total(total)
-        split = scan_mod.split(plan) if engine == "scan" else None
         threads = _threads(con)
-        if split is not None and _two_statements(con):
-            events = _materialize_events(plan, inp, con)
-            sql = render(plan, inp.source, scan=split, events_table=events)
-        else:
-            sql = render(plan, inp.source, scan=split)
+        split, events = _prepare_scan(plan, inp, con, engine)
+        sql = render(plan, inp.source, scan=split, events_table=events)
         reader = con.sql(sql).to_arrow_reader(batch_size)
     except duckdb.Error as e:
         _cleanup()

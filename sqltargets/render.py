@@ -27,7 +27,7 @@ from sqlglot import exp
 from . import where as where_mod
 from .errors import SqlTargetsError
 from .plan import Frame, Plan
-from .scan import SCAN_FNS, ScanSplit
+from .scan import ScanSplit
 from .spec import UNIT_US
 
 DIALECTS = ("duckdb", "spark")
@@ -193,15 +193,27 @@ def context(
     if source.shard is not None:
         where.append(shard_condition(cols.user, *source.shard))
     frames = list(plan.frames)
-    if scan is not None:
+    groups = list(plan.groups)
+    if scan is not None:  # windows, GROUP BYs and joins only for the targets left to SQL
+        left = [o for o in plan.outputs if o.target.name not in scan.names]
+        used = {m.id for o in left for m in o.measures.values()}
         frames = [
-            dataclasses.replace(fr, measures=tuple(m for m in fr.measures if m.fn not in SCAN_FNS))
-            if fr.kind == "expanding"
-            else fr
+            dataclasses.replace(fr, measures=tuple(m for m in fr.measures if m.id in used))
             for fr in frames
         ]
         frames = [fr for fr in frames if fr.measures]
+        kept = []
+        for g in groups:
+            cur = any(o.relation == f"cur_{g.period}" for o in left)
+            nxt = any(o.relation == f"next_{g.period}" for o in left)
+            measures = tuple(m for m in g.measures if m.id in used)
+            if measures and (cur or nxt):
+                kept.append(
+                    dataclasses.replace(g, measures=measures, join_current=cur, join_next=nxt)
+                )
+        groups = kept
     return {
+        "groups": groups,
         "plan": plan,
         "frames": frames,
         "events_table": events_table,

@@ -39,14 +39,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-#: Target aggregates the scan computes (over ``expanding`` windows).
+#: Target aggregates the scan computes, and the window kinds it computes them over.
 SCAN_AGGS = ("sum", "count", "mean", "min", "max")
+SCAN_KINDS = ("expanding", "period", "next_period")
 
 #: Positions go one vectorised step at a time while at least ``_FEW`` segments are still
 #: open, for at most ``_STEPS`` positions; the rest of each longer segment is accumulated on
 #: its own contiguous rows (at most max(_FEW, rows / _STEPS) such segments).
 _FEW = 16
 _STEPS = 4096
+
+#: Rolling and future windows search one int64 key, user * band + time: groups of users
+#: keep it below this.
+_KEY_LIMIT = 2**62
 
 #: Decimal places of exact integer arithmetic on value columns (cents have 2).
 MAX_SCALE = 4
@@ -66,6 +71,8 @@ class Segments:
     lengths: np.ndarray
     seg_id: np.ndarray  # the segment of each row (in scan order)
     perm: np.ndarray | None
+    seg_user: np.ndarray | None = None  # user code of each segment
+    seg_key: np.ndarray | None = None  # period key of each segment
     _pm: np.ndarray | None = None  # row of each position-major slot
     _steps: list[tuple[int, int, int]] | None = None  # (offset of k, offset of k-1, count)
     _tails: list[tuple[int, int, int]] | None = None  # (start, first position left, length)
@@ -87,7 +94,43 @@ class Segments:
         starts = np.flatnonzero(change)
         lengths = np.diff(np.append(starts, n))
         seg_id = np.cumsum(change) - 1
-        return cls(n, starts, lengths, seg_id, perm)
+        return cls(n, starts, lengths, seg_id, perm, user_code[starts], key[starts])
+
+    # -- whole segments, and the next period's --------------------------------------------
+
+    def _row_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The segment of each row, and the last row of each segment (row order)."""
+        last = self.starts + self.lengths - 1
+        if self.perm is None:
+            return self.seg_id, last
+        seg_of_row = np.empty(self.n, dtype=np.int64)
+        seg_of_row[self.perm] = self.seg_id
+        return seg_of_row, self.perm[last]
+
+    def whole(self, running: np.ndarray) -> np.ndarray:
+        """For each row, the value ``running`` (row order) has at its segment's last row:
+        the aggregate over the whole period."""
+        seg_of_row, last = self._row_maps()
+        return running[last[seg_of_row]]
+
+    def following(self, running: np.ndarray, next_key: np.ndarray, missing: Any) -> np.ndarray:
+        """For each row, the whole-segment value of the same user's segment whose key is
+        ``next_key`` of the row's key (``next_key``: per segment), or ``missing``."""
+        assert self.seg_user is not None and self.seg_key is not None
+        seg_of_row, last = self._row_maps()
+        out = np.empty(self.n, dtype=running.dtype)
+        if not self.n:
+            return out
+        lo = int(min(self.seg_key.min(), next_key.min()))
+        span = int(max(self.seg_key.max(), next_key.max())) - lo + 1
+        have = self.seg_user.astype(np.int64) * span + (self.seg_key - lo)  # ascending
+        want = self.seg_user.astype(np.int64) * span + (next_key - lo)
+        j = np.minimum(np.searchsorted(have, want), len(have) - 1)
+        found = have[j] == want
+        target = np.where(found, last[j], 0)[seg_of_row]
+        out[:] = running[target]
+        out[~found[seg_of_row]] = missing
+        return out
 
     # -- integers: exact by cumulative sums ---------------------------------------------------
 
@@ -177,6 +220,115 @@ class Segments:
         return out
 
 
+class Windows:
+    """Rolling ``(t - length, t]`` or future ``(t, t + length]`` windows of each row, over
+    rows sorted by user (elapsed times ``t`` in µs). A window is a run of rows in (user,
+    time) order, ``[lo, hi)``: sums and counts are differences of prefix sums of integers
+    (exact), minima and maxima come from a sparse table of running maxima over powers of
+    two (each window is covered by two overlapping blocks).
+
+    >>> w = Timeline(np.array([0, 0, 0, 1]), np.array([0, 5, 5, 6]), 5).windows("rolling", 5)
+    >>> w.lo.tolist(), w.hi.tolist()
+    ([0, 1, 1, 3], [1, 3, 3, 4])
+    >>> w.int_sum(np.array([1, 2, 4, 8])).tolist(), w.int_max(np.array([3, 1, 2, 7])).tolist()
+    ([1, 6, 6, 8], [3, 2, 2, 7])
+    """
+
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, perm: np.ndarray | None) -> None:
+        self.lo, self.hi, self.perm = lo, hi, perm
+
+    def _in(self, x: np.ndarray) -> np.ndarray:
+        return x if self.perm is None else x[self.perm]
+
+    def _back(self, res: np.ndarray) -> np.ndarray:
+        if self.perm is None:
+            return res
+        out = np.empty_like(res)
+        out[self.perm] = res
+        return out
+
+    def int_sum(self, x: np.ndarray) -> np.ndarray:
+        """Sum of integers (or booleans) over each row's window, exact in int64."""
+        c = np.zeros(len(x) + 1, dtype=np.int64)
+        np.cumsum(self._in(x), out=c[1:])
+        return self._back(c[self.hi] - c[self.lo])
+
+    def int_max(self, key: np.ndarray) -> np.ndarray:
+        """Maximum of non-negative integers ``key`` over each row's window (0 when empty)."""
+        x = self._in(key).astype(np.int64)
+        size = self.hi - self.lo
+        out = np.zeros(len(x), dtype=np.int64)
+        level = np.zeros(len(x), dtype=np.int64)  # floor(log2(size)) where size > 0
+        nz = size > 0
+        level[nz] = np.floor(np.log2(size[nz])).astype(np.int64)
+        table, k = x, 0
+        top = int(level.max()) if len(x) else 0
+        while True:
+            rows = np.flatnonzero(nz & (level == k))
+            if rows.size:
+                w = 1 << k
+                out[rows] = np.maximum(table[self.lo[rows]], table[self.hi[rows] - w])
+            if k >= top:
+                break
+            w = 1 << k  # table[i] = max over [i, i + 2w) from the level below
+            nxt = table.copy()
+            np.maximum(table[:-w], table[w:], out=nxt[:-w])
+            table, k = nxt, k + 1
+        return self._back(out)
+
+
+class Timeline:
+    """Rows sorted by user and elapsed time, as one increasing int64 key per group of users
+    (``user * band + time since the user's first event``, the band wider than any user's
+    span plus any window length), with the end of each row's run of equal times. Shared by
+    the windows of every length over the same time column."""
+
+    def __init__(self, user_code: np.ndarray, t: np.ndarray, max_length: int = 0) -> None:
+        n = len(t)
+        self.n = n
+        self.perm = None
+        if n > 1 and np.any((user_code[1:] == user_code[:-1]) & (t[1:] < t[:-1])):
+            self.perm = np.lexsort((t, user_code))  # times out of order within a user
+            user_code, t = user_code[self.perm], t[self.perm]
+        self.max_length = int(max_length)
+        self.groups: list[tuple[int, int, np.ndarray]] = []  # (first row, end, keys)
+        self.after_peers = np.zeros(n, dtype=np.int64)
+        if not n:
+            return
+        new_user = np.r_[True, user_code[1:] != user_code[:-1]]
+        base = t[np.flatnonzero(new_user)][np.cumsum(new_user) - 1]  # each user's first time
+        rel = t - base
+        band = int(rel.max()) + self.max_length + 2
+        users = int(user_code[-1] - user_code[0]) + 1
+        if band * users >= _KEY_LIMIT:  # too wide for one int64 key: users in groups
+            step = max(1, _KEY_LIMIT // band - 1)
+            bounds = np.searchsorted(user_code, user_code[0] + np.arange(0, users + step, step))
+        else:
+            bounds = np.array([0, n])
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            if a < b:
+                g = (user_code[a:b] - user_code[a]).astype(np.int64) * band + rel[a:b]
+                self.groups.append((a, b, g))
+        # the end of each row's run of equal (user, time): linear, no search
+        change = np.r_[True, (user_code[1:] != user_code[:-1]) | (t[1:] != t[:-1])]
+        run_end = np.r_[np.flatnonzero(change)[1:], n]
+        self.after_peers = run_end[np.cumsum(change) - 1]
+
+    def windows(self, kind: str, length: int) -> Windows:
+        """Each row's rolling ``(t - length, t]`` or future ``(t, t + length]`` rows."""
+        if length > self.max_length:
+            raise ValueError(f"length {length} is over the timeline's {self.max_length}")
+        if kind == "rolling":  # peers at t are in
+            lo = np.empty(self.n, dtype=np.int64)
+            for a, _, g in self.groups:
+                lo[a : a + len(g)] = np.searchsorted(g, g - length, side="right") + a
+            return Windows(lo, self.after_peers, self.perm)
+        hi = np.empty(self.n, dtype=np.int64)  # future: peers at t are out
+        for a, _, g in self.groups:
+            hi[a : a + len(g)] = np.searchsorted(g, g + length, side="right") + a
+        return Windows(self.after_peers, hi, self.perm)
+
+
 @dataclass(frozen=True)
 class ScanTarget:
     """One target the scan computes: which period, aggregate, value and filter columns."""
@@ -187,6 +339,9 @@ class ScanTarget:
     value: str | None  # column name in the scan input (None for count)
     filter: str | None  # boolean column name (None: every row)
     fill: float | int | None
+    kind: str = "expanding"  # expanding | period | next_period | rolling | future
+    length: int = 0  # rolling / future: the window length in microseconds
+    time: str | None = None  # rolling / future: the elapsed-time column (µs)
 
 
 @dataclass
@@ -262,6 +417,25 @@ class Values:
         if nan.any():  # the minimum is NaN only when every value so far is NaN
             res = np.where((seg.count(nan) == n) & (n > 0), np.nan, res)
         return res, n == 0
+
+
+#: Months in one period, for the next period's key.
+_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
+def next_period_key(key: np.ndarray, period: str) -> np.ndarray:
+    """The start of the period after the one starting on ``key`` (days since 1970-01-01).
+
+    >>> next_period_key(np.array([19783]), "month").tolist()  # 2024-03-01 -> 2024-04-01
+    [19814]
+    """
+    key = key.astype(np.int64)
+    if period == "day":
+        return key + 1
+    if period == "week":
+        return key + 7
+    months = key.astype("datetime64[D]").astype("datetime64[M]") + _MONTHS[period]
+    return months.astype("datetime64[D]").astype(np.int64)
 
 
 def _arrow(values: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
@@ -355,6 +529,18 @@ def compute(
     ``map_fn`` may run the per-target work in threads (NumPy releases the GIL).
     """
     codes = user_codes(table.column(user))
+    sliding = [t for t in targets if t.kind in ("rolling", "future")]
+    timelines: dict[str, Timeline] = {}
+    for name in dict.fromkeys(t.time for t in sliding if t.time is not None):
+        longest = max(t.length for t in sliding if t.time == name)
+        timelines[name] = Timeline(codes, _numpy(table.column(name), np.int64), longest)
+    wkeys = list(dict.fromkeys((t.kind, t.length, t.time) for t in sliding))
+
+    def window_of(key: tuple[str, int, str | None]) -> Windows:
+        return timelines[str(key[2])].windows(key[0], key[1])
+
+    built = map_fn(window_of, wkeys) if map_fn else [window_of(k) for k in wkeys]
+    windows = dict(zip(wkeys, built, strict=True))
     segments: dict[str, Segments] = {}
     for p, col in periods.items():
         key = table.column(col)
@@ -381,6 +567,8 @@ def compute(
     # running counts (of rows, or of contributing values), shared by the targets that need
     # them: counts, means, fills, and minima and maxima off the integer path
     def needs_count(t: ScanTarget) -> bool:
+        if t.kind in ("rolling", "future"):
+            return False  # counted over each window, below
         if t.agg in ("count", "mean") or t.fill is not None:
             return True
         return t.agg in ("min", "max") and not columns[t.value].exact_extremes(segments[t.period])
@@ -395,10 +583,30 @@ def compute(
     done = map_fn(count_of, count_keys) if map_fn else [count_of(k) for k in count_keys]
     counts = dict(zip(count_keys, done, strict=True))
 
+    # next_period: the key of each segment's next period (keys are dates, as day numbers)
+    next_keys = {
+        t.period: next_period_key(segments[t.period].seg_key, t.period)
+        for t in targets
+        if t.kind == "next_period"
+    }
+
     def one(t: ScanTarget) -> pa.Array:
+        if t.kind in ("rolling", "future"):
+            return over_window(t)
         seg = segments[t.period]
-        n = counts.get((t.period, t.value, t.filter))
+
+        def project(running: np.ndarray, missing: Any) -> np.ndarray:
+            """Running values (expanding) -> this target's window kind."""
+            if t.kind == "expanding":
+                return running
+            if t.kind == "period":
+                return seg.whole(running)
+            return seg.following(running, next_keys[t.period], missing)
+
+        n_run = counts.get((t.period, t.value, t.filter))
+        n = None if n_run is None else project(n_run, 0)
         if t.agg == "count":
+            assert n is not None
             if t.fill is not None:
                 return _arrow(np.where(n == 0, np.int64(t.fill), n))
             return _arrow(n)
@@ -406,7 +614,7 @@ def compute(
         col = columns[t.value]
         mask = masks[(t.value, t.filter)]
         if t.agg in ("sum", "mean"):
-            s = col.running_sum(seg, mask)  # 0 where empty
+            s = project(col.running_sum(seg, mask), 0.0)  # 0 where empty
             if t.agg == "sum":
                 if n is None:
                     return _arrow(s)
@@ -416,7 +624,35 @@ def compute(
             with np.errstate(invalid="ignore", divide="ignore"):
                 res = s / np.maximum(n, 1)
         else:
-            res, empty = col.running_extreme(seg, mask, n, t.agg)
+            res, empty = col.running_extreme(seg, mask, n_run, t.agg)
+            res, empty = project(res, np.nan), project(empty, True)
+        if t.fill is not None:
+            return _arrow(np.where(empty, float(t.fill), res))
+        return _arrow(res, empty)
+
+    def over_window(t: ScanTarget) -> pa.Array:
+        w = windows[(t.kind, t.length, t.time)]
+        mask = masks[(t.value, t.filter)]
+        n = w.int_sum(mask)
+        if t.agg == "count":
+            return _arrow(n if t.fill is None else np.where(n == 0, np.int64(t.fill), n))
+        assert t.value is not None
+        col = columns[t.value]
+        if col.cents is None:  # pragma: no cover - split() takes only decimal columns
+            raise ValueError(f"scan: {t.name}: {t.kind} windows need a decimal value column")
+        empty = n == 0
+        if t.agg in ("sum", "mean"):
+            s = col._decode(w.int_sum(np.where(mask, col.cents, 0)))
+            if t.agg == "sum":
+                return _arrow(np.where(empty, float(t.fill or 0), s))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                res = s / np.maximum(n, 1)
+        elif t.agg == "max":
+            r = w.int_max(np.where(mask, col.cents - (col.lo - 1), 0))
+            res = col._decode(r + (col.lo - 1))
+        else:
+            r = w.int_max(np.where(mask, (col.hi + 1) - col.cents, 0))
+            res = col._decode((col.hi + 1) - r)
         if t.fill is not None:
             return _arrow(np.where(empty, float(t.fill), res))
         return _arrow(res, empty)
@@ -425,14 +661,14 @@ def compute(
     return {t.name: r for t, r in zip(targets, results, strict=True)}
 
 
-__all__ = ["SCAN_AGGS", "ScanTarget", "Segments", "compute", "user_codes"]
+__all__ = [
+    "SCAN_AGGS", "SCAN_KINDS", "ScanTarget", "Segments", "Timeline", "Windows", "compute",
+    "user_codes",
+]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
 # which targets the scan takes, and the columns the SQL hands it
-
-#: Primitive measures of the scanned aggregates (see ``plan.MEASURES_OF``).
-SCAN_FNS = frozenset({"sum", "count_star", "count_value", "avg", "min", "max"})
 
 
 @dataclass(frozen=True)
@@ -449,12 +685,15 @@ class ScanSplit:
         return frozenset(t.name for t in self.targets)
 
 
-def split(plan: Any) -> ScanSplit | None:
+def split(plan: Any, decimal: frozenset[str] | None = None) -> ScanSplit | None:
     """The targets of ``plan`` (a :class:`sqltargets.plan.Plan`) that the scan computes:
-    expanding windows with sum, count, mean, min or max, over per-event output. None when
-    there are none."""
+    expanding, period and next_period windows with sum, count, mean, min or max, over
+    per-event output; and rolling and future windows too, for counts and for values whose
+    column (a value id of the plan, ``v0``...) is in ``decimal`` (known to be decimals
+    that the integer path takes; the engine checks). None when there are none."""
     if plan.spec.output != "events":
         return None
+    elapsed = "_e" if plan.time_kind == "timestamp" and plan.spec.timezone != "UTC" else "_o"
     hidden: dict[str, str] = {}
 
     def col(expr: str) -> str:
@@ -463,9 +702,28 @@ def split(plan: Any) -> ScanSplit | None:
     targets = []
     for o in plan.outputs:
         t = o.target
-        if t.window.kind != "expanding" or t.agg not in SCAN_AGGS:
+        if t.agg not in SCAN_AGGS:
             continue
         m = next(iter(o.measures.values()))
+        if t.window.kind in ("rolling", "future"):
+            if decimal is None or (t.agg != "count" and m.value.id not in decimal):
+                continue
+            targets.append(
+                ScanTarget(
+                    name=t.name,
+                    agg=t.agg,
+                    period="",
+                    value=None if t.agg == "count" else col(f"e._{m.value.id}"),
+                    filter=col(f"e._{m.filter.id}") if m.filter is not None else None,
+                    fill=t.fill,
+                    kind=t.window.kind,
+                    length=int(t.window.length),
+                    time=col(f"e.{elapsed}"),
+                )
+            )
+            continue
+        if t.window.kind not in SCAN_KINDS:
+            continue
         targets.append(
             ScanTarget(
                 name=t.name,
@@ -474,9 +732,12 @@ def split(plan: Any) -> ScanSplit | None:
                 value=None if t.agg == "count" else col(f"e._{m.value.id}"),
                 filter=col(f"e._{m.filter.id}") if m.filter is not None else None,
                 fill=t.fill,
+                kind=t.window.kind,
             )
         )
     if not targets:
         return None
-    periods = tuple((p, col(f"e._p_{p}")) for p in dict.fromkeys(t.period for t in targets))
+    periods = tuple(
+        (p, col(f"e._p_{p}")) for p in dict.fromkeys(t.period for t in targets if t.period)
+    )
     return ScanSplit(tuple(targets), tuple((a, e) for e, a in hidden.items()), periods)
