@@ -414,8 +414,15 @@ def check_engine(engine: str) -> None:
         )
 
 
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    try:
+        return str(con.execute(f"SELECT current_setting({literal(name)})").fetchall()[0][0])
+    except duckdb.Error as e:
+        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+
+
 def _threads(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    return int(_setting(con, "threads"))
 
 
 def _scan_schema(schema: pa.Schema, plan: Plan, split: scan_mod.ScanSplit) -> pa.Schema:
@@ -479,8 +486,7 @@ def _two_statements(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the scan engine materialises the events first: not under a memory limit set
     for this run (the events table would hold the whole input in memory; the single
     statement lets DuckDB stream and spill instead)."""
-    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    return str(limit) == _default_memory_limit()
+    return _setting(con, "memory_limit") == _default_memory_limit()
 
 
 def _materialize_events(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection) -> str:
@@ -515,12 +521,22 @@ def _sliding_values(plan: Plan) -> frozenset[str]:
 
 
 def _decimal_values(plan: Plan, con: duckdb.DuckDBPyConnection, events: str) -> frozenset[str]:
-    """Which of those value columns the scan's integer path takes (checked on the events)."""
+    """Which of those value columns the scan's integer path takes (checked on the events,
+    as :func:`sqltargets.scan.compute` will check the rows it gets, or any subset)."""
     out = set()
-    for vid in sorted(_sliding_values(plan)):
-        col = con.sql(f"SELECT _{vid} FROM {events}").to_arrow_table().column(0)
-        if scan_mod.Values.of(col).cents is not None:
-            out.add(vid)
+    wanted = sorted(_sliding_values(plan))
+    if not wanted:
+        return frozenset()
+    try:
+        rows = con.execute(
+            f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {events} GROUP BY _u)"
+        ).fetchall()[0][0]
+        for vid in wanted:
+            col = con.sql(f"SELECT _{vid} FROM {events}").to_arrow_table().column(0)
+            if scan_mod.Values.of(col, int(rows)).cents is not None:
+                out.add(vid)
+    except duckdb.Error as e:
+        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
     return frozenset(out)
 
 
@@ -633,10 +649,14 @@ def execute_batches(
             if ts.output == "events" and seen != total:
                 raise SqlTargetsError(f"internal error: {total} rows in but {seen} rows out")
         finally:
-            reader.close()
-            _cleanup()
-            if own_connection:
-                con.close()
+            try:
+                reader.close()
+            finally:
+                try:
+                    _cleanup()
+                finally:
+                    if own_connection:
+                        con.close()
 
     schema = reader.schema if split is None else _scan_schema(reader.schema, plan, split)
     return pa.RecordBatchReader.from_batches(schema, batches())
@@ -651,18 +671,27 @@ def _scan_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The scan over a stream: rows are held back until their user's last row has arrived
     (a user's windows never cross users), then computed and cut into batches."""
-    held: pa.Table | None = None
+    held: pa.Table | None = None  # rows of users that may go on in the next batch
     for batch in reader:
         if batch.num_rows == 0:
             continue
         part = pa.Table.from_batches([batch])
-        held = part if held is None else pa.concat_tables([held, part])
-        codes = scan_mod.user_codes(held.column(0))
-        cut = int(np.searchsorted(codes, codes[-1]))  # first row of the last user
-        if cut == 0:
-            continue  # one user so far: wait for more
-        yield from finish_scan(held.slice(0, cut), plan, split, threads).to_batches(batch_size)
-        held = held.slice(cut)
+        codes = scan_mod.user_codes(part.column(0))
+        last = int(np.searchsorted(codes, codes[-1]))  # first row of the batch's last user
+        if held is not None and last == 0:  # one user in this batch: the held one's?
+            pair = pa.chunked_array(
+                [held.column(0).slice(held.num_rows - 1), batch.column(0).slice(0, 1)]
+            )
+            if scan_mod.user_codes(pair)[1] == 0:
+                held = pa.concat_tables([held, part])
+                continue
+        done = [held] if held is not None else []
+        if last:
+            done.append(part.slice(0, last))
+        if done:
+            ready = pa.concat_tables(done) if len(done) > 1 else done[0]
+            yield from finish_scan(ready, plan, split, threads).to_batches(batch_size)
+        held = part.slice(last)
     if held is not None and held.num_rows:
         yield from finish_scan(held, plan, split, threads).to_batches(batch_size)
 

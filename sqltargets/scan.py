@@ -53,6 +53,10 @@ _STEPS = 4096
 #: keep it below this.
 _KEY_LIMIT = 2**62
 
+#: See Values.of: the most a window's decimal sum may differ from the doubles' exact sum
+#: (half the absolute tolerance that the engines and the reference are compared with).
+DECIMAL_SLACK = 5e-7
+
 #: Decimal places of exact integer arithmetic on value columns (cents have 2).
 MAX_SCALE = 4
 
@@ -141,13 +145,14 @@ class Segments:
     def int_sum(self, x: np.ndarray) -> np.ndarray:
         """Running sum of integers (or booleans) within each segment: a cumulative sum
         minus the segment's offset, exact in int64."""
-        c = x.astype(np.int64) if self.perm is None else x[self.perm].astype(np.int64)
-        np.cumsum(c, out=c)
         if self.perm is not None:
             x = x[self.perm]
+        c = x.astype(np.int64)
+        np.cumsum(c, out=c)
         if self.n:
             before = c[self.starts] - x[self.starts]
-            c -= before[self.seg_id]
+            for a in range(0, self.n, _CHUNK):  # in pieces: no full-size temporary
+                c[a : a + _CHUNK] -= before[self.seg_id[a : a + _CHUNK]]
         return self._back(c)
 
     def int_max(self, key: np.ndarray, span: int) -> np.ndarray:
@@ -156,10 +161,19 @@ class Segments:
         segment is above every row of an earlier one. Needs segments * span < 2**63."""
         if self.perm is not None:
             key = key[self.perm]
-        lift = self.seg_id * np.int64(span)
-        acc = np.maximum.accumulate(lift + key)
-        acc -= lift
-        return self._back(acc)
+        out = np.empty(self.n, dtype=np.int64)
+        lift = np.empty(min(self.n, _CHUNK), dtype=np.int64)
+        carry = np.int64(-1)
+        for a in range(0, self.n, _CHUNK):  # in pieces, carrying the maximum across
+            b = min(a + _CHUNK, self.n)
+            w, part = lift[: b - a], out[a:b]
+            np.multiply(self.seg_id[a:b], np.int64(span), out=w)
+            np.add(w, key[a:b], out=part)
+            part[0] = max(part[0], carry)
+            np.maximum.accumulate(part, out=part)
+            carry = part[-1]
+            part -= w
+        return self._back(out)
 
     # -- sequential accumulation --------------------------------------------------------------
 
@@ -344,6 +358,27 @@ class ScanTarget:
     time: str | None = None  # rolling / future: the elapsed-time column (µs)
 
 
+_CHUNK = 1 << 18  # rows per piece of work on scratch buffers (2 MB of doubles)
+
+
+def _to_cents(v: np.ndarray, f: float) -> np.ndarray | None:
+    """``v * f`` as int64 when every value round-trips (``round(v * f) / f == v``), else
+    None; in pieces, so that the scratch memory stays small and warm."""
+    cents = np.empty(len(v), dtype=np.int64)
+    c = np.empty(min(len(v), _CHUNK))
+    for a in range(0, len(v), _CHUNK):
+        part = v[a : a + _CHUNK]
+        w = c[: len(part)]
+        np.multiply(part, f, out=w)
+        np.round(w, out=w)
+        cents[a : a + len(part)] = w
+        if f != 1.0:
+            w /= f
+        if not np.array_equal(w, part):
+            return None
+    return cents
+
+
 @dataclass
 class Values:
     """A value column: doubles (nulls as 0), validity, and, when every valid value is a
@@ -358,22 +393,26 @@ class Values:
     hi: int = 0
 
     @classmethod
-    def of(cls, col: pa.ChunkedArray | pa.Array) -> Values:
+    def of(cls, col: pa.ChunkedArray | pa.Array, rows: int | None = None) -> Values:
+        """``rows``: the most rows one window can hold (the largest user's; default all).
+        The integer path reads each double as the decimal it rounds to; the two differ by
+        up to half a unit in the last place, so it is taken only when that difference,
+        summed over a whole window, stays below ``DECIMAL_SLACK``: with 4096 rows a user,
+        amounts up to about 1e6 take the path; amounts of 1e11 never do."""
         v = _doubles(col)
         valid = _valid(col)
         out = cls(v, valid)
         if len(v) == 0:
             return out
         top = float(max(v.max(), -v.min()))  # NaN or inf: no scale fits, below
+        if not (rows or len(v)) * float(np.spacing(top)) / 2 < DECIMAL_SLACK:
+            return out
         for scale in (MAX_SCALE, 2, 0):  # any scale that fits is exact; try few
             f = 10.0**scale
             if not top * f * len(v) < 2.0**62:  # sums must stay exact in int64
                 continue
-            c = v * f
-            np.round(c, out=c)
-            back = c / f if scale else c
-            if np.array_equal(back, v):
-                cents = c.astype(np.int64)
+            cents = _to_cents(v, f)
+            if cents is not None:
                 return cls(v, valid, cents, scale, int(cents.min()), int(cents.max()))
             if scale == MAX_SCALE:
                 return out  # not a decimal of at most MAX_SCALE places
@@ -381,7 +420,9 @@ class Values:
 
     def _decode(self, cents: np.ndarray) -> np.ndarray:
         x = cents.astype(np.float64)
-        return x / 10.0**self.scale if self.scale else x
+        if self.scale:
+            x /= 10.0**self.scale
+        return x
 
     def running_sum(self, seg: Segments, mask: np.ndarray) -> np.ndarray:
         """Running sum of the contributing values (0 where none)."""
@@ -529,6 +570,7 @@ def compute(
     ``map_fn`` may run the per-target work in threads (NumPy releases the GIL).
     """
     codes = user_codes(table.column(user))
+    longest_user = int(np.bincount(codes).max()) if len(codes) else 0
     sliding = [t for t in targets if t.kind in ("rolling", "future")]
     timelines: dict[str, Timeline] = {}
     for name in dict.fromkeys(t.time for t in sliding if t.time is not None):
@@ -558,7 +600,7 @@ def compute(
                 np.ones(n_rows, dtype=bool) if t.filter is None else _bools(table.column(t.filter))
             )
         if t.value is not None and t.value not in columns:
-            columns[t.value] = Values.of(table.column(t.value))
+            columns[t.value] = Values.of(table.column(t.value), longest_user)
         key = (t.value, t.filter)
         if key not in masks:
             flags = bools[t.filter]
