@@ -503,8 +503,9 @@ def _valid(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return _numpy(col.is_valid(), bool)
 
 
-def _numpy(col: pa.ChunkedArray | pa.Array, dtype: type) -> np.ndarray:
-    """The values as a writable NumPy array (nulls arbitrary: combine with ``_valid``).
+def _numpy(col: pa.ChunkedArray | pa.Array, dtype: type, writable: bool = True) -> np.ndarray:
+    """The values as a NumPy array (nulls arbitrary: combine with ``_valid``); with
+    ``writable=False``, a read-only view of the Arrow buffer where the types allow.
 
     Fixed-width columns are read from their Arrow buffers: ``to_numpy`` would import
     pandas on first use (a quarter of a second)."""
@@ -518,8 +519,10 @@ def _numpy(col: pa.ChunkedArray | pa.Array, dtype: type) -> np.ndarray:
     if pa.types.is_date32(t):
         arr, t = arr.view(pa.int32()), pa.int32()
     if (pa.types.is_integer(t) or pa.types.is_floating(t)) and n:
-        raw = np.frombuffer(arr.buffers()[1], dtype=t.to_pandas_dtype(), count=off + n)
-        return np.array(raw[off:], dtype=dtype)
+        raw = np.frombuffer(arr.buffers()[1], dtype=t.to_pandas_dtype(), count=off + n)[off:]
+        if not writable and raw.dtype == np.dtype(dtype):
+            return raw
+        return np.array(raw, dtype=dtype)
     return np.array(arr.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
@@ -533,7 +536,7 @@ def _bools(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _doubles(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """The values as doubles, with 0.0 where null."""
-    out = _numpy(col, np.float64)
+    out = _numpy(col, np.float64, writable=bool(col.null_count))
     if col.null_count:
         out[~_valid(col)] = 0.0
     return out
@@ -547,10 +550,10 @@ def user_codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     new = np.ones(n, dtype=bool)
     if n > 1 and pa.types.is_floating(arr.type):  # NaN users are one user, as in SQL
-        a = _numpy(arr, np.float64)
+        a = _numpy(arr, np.float64, writable=False)
         new[1:] = (a[1:] != a[:-1]) & ~(np.isnan(a[1:]) & np.isnan(a[:-1]))
     elif n > 1 and pa.types.is_integer(arr.type):
-        a = _numpy(arr, arr.type.to_pandas_dtype())
+        a = _numpy(arr, arr.type.to_pandas_dtype(), writable=False)
         new[1:] = a[1:] != a[:-1]
     elif n > 1:
         new[1:] = _numpy(pc.not_equal(arr.slice(1), arr.slice(0, n - 1)), bool)
@@ -575,7 +578,8 @@ def compute(
     timelines: dict[str, Timeline] = {}
     for name in dict.fromkeys(t.time for t in sliding if t.time is not None):
         longest = max(t.length for t in sliding if t.time == name)
-        timelines[name] = Timeline(codes, _numpy(table.column(name), np.int64), longest)
+        times = _numpy(table.column(name), np.int64, writable=False)
+        timelines[name] = Timeline(codes, times, longest)
     wkeys = list(dict.fromkeys((t.kind, t.length, t.time) for t in sliding))
 
     def window_of(key: tuple[str, int, str | None]) -> Windows:
