@@ -81,9 +81,11 @@ def connect(
         # lets DuckDB spill more freely; results keep their ORDER BY order regardless
         config["preserve_insertion_order"] = False
     try:
-        return duckdb.connect(":memory:", config=config)
+        con = duckdb.connect(":memory:", config=config)
     except duckdb.Error as e:
         raise SqlTargetsError(f"cannot open DuckDB with settings {config}: {_msg(e)}") from e
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def _msg(e: BaseException) -> str:
