@@ -61,6 +61,29 @@ DECIMAL_SLACK = 5e-7
 MAX_SCALE = 4
 
 
+def _within_users(user_code: np.ndarray, key: np.ndarray) -> np.ndarray | None:
+    """The stable order by (user, key) when ``key`` goes back somewhere within a user (a
+    calendar day repeated by a DST fold, an elapsed time before the previous event's),
+    else None: rows sorted by user are already in that order."""
+    if len(key) > 1 and np.any((user_code[1:] == user_code[:-1]) & (key[1:] < key[:-1])):
+        return np.lexsort((key, user_code))
+    return None
+
+
+def _to_scan(x: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
+    """Row-order values in the order a scan runs in."""
+    return x if perm is None else x[perm]
+
+
+def _to_rows(res: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
+    """A scan's results back in row order."""
+    if perm is None:
+        return res
+    out = np.empty_like(res)
+    out[perm] = res
+    return out
+
+
 @dataclass
 class Segments:
     """Runs of equal (user, key) over rows sorted by user then time, and how to scan them.
@@ -86,12 +109,8 @@ class Segments:
     def of(cls, user_code: np.ndarray, key: np.ndarray) -> Segments:
         """Segments for rows whose ``user_code`` is non-decreasing (rows sorted by user)."""
         n = len(key)
-        perm = None
-        if n > 1:
-            same_user = user_code[1:] == user_code[:-1]
-            if np.any(same_user & (key[1:] < key[:-1])):
-                perm = np.lexsort((key, user_code))  # stable: event order within a key
-                user_code, key = user_code[perm], key[perm]
+        perm = _within_users(user_code, key)  # stable: event order within a key
+        user_code, key = _to_scan(user_code, perm), _to_scan(key, perm)
         change = np.ones(n, dtype=bool)
         if n > 1:
             change[1:] = (user_code[1:] != user_code[:-1]) | (key[1:] != key[:-1])
@@ -145,8 +164,7 @@ class Segments:
     def int_sum(self, x: np.ndarray) -> np.ndarray:
         """Running sum of integers (or booleans) within each segment: a cumulative sum
         minus the segment's offset, exact in int64."""
-        if self.perm is not None:
-            x = x[self.perm]
+        x = _to_scan(x, self.perm)
         c = x.astype(np.int64)
         np.cumsum(c, out=c)
         if self.n:
@@ -159,8 +177,7 @@ class Segments:
         """Running maximum of non-negative integers ``key`` < ``span`` within each segment:
         one cumulative maximum of ``segment * span + key``, since every row of a later
         segment is above every row of an earlier one. Needs segments * span < 2**63."""
-        if self.perm is not None:
-            key = key[self.perm]
+        key = _to_scan(key, self.perm)
         out = np.empty(self.n, dtype=np.int64)
         lift = np.empty(min(self.n, _CHUNK), dtype=np.int64)
         carry = np.int64(-1)
@@ -210,7 +227,7 @@ class Segments:
     def accumulate(self, values: np.ndarray, op: np.ufunc) -> np.ndarray:
         """Running ``op`` (``np.add``, ``np.maximum``, ``np.fmin``) of ``values`` within each
         segment, left to right in event order, in row order."""
-        x = values if self.perm is None else values[self.perm]
+        x = _to_scan(values, self.perm)
         out = np.empty(self.n, dtype=x.dtype)
         if not self.n:
             return out
@@ -227,11 +244,7 @@ class Segments:
         return self._back(out)
 
     def _back(self, res: np.ndarray) -> np.ndarray:
-        if self.perm is None:
-            return res
-        out = np.empty_like(res)
-        out[self.perm] = res
-        return out
+        return _to_rows(res, self.perm)
 
 
 class Windows:
@@ -251,25 +264,18 @@ class Windows:
     def __init__(self, lo: np.ndarray, hi: np.ndarray, perm: np.ndarray | None) -> None:
         self.lo, self.hi, self.perm = lo, hi, perm
 
-    def _in(self, x: np.ndarray) -> np.ndarray:
-        return x if self.perm is None else x[self.perm]
-
     def _back(self, res: np.ndarray) -> np.ndarray:
-        if self.perm is None:
-            return res
-        out = np.empty_like(res)
-        out[self.perm] = res
-        return out
+        return _to_rows(res, self.perm)
 
     def int_sum(self, x: np.ndarray) -> np.ndarray:
         """Sum of integers (or booleans) over each row's window, exact in int64."""
         c = np.zeros(len(x) + 1, dtype=np.int64)
-        np.cumsum(self._in(x), out=c[1:])
+        np.cumsum(_to_scan(x, self.perm), out=c[1:])
         return self._back(c[self.hi] - c[self.lo])
 
     def int_max(self, key: np.ndarray) -> np.ndarray:
         """Maximum of non-negative integers ``key`` over each row's window (0 when empty)."""
-        x = self._in(key).astype(np.int64)
+        x = _to_scan(key, self.perm).astype(np.int64)
         size = self.hi - self.lo
         out = np.zeros(len(x), dtype=np.int64)
         level = np.zeros(len(x), dtype=np.int64)  # floor(log2(size)) where size > 0
@@ -300,10 +306,8 @@ class Timeline:
     def __init__(self, user_code: np.ndarray, t: np.ndarray, max_length: int = 0) -> None:
         n = len(t)
         self.n = n
-        self.perm = None
-        if n > 1 and np.any((user_code[1:] == user_code[:-1]) & (t[1:] < t[:-1])):
-            self.perm = np.lexsort((t, user_code))  # times out of order within a user
-            user_code, t = user_code[self.perm], t[self.perm]
+        self.perm = _within_users(user_code, t)
+        user_code, t = _to_scan(user_code, self.perm), _to_scan(t, self.perm)
         self.max_length = int(max_length)
         self.groups: list[tuple[int, int, np.ndarray]] = []  # (first row, end, keys)
         self.after_peers = np.zeros(n, dtype=np.int64)
@@ -324,7 +328,7 @@ class Timeline:
                 g = (user_code[a:b] - user_code[a]).astype(np.int64) * band + rel[a:b]
                 self.groups.append((a, b, g))
         # the end of each row's run of equal (user, time): linear, no search
-        change = np.r_[True, (user_code[1:] != user_code[:-1]) | (t[1:] != t[:-1])]
+        change = new_user | np.r_[True, t[1:] != t[:-1]]
         run_end = np.r_[np.flatnonzero(change)[1:], n]
         self.after_peers = run_end[np.cumsum(change) - 1]
 
