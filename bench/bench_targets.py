@@ -17,7 +17,7 @@ their bytes once before the first run); nothing runs in-process before the timed
 The timed section is the call that reads the Parquet files and returns every target column
 materialised in memory (an Arrow table, a Polars or a pandas DataFrame); imports are not
 timed. After timing, each child writes the rows of a few sampled users; the parent compares
-them cell by cell with sqltargets' (``sqltargets.compare.diff``) and exits with status 1,
+them cell by cell with sqltargets' (``sqltargets.verification.compare.diff``) and exits with status 1,
 writing no results file, when any cell differs.
 
 Results: a markdown report on stdout and in ``bench/results.md`` (``--quick``:
@@ -302,7 +302,7 @@ def check(res: dict[str, Any], base: dict[str, Any], rows: int) -> list[str]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from sqltargets.compare import diff
+    from sqltargets.verification.compare import diff
 
     problems = []
     if res.get("users_timed") is None and res["rows"] != rows:
@@ -362,7 +362,7 @@ def report(
         f"Before each run a throwaway process touches {WARM_GB} GB of memory, so that no "
         "system pays the VM's first-touch cost for pages that another system left warm.",
         f"- checked: every system's values for {check_users} sampled users equal sqltargets' "
-        "cell by cell (`sqltargets.compare.diff`: rel 1e-9, abs 1e-6; nulls equal nulls)",
+        "cell by cell (`sqltargets.verification.compare.diff`: rel 1e-9, abs 1e-6; nulls equal nulls)",
         "",
         "| system | spec | targets | seconds | users/s | × Polars time | peak RSS MB | check |",
         "|---|---|---:|---:|---:|---:|---:|---|",

@@ -10,7 +10,7 @@ values as the library for the subset of specs the benchmark uses:
 - ``expanding`` = the running aggregate within (user, period) in event order; ``period`` =
   the whole (user, period); ``rolling`` = time in (t - length, t]; ``future`` = time in
   (t, t + length]; ``next_period`` = the whole next period of the same user;
-- filters: the target's MCC set (group names resolved by ``sqltargets.mcc.resolve``);
+- filters: the target's MCC set (group names resolved by ``sqltargets.compile.mcc.resolve``);
 - empty windows: sum and count -> 0; mean, min and max -> null.
 
 Only ``agg`` sum / count / mean / min / max and ``mcc`` filters are supported (no ``where``,
@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from sqltargets.mcc import resolve
+from sqltargets.compile.mcc import resolve
 
 AGGS = ("sum", "count", "mean", "min", "max")
 KINDS = ("expanding", "period", "rolling", "future", "next_period")

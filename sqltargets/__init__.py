@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from .compile.spec import Target, TargetSet, load
 from .errors import (
     DataError,
     OutputError,
@@ -19,7 +20,6 @@ from .errors import (
     SqlTargetsError,
     VerifyError,
 )
-from .spec import Target, TargetSet, load
 
 __version__ = "0.1.0"
 

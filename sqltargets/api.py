@@ -27,11 +27,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from . import engine as _engine
-from .compare import Mismatch, diff
+from .compile.spec import TargetSet, load
 from .errors import OutputError, SourceError
-from .files import replace_dir
-from .spec import TargetSet, load
+from .execute import engine as _engine
+from .execute.files import replace_dir
+from .verification.compare import Mismatch, diff
 
 SpecLike = str | Path | dict[str, Any] | TargetSet
 
@@ -69,7 +69,7 @@ def generate(
     prepared store, which is (re)written first when missing or when the input changed.
 
     ``engine="scan"`` (the default) leaves expanding windows with sum, count, mean, min and
-    max to a vectorised scan over DuckDB's sorted rows (:mod:`sqltargets.scan`), several
+    max to a vectorised scan over DuckDB's sorted rows (:mod:`sqltargets.execute.scan`), several
     times faster than DuckDB's window operator; ``engine="sql"`` runs the whole statement
     that :func:`explain` prints. Both give the same values (both are tested against the
     reference).
@@ -107,7 +107,7 @@ def prepare(
     """Write a prepared store of a Parquet ``source``: sorted by user and time, with input
     positions; later runs read it (``generate(spec, store)`` or ``generate(..., store=)``).
     The user and time columns come from ``specs`` or from ``user=`` and ``time=``."""
-    from . import store as store_mod
+    from .execute import store as store_mod
 
     if specs is not None:
         ts = load(specs)
@@ -128,7 +128,7 @@ def _through_store(
     memory_limit: str | None,
     temp_directory: str | None,
 ) -> str:
-    from . import store as store_mod
+    from .execute import store as store_mod
 
     if not isinstance(source, (str, Path)):
         raise SourceError("store=: only a Parquet path can be read through a store")
@@ -224,7 +224,7 @@ def read_input(source: Any, *, connection: duckdb.DuckDBPyConnection | None = No
 
 
 def _rel(name: str) -> str:
-    from .render import ident
+    from .compile.render import ident
 
     return ".".join(ident(p) for p in name.split(".", 1))
 
@@ -234,7 +234,7 @@ def reference(
 ) -> pa.Table:
     """The NumPy reference: the same schema and values as :func:`generate`, computed by
     plain per-user loops (slow; meant for tests and ``verify``)."""
-    from .numpy_reference import reference_table
+    from .verification.reference import reference_table
 
     return reference_table(load(specs), read_input(source, connection=connection))
 
@@ -273,7 +273,7 @@ def verify(
     import numpy as np
     import pyarrow.compute as pc
 
-    from .numpy_reference import reference_table
+    from .verification.reference import reference_table
 
     ts = load(specs)
     table = read_input(source, connection=connection)

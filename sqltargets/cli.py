@@ -151,13 +151,13 @@ class _Progress:
 
 def _cmd_run(a: argparse.Namespace) -> int:
     from .api import write
-    from .spec import load
+    from .compile.spec import load
 
     ts = load(a.spec)
     progress = _Progress(not a.quiet, f"computing {len(ts.targets)} targets over {a.input}")
     source = a.input
     if a.store:
-        from .store import is_fresh
+        from .execute.store import is_fresh
 
         if not is_fresh(a.store, a.input):
             progress.stage(f"preparing store {a.store} ...")
@@ -205,8 +205,8 @@ def prepare(ts: object, source: str, store: str, a: argparse.Namespace) -> None:
 
 
 def _cmd_prepare(a: argparse.Namespace) -> int:
-    from .spec import load
-    from .store import read_manifest
+    from .compile.spec import load
+    from .execute.store import read_manifest
 
     ts = load(a.spec) if a.spec else None
     t0 = time.monotonic()
@@ -245,7 +245,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
 
 def _cmd_validate(a: argparse.Namespace) -> int:
-    from .spec import load
+    from .compile.spec import load
 
     ts = load(a.spec)
     _print(f"ok: {len(ts.targets)} targets, output {ts.output}, time zone {ts.timezone}")
@@ -255,7 +255,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
 
 
 def _cmd_mcc(a: argparse.Namespace) -> int:
-    from .mcc import catalog_table
+    from .compile.mcc import catalog_table
 
     rows = catalog_table()
     width = max(len(r[0]) for r in rows)

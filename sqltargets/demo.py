@@ -2,7 +2,7 @@
 
 :func:`make_transactions` builds a realistic, seeded table of card transactions:
 heavy-tailed activity per user, MCC popularity like real card data (codes from the
-:mod:`sqltargets.mcc` catalog plus a long tail of other codes), log-normal amounts per
+:mod:`sqltargets.compile.mcc` catalog plus a long tail of other codes), log-normal amounts per
 merchant kind, monthly bills (rent, utilities, telecom, insurance, subscriptions) on a
 user's own billing day, ~3% refunds, daily and weekly rhythms and an optional share of
 same-second ties. :func:`write_demo` writes such a table as Parquet files, each user in

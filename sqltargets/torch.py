@@ -57,13 +57,13 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from . import engine
+from .compile.plan import Plan
+from .compile.render import ident, literal, relation_source, render
+from .compile.spec import UNIT_US, TargetSet, load
 from .errors import DataError, SourceError, SpecError, SpecIssue, SqlTargetsError, did_you_mean
-from .plan import Plan
-from .render import ident, literal, relation_source, render
-from .scan import ScanSplit
-from .scan import split as scan_split
-from .spec import UNIT_US, TargetSet, load
+from .execute import engine
+from .execute.scan import ScanSplit
+from .execute.scan import split as scan_split
 
 __all__ = [
     "DEFAULT_FEATURES",

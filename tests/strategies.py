@@ -12,7 +12,7 @@ import datetime as dt
 import pyarrow as pa
 from hypothesis import strategies as st
 
-from sqltargets.spec import AGGS, PERIODS, WEEKDAYS, WINDOW_KINDS
+from sqltargets.compile.spec import AGGS, PERIODS, WEEKDAYS, WINDOW_KINDS
 
 TIME_KINDS = ("int_day", "int_s", "timestamp", "timestamptz", "date")
 ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata")

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import sqltargets
-from sqltargets.compare import diff
 from sqltargets.demo import make_transactions
+from sqltargets.verification.compare import diff
 
 SPEC = {
     "columns": {"user": "user_id", "time": "ts", "amount": "amount", "mcc": "mcc"},

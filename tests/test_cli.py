@@ -159,7 +159,7 @@ def test_verify_reports_mismatch(
 ) -> None:
     import pyarrow.compute as pc
 
-    import sqltargets.numpy_reference as ref
+    import sqltargets.verification.reference as ref
 
     real = ref.reference_table
 

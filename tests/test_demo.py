@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sqltargets import mcc as mcc_catalog
+from sqltargets.compile import mcc as mcc_catalog
 from sqltargets.demo import SCHEMA, make_transactions, write_demo
 
 

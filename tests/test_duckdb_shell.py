@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import sqltargets
-from sqltargets.compare import diff
+from sqltargets.verification.compare import diff
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 

@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sqltargets
-from sqltargets import where
 from sqltargets.cli import main
-from sqltargets.compare import diff
-from sqltargets.engine import DroppedRowsWarning
+from sqltargets.compile import where
+from sqltargets.execute.engine import DroppedRowsWarning
+from sqltargets.verification.compare import diff
 from tests.conftest import examples
 
 COLUMNS = {"user": "u", "time": "t", "amount": "a", "mcc": "m"}

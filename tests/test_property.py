@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sqltargets
-from sqltargets.compare import diff
-from sqltargets.plan import build
-from sqltargets.scan import split
-from sqltargets.spec import AGGS, WINDOW_KINDS
+from sqltargets.compile.plan import build
+from sqltargets.compile.spec import AGGS, WINDOW_KINDS
+from sqltargets.execute.scan import split
+from sqltargets.verification.compare import diff
 from tests.conftest import examples
 from tests.strategies import target, transactions
 

@@ -1,4 +1,4 @@
-"""Hand-computed cases for the NumPy reference (sqltargets.numpy_reference).
+"""Hand-computed cases for the NumPy reference (sqltargets.verification.reference).
 
 Every expected value below was worked out by hand from TARGETS.md; the comments show how.
 """
@@ -13,15 +13,15 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from sqltargets.compile.spec import TargetSet, load
 from sqltargets.errors import DataError, SpecError
-from sqltargets.numpy_reference import (
+from sqltargets.verification.reference import (
     evaluate_where,
     next_period_start,
     period_start,
     reference_table,
     wall_to_instant_us,
 )
-from sqltargets.spec import TargetSet, load
 
 NY = zoneinfo.ZoneInfo("America/New_York")
 UTC = zoneinfo.ZoneInfo("UTC")

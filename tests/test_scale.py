@@ -13,8 +13,8 @@ import pytest
 
 import sqltargets
 from sqltargets.cli import main
-from sqltargets.compare import diff
 from sqltargets.demo import make_transactions, write_demo
+from sqltargets.verification.compare import diff
 
 SPEC = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 NAMES = [t.name for t in sqltargets.load(SPEC).targets]

@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sqltargets
-from sqltargets import scan
 from sqltargets.cli import main
-from sqltargets.compare import diff
 from sqltargets.errors import SqlTargetsError
+from sqltargets.execute import scan
+from sqltargets.verification.compare import diff
 from tests.conftest import examples
 
 COLUMNS = {"user": "u", "time": "t", "amount": "a", "mcc": "m"}

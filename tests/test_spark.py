@@ -28,12 +28,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sqltargets
-from sqltargets.compare import diff
+from sqltargets.compile.plan import build
+from sqltargets.compile.render import relation_source, render
+from sqltargets.compile.spec import AGGS, PERIODS, WINDOW_KINDS
+from sqltargets.dialects.spark import explain_spark, to_spark, wall_to_instant
 from sqltargets.errors import SpecError, SqlTargetsError
-from sqltargets.plan import build
-from sqltargets.render import relation_source, render
-from sqltargets.spark import explain_spark, to_spark, wall_to_instant
-from sqltargets.spec import AGGS, PERIODS, WINDOW_KINDS
+from sqltargets.verification.compare import diff
 from tests.conftest import examples
 from tests.strategies import target, transactions
 

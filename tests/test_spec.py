@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import sqltargets
-from sqltargets import mcc, where
+from sqltargets.compile import mcc, where
+from sqltargets.compile.spec import load, parse_duration
 from sqltargets.errors import SpecError
-from sqltargets.spec import load, parse_duration
 
 COLUMNS = {"user": "u", "time": "t", "amount": "a", "mcc": "m"}
 

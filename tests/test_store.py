@@ -11,9 +11,9 @@ import pytest
 
 import sqltargets
 from sqltargets.cli import main
-from sqltargets.compare import diff
 from sqltargets.demo import write_demo
-from sqltargets.store import is_fresh, read_manifest
+from sqltargets.execute.store import is_fresh, read_manifest
+from sqltargets.verification.compare import diff
 
 SPEC = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 NAMES = [t.name for t in sqltargets.load(SPEC).targets]

@@ -4,8 +4,8 @@ Identifiers and literals are quoted here, with sqlglot, before they reach a temp
 templates only arrange them. The rendered text is parsed straight away, so a template bug
 fails at render time with the template's name in the error.
 
->>> from sqltargets.spec import load
->>> from sqltargets.plan import build
+>>> from sqltargets.compile.spec import load
+>>> from sqltargets.compile.plan import build
 >>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
 ...     {"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]})
 >>> sql = render(build(ts), relation_source("transactions"))
@@ -24,10 +24,10 @@ import jinja2
 import sqlglot
 from sqlglot import exp
 
+from ..errors import SqlTargetsError
+from ..execute.scan import ScanSplit
 from . import where as where_mod
-from .errors import SqlTargetsError
 from .plan import Frame, Plan
-from .scan import ScanSplit
 from .spec import UNIT_US
 
 DIALECTS = ("duckdb", "spark")
@@ -109,11 +109,12 @@ def shard_condition(user: str, i: int, n: int) -> str:
 
 
 def _template_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
+    package = Path(__file__).resolve().parent.parent  # sqltargets/
+    # installed: sqltargets/templates (the wheel's copy); a checkout: templates/ beside it
+    for candidate in (package / "templates", package.parent / "templates"):
         if (candidate / "targets.sql.j2").exists():
             return candidate
-    raise SqlTargetsError(f"templates not found next to {here}; the installation is broken")
+    raise SqlTargetsError(f"templates not found next to {package}; the installation is broken")
 
 
 @functools.lru_cache(maxsize=1)
@@ -278,13 +279,13 @@ def render(
     events_only: bool = False,
 ) -> str:
     """One SQL statement for ``plan`` reading ``source``, in ``dialect``; with ``scan``
-    (DuckDB only), the statement the scan engine runs (see :mod:`sqltargets.scan`).
+    (DuckDB only), the statement the scan engine runs (see :mod:`sqltargets.execute.scan`).
 
     The engine may run it in two statements: ``events_only`` gives the first (the events,
     with their keys, values and filters: materialize it as a table), and ``events_table``
     (a quoted name) the second, reading that table."""
     if dialect not in DIALECTS:
-        from .errors import did_you_mean
+        from ..errors import did_you_mean
 
         raise SqlTargetsError(
             f"dialect: {dialect!r} is not supported; expected one of: {', '.join(DIALECTS)}"
@@ -300,7 +301,7 @@ def render(
             f"template targets.sql.j2 rendered SQL that does not parse: {e}"
         ) from e
     if dialect == "spark":
-        from .spark import to_spark
+        from ..dialects.spark import to_spark
 
         return to_spark(tree, plan, pretty=pretty)
     return tree.sql(dialect=dialect, pretty=pretty)

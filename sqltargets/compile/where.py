@@ -20,7 +20,7 @@ import functools
 import sqlglot
 from sqlglot import exp
 
-from .errors import SpecError, SpecIssue
+from ..errors import SpecError, SpecIssue
 
 #: Scalar functions a ``where`` may call, by sqlglot node class, with their SQL names.
 SAFE_FUNCTIONS: dict[type[exp.Expression], str] = {

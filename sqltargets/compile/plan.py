@@ -6,7 +6,7 @@ aggregates across targets (a ``mean`` reuses the ``sum`` of a ``sum`` target wit
 filter and window); and it computes whole-period and next-period windows with one
 ``GROUP BY`` per calendar period, joined back to the events.
 
->>> from sqltargets.spec import load
+>>> from sqltargets.compile.spec import load
 >>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
 ...     {"name": "s", "agg": "sum", "mcc": [5411], "window": {"kind": "expanding", "period": "day"}},
 ...     {"name": "m", "agg": "mean", "mcc": [5411], "window": {"kind": "expanding", "period": "day"}},

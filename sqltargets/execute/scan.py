@@ -736,7 +736,7 @@ class ScanSplit:
 
 
 def split(plan: Any, decimal: frozenset[str] | None = None) -> ScanSplit | None:
-    """The targets of ``plan`` (a :class:`sqltargets.plan.Plan`) that the scan computes:
+    """The targets of ``plan`` (a :class:`sqltargets.compile.plan.Plan`) that the scan computes:
     expanding, period and next_period windows with sum, count, mean, min or max, over
     per-event output; and rolling and future windows too, for counts and for values whose
     column (a value id of the plan, ``v0``...) is in ``decimal`` (known to be decimals

@@ -1,7 +1,7 @@
 """Execution on DuckDB: connections, sources (Parquet, Arrow, tables), checks, Arrow out.
 
 A source is resolved once into a :class:`Input`: how the SQL reads it (a
-:class:`~sqltargets.render.Source`), the DuckDB types of its columns, and how to clean up
+:class:`~sqltargets.compile.render.Source`), the DuckDB types of its columns, and how to clean up
 (Arrow inputs are registered on the connection under a private name).
 """
 
@@ -22,11 +22,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from . import scan as scan_mod
-from . import store as store_mod
-from .errors import DataError, SourceError, SqlTargetsError, did_you_mean
-from .plan import Plan, build
-from .render import (
+from ..compile.plan import Plan, build
+from ..compile.render import (
     ROW_ID_COLUMN,
     Source,
     ident,
@@ -36,7 +33,10 @@ from .render import (
     render,
     shard_condition,
 )
-from .spec import COUNTING, TargetSet
+from ..compile.spec import COUNTING, TargetSet
+from ..errors import DataError, SourceError, SqlTargetsError, did_you_mean
+from . import scan as scan_mod
+from . import store as store_mod
 
 GLOB_CHARS = set("*?[")
 INTEGER_TYPES = {
@@ -403,7 +403,7 @@ def run_table(sql: str, con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 #: How targets are computed: ``scan`` (DuckDB runs the statement without the expanding
-#: windows it can leave to :mod:`sqltargets.scan`; the default) or ``sql`` (DuckDB runs the
+#: windows it can leave to :mod:`sqltargets.execute.scan`; the default) or ``sql`` (DuckDB runs the
 #: whole statement, exactly as ``explain`` prints it).
 ENGINES = ("scan", "sql")
 
@@ -524,7 +524,7 @@ def _sliding_values(plan: Plan) -> frozenset[str]:
 
 def _decimal_values(plan: Plan, con: duckdb.DuckDBPyConnection, events: str) -> frozenset[str]:
     """Which of those value columns the scan's integer path takes (checked on the events,
-    as :func:`sqltargets.scan.compute` will check the rows it gets, or any subset)."""
+    as :func:`sqltargets.execute.scan.compute` will check the rows it gets, or any subset)."""
     out = set()
     wanted = sorted(_sliding_values(plan))
     if not wanted:
@@ -707,7 +707,7 @@ def explain_sql(
 ) -> str:
     """The statement for ``source`` (None: a table named ``transactions``, whose time column
     is of ``time_type``; by default an integer with ``time.unit``, else a naive TIMESTAMP)."""
-    from .plan import TIME_KINDS
+    from ..compile.plan import TIME_KINDS
 
     if time_type is not None and time_type not in TIME_KINDS:
         raise SqlTargetsError(

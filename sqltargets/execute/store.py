@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import SourceError
+from ..errors import SourceError
 from .files import replace_dir
 
 MANIFEST = "sqltargets-store.json"
@@ -115,8 +115,8 @@ def prepare(
     The store is written to a temporary folder beside ``store`` and renamed into place, so a
     failed prepare leaves any earlier store untouched.
     """
+    from ..compile.render import ident, literal
     from . import engine
-    from .render import ident, literal
 
     store = Path(store)
     if store.exists() and not is_store(store):

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import SourceError, SpecError, SpecIssue, did_you_mean, one_of
 from . import mcc as mcc_catalog
 from . import where as where_mod
-from .errors import SourceError, SpecError, SpecIssue, did_you_mean, one_of
 
 AGGS = ("sum", "count", "mean", "min", "max", "std", "first", "last", "count_distinct", "top_k")
 WINDOW_KINDS = ("expanding", "period", "rolling", "future", "next_period")

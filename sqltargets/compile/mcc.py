@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import SpecIssue, did_you_mean
+from ..errors import SpecIssue, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 
 def resolve(items: list[object]) -> tuple[tuple[int, int], ...]:
     """Resolve an ``mcc`` list; raises :class:`~sqltargets.errors.SpecError` when invalid."""
-    from .errors import SpecError
+    from ..errors import SpecError
 
     ranges: list[tuple[int, int]] = []
     issues = []

@@ -72,8 +72,8 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from .errors import SpecError, SpecIssue, SqlTargetsError, did_you_mean
-from .plan import TIME_KINDS, Plan, build
+from ..compile.plan import TIME_KINDS, Plan, build
+from ..errors import SpecError, SpecIssue, SqlTargetsError, did_you_mean
 
 # ---------------------------------------------------------------------------------------------
 # DuckDB types, as far as the rewrites need them
@@ -1267,8 +1267,8 @@ def to_spark(tree: exp.Expression, plan: Plan, *, pretty: bool = True) -> str:
     cannot see a row's input position, which breaks ties in time), and
     :class:`~sqltargets.errors.SqlTargetsError` for a construct with no faithful Spark form.
 
-    >>> from sqltargets.spec import load
-    >>> from sqltargets.plan import build
+    >>> from sqltargets.compile.spec import load
+    >>> from sqltargets.compile.plan import build
     >>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
     ...            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "period",
     ...                                                               "period": "day"}}]})
@@ -1321,8 +1321,8 @@ def explain_spark(
     >>> "FROM_UTC_TIMESTAMP(`t`, 'UTC')" in explain_spark(spec, time_type="timestamptz")
     True
     """
-    from .render import relation_source, render
-    from .spec import load
+    from ..compile.render import relation_source, render
+    from ..compile.spec import load
 
     ts = load(specs)
     kind = time_type or ("integer" if ts.time.unit else "timestamp")

@@ -8,7 +8,7 @@ mask), keeps those that pass the filter, and aggregates them with plain Python.
 The worked example of TARGETS.md (integer days, a running sum of ``amount`` at MCC 5411):
 
 >>> import pyarrow as pa
->>> from sqltargets.spec import load
+>>> from sqltargets.compile.spec import load
 >>> ts = load({
 ...     "columns": {"user": "u", "time": "day", "amount": "amount", "mcc": "mcc"},
 ...     "time": {"unit": "day"},
@@ -43,9 +43,9 @@ import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
-from . import where as where_mod
-from .errors import DataError
-from .spec import UNIT_US, Target, TargetSet, Window
+from ..compile import where as where_mod
+from ..compile.spec import UNIT_US, Target, TargetSet, Window
+from ..errors import DataError
 
 __all__ = ["reference_table"]
 
