@@ -14,6 +14,7 @@ from __future__ import annotations
 from .compile.spec import Target, TargetSet, load
 from .errors import (
     DataError,
+    DroppedRowsWarning,
     OutputError,
     SourceError,
     SpecError,
@@ -37,6 +38,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "DataError",
+    "DroppedRowsWarning",
     "OutputError",
     "SourceError",
     "SpecError",

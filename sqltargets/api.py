@@ -30,7 +30,8 @@ import pyarrow as pa
 from .compile.spec import TargetSet, load
 from .errors import OutputError, SourceError
 from .execute import engine as _engine
-from .execute.files import replace_dir
+from .execute import source as _source
+from .execute.files import parquet_files, replace_dir
 from .verification.compare import Mismatch, diff
 
 SpecLike = str | Path | dict[str, Any] | TargetSet
@@ -44,7 +45,7 @@ def _connection(
 ) -> tuple[duckdb.DuckDBPyConnection, bool]:
     if connection is not None:
         return connection.cursor(), True
-    return _engine.connect(
+    return _source.connect(
         threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
     ), True
 
@@ -208,16 +209,16 @@ def read_input(source: Any, *, connection: duckdb.DuckDBPyConnection | None = No
     if isinstance(source, Path):
         source = str(source)
     if isinstance(source, str):
-        if connection is not None and not _engine.looks_like_path(source):
+        if connection is not None and not _source.looks_like_path(source):
             return (
                 connection.cursor()
                 .sql(f"SELECT * FROM {_rel(source)} ORDER BY rowid")
                 .to_arrow_table()
             )
-        _, files, _ = _engine.parquet_files(source)
+        _, files, _ = parquet_files(source)
         tables = [pq.read_table(f) for f in files]
         return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-    source = _engine.as_arrow(source)
+    source = _source.as_arrow(source)
     if isinstance(source, pa.Table):
         return source
     raise SourceError(f"input: cannot read {type(source).__name__}")

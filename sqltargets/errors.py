@@ -52,6 +52,10 @@ class OutputError(SqlTargetsError):
     """The output cannot be written."""
 
 
+class DroppedRowsWarning(UserWarning):
+    """Rows with a null user or time were left out (``null_rows: drop``)."""
+
+
 class VerifyError(SqlTargetsError):
     """The SQL path and the NumPy reference disagree."""
 

@@ -62,6 +62,7 @@ from .compile.render import ident, literal, relation_source, render
 from .compile.spec import UNIT_US, TargetSet, load
 from .errors import DataError, SourceError, SpecError, SpecIssue, SqlTargetsError, did_you_mean
 from .execute import engine
+from .execute import source as _src
 from .execute.scan import ScanSplit
 from .execute.scan import split as scan_split
 
@@ -235,7 +236,7 @@ def _features(
         elif name == "mcc":
             out.append(_Feature(name, "code", col))
         elif name in types:
-            if not (engine.is_numeric(types[name]) or types[name] == "BOOLEAN"):
+            if not (_src.is_numeric(types[name]) or types[name] == "BOOLEAN"):
                 raise DataError(
                     f"features[{i}]: column {name!r} has type {types[name]}; a feature must be "
                     "numeric or boolean (encode strings before building the dataset)"
@@ -299,22 +300,18 @@ def _compile(
     con = (
         connection.cursor()
         if connection is not None
-        else engine.connect(threads=threads, memory_limit=memory_limit)
+        else _src.connect(threads=threads, memory_limit=memory_limit)
     )
     try:
         if isinstance(source, Path):
             source = str(source)
         arrow: pa.Table | None = None
-        if (
-            isinstance(source, str)
-            and connection is not None
-            and not engine.looks_like_path(source)
-        ):
-            inp = engine.resolve(source, ts0, con)  # checks that a view has columns.id
+        if isinstance(source, str) and connection is not None and not _src.looks_like_path(source):
+            inp = _src.resolve(source, ts0, con)  # checks that a view has columns.id
             pos = f", {inp.source.rid_column} AS {_POS}" if rid else ""
             arrow = con.sql(f"SELECT *{pos} FROM {inp.source.relation}").to_arrow_table()
         elif isinstance(source, str):
-            inp = engine.resolve(source, ts0, con)
+            inp = _src.resolve(source, ts0, con)
         else:
             arrow = _to_arrow(source)
             clash = [c for c in arrow.column_names if c.startswith("_st_")]
@@ -326,8 +323,8 @@ def _compile(
                 arrow = arrow.append_column(_POS, pa.array(np.arange(arrow.num_rows), pa.int64()))
         if arrow is not None:
             con.register(_INPUT, arrow)
-            inp = engine.Input(relation_source(_INPUT, rid_column=""), label="the input table")
-        types = engine.describe(inp, con)
+            inp = _src.Input(relation_source(_INPUT, rid_column=""), label="the input table")
+        types = _src.describe(inp, con)
         if arrow is not None:
             types.pop(_POS, None)
         clash = [c for c in types if c.startswith("_st_")]
@@ -335,18 +332,18 @@ def _compile(
             raise DataError(
                 f"input column {clash[0]!r}: names starting with '_st_' are reserved by sqltargets"
             )
-        kinds = {engine.check_columns(ts, types) for ts in tss}
+        kinds = {_src.check_columns(ts, types) for ts in tss}
         time_kind = kinds.pop()
         if kinds:
             raise SpecError("specs: the specs read the time column in different ways (time.unit)")
         feats = _features(features, ts0, types)
         targets = _check_names(tss, [f.name for f in feats])
-        if ts0.columns.id is not None and types[ts0.columns.id] not in engine.INTEGER_TYPES:
+        if ts0.columns.id is not None and types[ts0.columns.id] not in _src.INTEGER_TYPES:
             raise DataError(
                 f"columns.id: column {ts0.columns.id!r} has type {types[ts0.columns.id]}; the "
                 "datasets need an integer id (it becomes the int64 row_id tensor)"
             )
-        engine.check_rows(ts0, inp, con)  # null users or times are errors
+        _src.check_rows(ts0, inp, con)  # null users or times are errors
 
         u = ident(ts0.columns.user)
         raw = inp.scan_sql()
@@ -387,7 +384,7 @@ def _compile(
         chunk_source = relation_source(_CHUNK, rid_column=_POS if rid else "")
         sqls, plans, scans = [], [], []
         for ts in tss:
-            plan = engine.prepare(ts, engine.Input(chunk_source, label="a chunk of users"), con)
+            plan = _src.prepare(ts, _src.Input(chunk_source, label="a chunk of users"), con)
             split = scan_split(plan)
             sql = render(plan, chunk_source, scan=split)
             out = con.sql(sql).to_arrow_table()
@@ -460,7 +457,7 @@ class _Runner:
         self.prog = prog
         self.index = index
         self.dtype = dtype
-        con = engine.connect(
+        con = _src.connect(
             threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
         )
         self.con: duckdb.DuckDBPyConnection | None = con

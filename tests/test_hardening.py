@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import sqltargets
 from sqltargets.cli import main
 from sqltargets.compile import where
-from sqltargets.execute.engine import DroppedRowsWarning
+from sqltargets.errors import DroppedRowsWarning
 from sqltargets.verification.compare import diff
 from tests.conftest import examples
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SourceError
-from .files import replace_dir
+from .files import parquet_files, replace_dir
 
 MANIFEST = "sqltargets-store.json"
 DATA = "data.parquet"
@@ -36,8 +36,6 @@ FORMAT = 1
 
 def fingerprint(source: str | Path) -> dict[str, Any]:
     """What identifies the input's content cheaply: its files, sizes and mtimes."""
-    from .engine import parquet_files
-
     _pattern, files, _ = parquet_files(str(source))
     stats = []
     for f in files:
@@ -116,14 +114,14 @@ def prepare(
     failed prepare leaves any earlier store untouched.
     """
     from ..compile.render import ident, literal
-    from . import engine
+    from .connection import connect
 
     store = Path(store)
     if store.exists() and not is_store(store):
         raise SourceError(f"store {str(store)!r} exists and is not a sqltargets store")
     before = fingerprint(source)
-    pattern, files, _multi = engine.parquet_files(str(source))
-    con = engine.connect(threads=threads, memory_limit=memory_limit, temp_directory=temp_directory)
+    pattern, files, _multi = parquet_files(str(source))
+    con = connect(threads=threads, memory_limit=memory_limit, temp_directory=temp_directory)
     parent = store.parent if str(store.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{store.name}.", dir=parent))
