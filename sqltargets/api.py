@@ -59,7 +59,7 @@ def generate(
     memory_limit: str | None = None,
     temp_directory: str | None = None,
     store: str | Path | None = None,
-    engine: str = "scan",
+    engine: str = "native",
 ) -> pa.Table:
     """Compute every target of ``specs`` over ``source``; one Arrow table.
 
@@ -69,11 +69,11 @@ def generate(
     query runs on a cursor of it. With ``store``, a Parquet ``source`` is read through that
     prepared store, which is (re)written first when missing or when the input changed.
 
-    ``engine="scan"`` (the default) leaves expanding windows with sum, count, mean, min and
-    max to a vectorised scan over DuckDB's sorted rows (:mod:`sqltargets.execute.scan`), several
-    times faster than DuckDB's window operator; ``engine="sql"`` runs the whole statement
-    that :func:`explain` prints. Both give the same values (both are tested against the
-    reference).
+    ``engine="native"`` (the default) runs the native program: DuckDB reads, filters and
+    sorts the events (the prologue), then compiled kernels compute every target in one
+    pass over each user's rows (:mod:`sqltargets.execute.kernels`); ``engine="sql"`` runs
+    the portable statement that ``explain(..., engine="sql")`` prints. Both give the same
+    values (both are tested against the reference).
 
     >>> import pyarrow as pa
     >>> t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [2.5], "m": [5411]})
@@ -151,11 +151,11 @@ def generate_batches(
     memory_limit: str | None = None,
     temp_directory: str | None = None,
     on_total: Callable[[int], None] | None = None,
-    engine: str = "scan",
+    engine: str = "native",
 ) -> pa.RecordBatchReader:
     """Like :func:`generate`, as a ``pyarrow.RecordBatchReader`` of ``batch_size`` rows.
 
-    Drain or close the reader: its DuckDB cursor stays busy until then. With the scan
+    Drain or close the reader: its DuckDB cursor stays busy until then. With the native
     engine a batch ends at a user's last row, so batches may be shorter than ``batch_size``.
 
     >>> import pyarrow as pa
@@ -183,9 +183,15 @@ def explain(
     source: str | Path | None = None,
     connection: duckdb.DuckDBPyConnection | None = None,
     time_type: str | None = None,
+    engine: str | None = None,
 ) -> str:
-    """The SQL statement for ``specs``: reading ``source`` (a Parquet path, glob or folder,
-    or a table name in ``connection``), or a table named ``transactions`` when None.
+    """What runs for ``specs`` reading ``source`` (a Parquet path, glob or folder, or a
+    table name in ``connection``), or a table named ``transactions`` when None.
+
+    ``engine="native"`` (the default for DuckDB) gives the native program: the prologue
+    statement and one comment line per kernel. ``engine="sql"`` (the default for
+    ``dialect="spark"``) gives the portable statement, which computes every target in SQL
+    and runs unchanged in the DuckDB shell or in Spark.
 
     Without a source the time column's type cannot be seen: the SQL assumes an integer
     (when ``time.unit`` is set) or a naive TIMESTAMP; name another with ``time_type``
@@ -193,13 +199,16 @@ def explain(
 
     >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
     ...         "targets": [{"name": "s", "agg": "max", "window": {"kind": "rolling", "length": "7d"}}]}
-    >>> print(explain(spec).splitlines()[-1])
+    >>> print(explain(spec, engine="sql").splitlines()[-1])
       e._tb
+    >>> print(explain(spec).splitlines()[2])
+    --   s: max of _v0, rolling/1w -> double
     """
     ts = load(specs)
     return _engine.explain_sql(
-        ts, str(source) if isinstance(source, Path) else source, connection, dialect, time_type
-    )
+        ts, str(source) if isinstance(source, Path) else source, connection, dialect, time_type,
+        engine,
+    )  # fmt: skip
 
 
 def read_input(source: Any, *, connection: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
@@ -264,7 +273,7 @@ def verify(
     connection: duckdb.DuckDBPyConnection | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
-    engine: str = "scan",
+    engine: str = "native",
 ) -> VerifyReport:
     """Run the SQL path and the NumPy reference on ``users`` sampled users; compare cells.
 
@@ -320,7 +329,7 @@ def write(
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
     on_shard: Callable[[int, int, int], None] | None = None,
-    engine: str = "scan",
+    engine: str = "native",
 ) -> int:
     """Compute targets and write them to Parquet, atomically; returns the rows written.
 
@@ -424,7 +433,7 @@ def _write_file(
     try:
         reader = _engine.execute_batches(
             ts, source, con, batch_size, own_connection=True, on_total=started, shard=shard,
-            engine=settings.get("engine", "scan"),
+            engine=settings.get("engine", "native"),
         )  # fmt: skip
     except BaseException:
         con.close()

@@ -38,15 +38,22 @@ def _parser() -> argparse.ArgumentParser:
 
     def engine_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
-            "--engine", default="scan",
-            help="scan (default: expanding windows by a vectorised scan) or sql (DuckDB runs "
-            "the whole statement that explain prints)",
+            "--engine", default="native",
+            help="native (default: DuckDB prologue, then compiled kernels) or sql (DuckDB runs "
+            "the portable statement that 'explain --engine sql' prints)",
         )  # fmt: skip
 
-    sp = sub.add_parser("explain", help="print the SQL for a spec (touches no data)")
+    sp = sub.add_parser(
+        "explain", help="print the native program, or the portable SQL (touches no data)"
+    )
     sp.add_argument("spec")
     sp.add_argument("--input", help="Parquet file, glob or folder the SQL should read")
     sp.add_argument("--dialect", default="duckdb", help="SQL dialect: duckdb (default) or spark")
+    sp.add_argument(
+        "--engine",
+        help="native (default for duckdb: the prologue SQL and one line per kernel) or sql "
+        "(the portable statement computing every target; the default for spark)",
+    )
     sp.add_argument(
         "--time-type",
         help="without --input: the time column's type (timestamp, timestamptz, date, integer)",
@@ -105,7 +112,10 @@ def _print(text: str = "") -> None:
 def _cmd_explain(a: argparse.Namespace) -> int:
     from .api import explain
 
-    _print(explain(a.spec, dialect=a.dialect, source=a.input, time_type=a.time_type) + ";")
+    text = explain(
+        a.spec, dialect=a.dialect, source=a.input, time_type=a.time_type, engine=a.engine
+    )
+    _print(text + ";")
     return 0
 
 

@@ -42,9 +42,7 @@ chunk of users, with the global row positions carried along as the tie-break).
 
 from __future__ import annotations
 
-import atexit
 import os
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,18 +51,17 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .compile.plan import Plan
-from .compile.render import ident, literal, relation_source, render
-from .compile.spec import UNIT_US, TargetSet, load
-from .errors import DataError, SourceError, SpecError, SpecIssue, SqlTargetsError, did_you_mean
-from .execute import engine
+from .compile.plan import build as build_plan
+from .compile.spec import TargetSet, load
+from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean
+from .execute import arrays, engine
+from .execute import program as program_mod
 from .execute import source as _src
-from .execute.scan import ScanSplit
-from .execute.scan import split as scan_split
+from .execute.runner import compute_arrays
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -82,13 +79,6 @@ DEFAULT_FEATURES = ("amount", "mcc", "time")
 RESERVED = ("user", "row_id", "length", "mask")
 
 KEEP = ("last", "first")
-
-# Private relation and column names inside the per-process DuckDB connection.
-_INPUT = "_st_in"  # an Arrow source, registered
-_USERS = "_st_users"  # this worker's users, registered
-_CHUNK = "_st_chunk"  # the chunk of users the target SQL reads, registered
-_POS = "_st_pos"  # the global input position (generate's row_id)
-_TIME = "_st_t"  # the event-order time in microseconds (the SQL's `_o`)
 
 SpecLike = str | Path | dict[str, Any] | TargetSet
 
@@ -112,40 +102,34 @@ class Item(dict):  # type: ignore[type-arg]
 
 
 # ---------------------------------------------------------------------------------------------
-# compiling: everything a worker needs, computed once and picklable
+# setting up: everything a process needs, computed once and picklable
 
 
 @dataclass(frozen=True)
 class _Feature:
     name: str  # the item key
     kind: str  # "float" | "code" | "time"
-    column: str  # the column in the materialized input
+    column: str  # the prologue column of spec 0's program
 
 
 @dataclass(frozen=True)
 class _Target:
     name: str
-    spec: int  # index into _Program.specs
-    k: int | None  # top_k: the list length; else None
+    spec: int  # index into _Setup.specs
+    width: int | None  # list targets (top_k, distribution): the list length; else None
 
 
 @dataclass(frozen=True)
-class _Program:
-    """The compiled, picklable plan of a dataset: SQL text, names, the source, the users."""
+class _Setup:
+    """What every process needs: the specs' native programs and the resolved input."""
 
     specs: tuple[TargetSet, ...]
-    sqls: tuple[str, ...]  # per spec: the target SQL reading the registered chunk
-    plans: tuple[Plan, ...]  # per spec: its plan
-    scans: tuple[ScanSplit | None, ...]  # per spec: what the scan engine computes after it
+    plans: tuple[Plan, ...]
+    programs: tuple[program_mod.Program, ...]  # per spec, over the whole input
+    input: _src.Input  # how the programs read the source (an Arrow input is carried along)
     targets: tuple[_Target, ...]
     features: tuple[_Feature, ...]
-    user: str  # the input's user column
-    key: str  # the row key in the materialized input: _POS or columns.id
-    out_key: str  # the row key in the SQL output: "row_id" or columns.id
-    scan: str  # FROM item reading the input with its positions
-    select: str  # the materialized columns
-    arrow: pa.Table | None  # an Arrow source (registered as _INPUT), else None
-    users: pa.Array  # distinct users, in DuckDB's ORDER BY order
+    users: pa.Array  # distinct users, in the prologue's order
     counts: np.ndarray  # events per user
     int_users: bool
 
@@ -159,6 +143,15 @@ class _Program:
 
     def user_values(self) -> list[Any]:
         return self.users.to_pylist()
+
+    def programs_for(self, shard: tuple[int, int] | None) -> tuple[program_mod.Program, ...]:
+        """The programs over the users of ``shard`` (i, n), or over every user."""
+        if shard is None:
+            return self.programs
+        source = replace(self.input.source, shard=shard)
+        return tuple(
+            program_mod.build(plan, source, order_time=i == 0) for i, plan in enumerate(self.plans)
+        )
 
 
 def _load_specs(specs: SpecLike | Sequence[SpecLike]) -> tuple[TargetSet, ...]:
@@ -206,13 +199,19 @@ def _check_names(tss: tuple[TargetSet, ...], features: Sequence[str]) -> tuple[_
                     SpecIssue(path, f"{t.name!r} is already a target of {seen[t.name.lower()]}")
                 )
             seen[t.name.lower()] = f"specs[{i}]"
-            targets.append(_Target(t.name, i, t.k if t.agg == "top_k" else None))
+            width = None
+            if t.agg == "top_k":
+                width = t.k
+            elif t.agg == "distribution":
+                width = len(t.by or ()) + 1
+            targets.append(_Target(t.name, i, width))
     return tuple(targets)
 
 
 def _features(
     features: Sequence[str] | None, ts: TargetSet, types: dict[str, str]
-) -> tuple[_Feature, ...]:
+) -> tuple[tuple[_Feature, ...], tuple[tuple[str, str], ...]]:
+    """The item features, and the (column, kind) values the prologue must carry for them."""
     names = (
         DEFAULT_FEATURES
         if features is None
@@ -221,6 +220,7 @@ def _features(
         else tuple(features)
     )
     out: list[_Feature] = []
+    extra: list[tuple[str, str]] = []
     for i, name in enumerate(names):
         if not isinstance(name, str):
             raise SpecError(SpecIssue(f"features[{i}]", f"expected a column name, got {name!r}"))
@@ -228,75 +228,53 @@ def _features(
             raise SpecError(SpecIssue(f"features[{i}]", f"{name!r} is listed twice"))
         if name in RESERVED:
             raise SpecError(SpecIssue(f"features[{i}]", f"{name!r} is a reserved item key"))
-        col = f"_st_f{i}"
         if name == "time":
-            out.append(_Feature(name, "time", _TIME))
-        elif name == "amount":
-            out.append(_Feature(name, "float", col))
+            out.append(_Feature(name, "time", ""))
+            continue
+        if name == "amount":
+            column, kind = ts.columns.amount, "number"
         elif name == "mcc":
-            out.append(_Feature(name, "code", col))
+            column, kind = ts.columns.mcc, "code"
         elif name in types:
             if not (_src.is_numeric(types[name]) or types[name] == "BOOLEAN"):
                 raise DataError(
                     f"features[{i}]: column {name!r} has type {types[name]}; a feature must be "
                     "numeric or boolean (encode strings before building the dataset)"
                 )
-            out.append(_Feature(name, "float", col))
+            column, kind = name, "number"
         else:
             known = ["amount", "mcc", "time", *types]
             raise DataError(
                 f"features[{i}]: {name!r} is neither a role (amount, mcc, time) nor an input "
                 f"column; columns are: {', '.join(types)}{did_you_mean(name, known)}"
             )
-    return tuple(out)
+        out.append(_Feature(name, "code" if kind == "code" else "float", column))
+        extra.append((column, kind))
+    return tuple(out), tuple(dict.fromkeys(extra))
 
 
-def _feature_sql(f: _Feature, ts: TargetSet) -> str:
-    if f.kind == "code":
-        return f"COALESCE(TRY_CAST({ident(ts.columns.mcc)} AS BIGINT), 0) AS {f.column}"
-    column = ts.columns.amount if f.name == "amount" else f.name
-    return f"CAST({ident(column)} AS DOUBLE) AS {f.column}"
-
-
-def _order_time_sql(ts: TargetSet, time_kind: str) -> str:
-    """The event-order key in µs: the same expression as the SQL's ``_o``."""
-    t = ident(ts.columns.time)
-    if time_kind == "integer":
-        return f"CAST({t} AS BIGINT) * {UNIT_US[ts.time.unit or 'us']}"
-    if time_kind == "timestamptz":
-        return f"epoch_us({t})"
-    return f"epoch_us(CAST({t} AS TIMESTAMP))"
-
-
-def _to_arrow(source: Any) -> pa.Table:
+def _to_arrow(source: Any) -> Any:
+    if type(source).__module__.startswith("pandas") or isinstance(
+        source, (pa.RecordBatchReader, pa.RecordBatch)
+    ):
+        return _src.as_arrow(source)
     if hasattr(source, "to_arrow_table") and not isinstance(source, pa.Table):
-        source = source.to_arrow_table()  # a DuckDB relation
-    if type(source).__module__.startswith("pandas") and hasattr(source, "columns"):
-        source = pa.Table.from_pandas(source, preserve_index=False)
-    if isinstance(source, pa.RecordBatchReader):
-        source = source.read_all()
-    if isinstance(source, pa.RecordBatch):
-        source = pa.Table.from_batches([source])
-    if not isinstance(source, pa.Table):
-        raise SourceError(
-            "input: expected a Parquet path, glob or folder, a pyarrow Table or RecordBatchReader, "
-            f"a pandas DataFrame, or a table name with connection=; got {type(source).__name__}"
-        )
+        return source.to_arrow_table()  # a DuckDB relation
     return source
 
 
-def _compile(
+def _setup(
     specs: SpecLike | Sequence[SpecLike],
     source: Any,
     features: Sequence[str] | None,
     connection: duckdb.DuckDBPyConnection | None,
     threads: int | None,
     memory_limit: str | None,
-) -> _Program:
-    """Validate specs and source, render the SQL, list the users. Opens and closes DuckDB."""
+) -> _Setup:
+    """Validate specs and source, build the programs, list the users. Opens and closes
+    DuckDB (a table of ``connection`` is read into Arrow, for processes without it)."""
     tss = _load_specs(specs)
     ts0 = tss[0]
-    rid = ts0.columns.id is None
     con = (
         connection.cursor()
         if connection is not None
@@ -305,287 +283,198 @@ def _compile(
     try:
         if isinstance(source, Path):
             source = str(source)
-        arrow: pa.Table | None = None
-        if isinstance(source, str) and connection is not None and not _src.looks_like_path(source):
-            inp = _src.resolve(source, ts0, con)  # checks that a view has columns.id
-            pos = f", {inp.source.rid_column} AS {_POS}" if rid else ""
-            arrow = con.sql(f"SELECT *{pos} FROM {inp.source.relation}").to_arrow_table()
-        elif isinstance(source, str):
-            inp = _src.resolve(source, ts0, con)
-        else:
-            arrow = _to_arrow(source)
-            clash = [c for c in arrow.column_names if c.startswith("_st_")]
-            if clash:
-                raise DataError(
-                    f"input column {clash[0]!r}: names starting with '_st_' are reserved by sqltargets"
+        inp = _src.resolve(_to_arrow(source), ts0, con)
+        inp.register(con)
+        try:
+            inp2 = engine.materialize(ts0, inp, con)
+        finally:
+            inp.unregister(con)
+        inp = inp2
+        inp.register(con)
+        try:
+            types = _src.describe(inp, con)
+            internal = [c for c in types if c.startswith("_st_")]
+            for c in internal:
+                types.pop(c)
+            kinds = {_src.check_columns(ts, types) for ts in tss}
+            time_kind = kinds.pop()
+            if kinds:
+                raise SpecError(
+                    "specs: the specs read the time column in different ways (time.unit)"
                 )
-            if rid:
-                arrow = arrow.append_column(_POS, pa.array(np.arange(arrow.num_rows), pa.int64()))
-        if arrow is not None:
-            con.register(_INPUT, arrow)
-            inp = _src.Input(relation_source(_INPUT, rid_column=""), label="the input table")
-        types = _src.describe(inp, con)
-        if arrow is not None:
-            types.pop(_POS, None)
-        clash = [c for c in types if c.startswith("_st_")]
-        if clash:
-            raise DataError(
-                f"input column {clash[0]!r}: names starting with '_st_' are reserved by sqltargets"
+            feats, extra = _features(features, ts0, types)
+            targets = _check_names(tss, [f.name for f in feats])
+            if ts0.columns.id is not None and types[ts0.columns.id] not in _src.INTEGER_TYPES:
+                raise DataError(
+                    f"columns.id: column {ts0.columns.id!r} has type {types[ts0.columns.id]}; the "
+                    "datasets need an integer id (it becomes the int64 row_id tensor)"
+                )
+            _src.check_rows(ts0, inp, con)  # null users or times are errors
+            numeric = _src.numeric_columns(types)
+            plans = tuple(
+                build_plan(ts, time_kind=time_kind, numeric=numeric, extra=extra if i == 0 else ())
+                for i, ts in enumerate(tss)
             )
-        kinds = {_src.check_columns(ts, types) for ts in tss}
-        time_kind = kinds.pop()
-        if kinds:
-            raise SpecError("specs: the specs read the time column in different ways (time.unit)")
-        feats = _features(features, ts0, types)
-        targets = _check_names(tss, [f.name for f in feats])
-        if ts0.columns.id is not None and types[ts0.columns.id] not in _src.INTEGER_TYPES:
-            raise DataError(
-                f"columns.id: column {ts0.columns.id!r} has type {types[ts0.columns.id]}; the "
-                "datasets need an integer id (it becomes the int64 row_id tensor)"
+            programs = tuple(
+                program_mod.build(plan, inp.source, order_time=i == 0)
+                for i, plan in enumerate(plans)
             )
-        _src.check_rows(ts0, inp, con)  # null users or times are errors
-
-        u = ident(ts0.columns.user)
-        raw = inp.scan_sql()
-        users = con.sql(
-            f"SELECT {u} AS u, count(*) AS n FROM {raw} GROUP BY {u} ORDER BY {u}"
-        ).to_arrow_table()
-        if inp.source.kind == "parquet" and rid:
-            files = inp.source.files
-            offsets = con.execute(
-                f"SELECT filename, count(*) FROM read_parquet({files}, filename = TRUE) "
-                "GROUP BY filename ORDER BY filename"
-            ).fetchall()
-            values, off = [], 0
-            for name, n in offsets:
-                values.append(f"({literal(name)}, {off})")
-                off += int(n)
-            scan = (
-                f"(SELECT f.*, CAST(f.file_row_number + o._st_off AS BIGINT) AS {_POS} "
-                f"FROM read_parquet({files}, filename = TRUE, file_row_number = TRUE) AS f "
-                f"JOIN (VALUES {', '.join(values)}) AS o(_st_file, _st_off) "
-                "ON f.filename = o._st_file)"
-            )
-        else:
-            scan = raw
-        key = _POS if rid else ts0.columns.id
-        assert key is not None
-        cols = list(dict.fromkeys(c for ts in tss for c in ts.input_columns()))
-        select = ", ".join(
-            [ident(c) for c in cols]
-            + [_feature_sql(f, ts0) for f in feats if f.kind != "time"]
-            + [f"{_order_time_sql(ts0, time_kind)} AS {_TIME}"]
-            + ([_POS] if rid else [])
-        )
-
-        # Plan and render against a relation of exactly the chunks' columns and types.
-        empty = con.sql(f"SELECT {select} FROM {scan} AS s LIMIT 0").to_arrow_table()
-        con.register(_CHUNK, empty)
-        chunk_source = relation_source(_CHUNK, rid_column=_POS if rid else "")
-        sqls, plans, scans = [], [], []
-        for ts in tss:
-            plan = _src.prepare(ts, _src.Input(chunk_source, label="a chunk of users"), con)
-            split = scan_split(plan)
-            sql = render(plan, chunk_source, scan=split)
-            out = con.sql(sql).to_arrow_table()
-            if split is not None:
-                out = engine.finish_scan(out, plan, split)
-            schema = out.schema
-            missing = [t.name for t in ts.targets if t.name not in schema.names]
-            if missing or ts.key_column() not in schema.names:  # pragma: no cover
-                raise SqlTargetsError(f"internal error: the SQL output lacks {missing}")
-            sqls.append(sql)
-            plans.append(plan)
-            scans.append(split)
-        con.unregister(_CHUNK)
-        if arrow is not None:
-            con.unregister(_INPUT)
+            users, counts = engine.user_counts(ts0, inp, con)
+        finally:
+            inp.unregister(con)
     finally:
         con.close()
-
-    utype = users.schema.field("u").type
-    return _Program(
+    cols = {v.column: f"_{v.id}" for v in plans[0].extra}
+    feats = tuple(
+        _Feature(f.name, f.kind, "_o" if f.kind == "time" else cols[f.column]) for f in feats
+    )
+    utype = users.type
+    return _Setup(
         specs=tss,
-        sqls=tuple(sqls),
-        plans=tuple(plans),
-        scans=tuple(scans),
+        plans=plans,
+        programs=programs,
+        input=inp,
         targets=targets,
         features=feats,
-        user=ts0.columns.user,
-        key=key,
-        out_key=ts0.key_column(),
-        scan=scan,
-        select=select,
-        arrow=arrow,
-        users=users.column("u").combine_chunks(),
-        counts=users.column("n").to_numpy().astype(np.int64),
+        users=users,
+        counts=counts,
         int_users=pa.types.is_integer(utype) and utype != pa.uint64(),
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# running: one per process, holding the DuckDB connection and the materialized input
+# running: one per process, holding the events of some users (sorted by user and event order)
 
 
 @dataclass
 class _Block:
-    """The computed columns of a chunk of users, flat, users in sorted order."""
+    """The computed columns of some users, flat, users in the order asked for."""
 
-    index: np.ndarray  # the users (positions into _Program.users)
     lengths: np.ndarray  # events per user
     row_id: torch.Tensor  # (n,) int64
     features: dict[str, torch.Tensor]  # name -> (n,)
-    scalars: torch.Tensor  # (targets without k, n)
-    topk: dict[str, torch.Tensor]  # name -> (n, k)
+    scalars: torch.Tensor  # (targets without width, n)
+    lists: dict[str, torch.Tensor]  # name -> (n, width)
 
 
 class _Runner:
-    """A DuckDB connection and the input rows of some users (sorted by user and event
-    order), materialized once; computes the targets of any subset of those users."""
+    """The events of the users of one shard (or of every user), from the programs'
+    prologues, run once on a DuckDB connection that is closed right after; computes the
+    targets of any subset of those users with the kernels."""
 
     def __init__(
         self,
-        prog: _Program,
-        index: np.ndarray,
+        setup: _Setup,
+        shard: tuple[int, int] | None,
         *,
         threads: int | None,
         memory_limit: str | None,
         temp_directory: str | None,
         dtype: torch.dtype,
+        kernel_threads: int = 1,
     ) -> None:
         self.pid = os.getpid()
-        self.prog = prog
-        self.index = index
+        self.shard = shard
+        self.setup = setup
         self.dtype = dtype
+        self.kernel_threads = kernel_threads
+        self.programs = setup.programs_for(shard)
         con = _src.connect(
             threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
         )
-        self.con: duckdb.DuckDBPyConnection | None = con
-        self.timezone: str | None = None
-        u = ident(prog.user)
-        where = ""
-        if prog.arrow is not None:
-            con.register(_INPUT, prog.arrow)
-        if index.size < len(prog.users):
-            con.register(_USERS, pa.table({"u": prog.users.take(pa.array(index))}))
-            where = f" WHERE {u} IN (SELECT u FROM {_USERS})"
+        inp = setup.input
+        inp.register(con)
         try:
-            self.table = con.sql(
-                f"SELECT {prog.select} FROM {prog.scan} AS s{where} "
-                f"ORDER BY {u}, {_TIME}, {ident(prog.key)}"
-            ).to_arrow_table()
+            self.events = [engine.run_prologue(p, con) for p in self.programs]
         except duckdb.Error as e:
-            con.close()
             raise SourceError(f"cannot read the input: {str(e).strip().splitlines()[0]}") from e
         finally:
-            for name in (_USERS, _INPUT):
-                try:
-                    con.unregister(name)
-                except duckdb.Error:
-                    pass
-        self.counts = prog.counts[index]
-        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
-        if self.table.num_rows != int(self.counts.sum()):
-            raise SourceError(
-                f"the input changed: {self.table.num_rows} rows for {index.size} users, "
-                f"expected {int(self.counts.sum())}"
-            )
+            inp.unregister(con)
+            con.close()
+        first = self.events[0]
+        key = arrays.numpy(first.column("_tb"), np.int64)
+        for i, ev in enumerate(self.events[1:], start=1):
+            if not np.array_equal(arrays.numpy(ev.column("_tb"), np.int64), key):
+                raise DataError(
+                    f"spec {i} orders the events differently from spec 0; is columns.id unique?"
+                )
+        starts = np.flatnonzero(arrays.user_starts(first.column("_u")))
+        self.offsets = np.append(starts, first.num_rows).astype(np.int64)
+        self.users = first.column("_u").take(pa.array(starts, pa.int64())).combine_chunks()
+        self.row_id = key
+        self.feature_arrays: dict[str, np.ndarray] = {}
+        for f in setup.features:
+            if f.kind == "time":
+                t_us = arrays.numpy(first.column("_o"), np.int64)
+                lengths = np.diff(self.offsets)
+                firsts = np.repeat(t_us[self.offsets[:-1]], lengths)
+                self.feature_arrays[f.name] = (t_us - firsts) / 1e6
+            elif f.kind == "code":
+                col = first.column(f.column)
+                self.feature_arrays[f.name] = np.where(
+                    arrays.valid(col), arrays.numpy(col, np.int64), 0
+                )
+            else:
+                col = first.column(f.column)
+                self.feature_arrays[f.name] = np.where(
+                    arrays.valid(col), arrays.doubles(col), np.nan
+                )
+
+    def __len__(self) -> int:
+        return len(self.users)
 
     def close(self) -> None:
-        """Close the connection and drop it (and the materialized rows)."""
-        if self.con is not None:
-            try:
-                self.con.close()
-            except duckdb.Error:  # pragma: no cover
-                pass
-        self.con = None
-        self.table = pa.table({})
+        """Drop the events."""
+        self.events = []
 
     def compute(self, pos: np.ndarray) -> _Block:
-        """Targets and features of the users at ``pos`` (sorted positions into this runner's
-        users)."""
-        prog = self.prog
-        c = self.counts[pos]
-        s = self.starts[pos]
-        n = int(c.sum())
-        if pos.size and int(pos[-1] - pos[0]) + 1 == pos.size:
-            chunk = self.table.slice(int(s[0]), n)
+        """Targets and features of this runner's users at ``pos`` (in that order)."""
+        a, b = self.offsets[pos], self.offsets[pos + 1]
+        lengths = b - a
+        n = int(lengths.sum())
+        if pos.size and np.all(np.diff(pos) == 1):
+            rows = np.arange(int(a[0]), int(b[-1]), dtype=np.int64)
+            sl: slice | None = slice(int(a[0]), int(b[-1]))
         else:
-            rows = np.repeat(s - (np.cumsum(c) - c), c) + np.arange(n)
-            chunk = self.table.take(pa.array(rows))
-        key = chunk.column(prog.key).to_numpy().astype(np.int64, copy=False)
-
-        scalar = [t for t in prog.targets if t.k is None]
-        scal = np.empty((len(scalar), n), np.float64)
+            rows = np.repeat(a - np.cumsum(lengths) + lengths, lengths) + np.arange(n)
+            sl = None
+        targets = self.setup.targets
+        scalar = [t for t in targets if t.width is None]
         where = {t.name: i for i, t in enumerate(scalar)}
-        topk: dict[str, torch.Tensor] = {}
-        for i, sql in enumerate(prog.sqls):
-            out = self._run(prog.specs[i].timezone, sql, chunk)
-            split = prog.scans[i]
-            if split is not None:
-                out = engine.finish_scan(out, prog.plans[i], split)
-            got = out.column(prog.out_key).to_numpy()
-            if not np.array_equal(got, key):
-                raise DataError(
-                    "rows came back in another order than expected; is columns.id unique? "
-                    f"(spec {i}, users {prog.users.take(pa.array(self.index[pos[:3]])).to_pylist()}...)"
-                )
-            for t in prog.targets:
+        scal = np.empty((len(scalar), n), np.float64)
+        lists: dict[str, torch.Tensor] = {}
+        for i, (prog, ev) in enumerate(zip(self.programs, self.events)):
+            sub = (
+                ev.slice(sl.start, sl.stop - sl.start)
+                if sl is not None
+                else ev.take(pa.array(rows))
+            )
+            got = compute_arrays(prog, sub, self.kernel_threads)
+            for t in targets:
                 if t.spec != i:
                     continue
-                col = out.column(t.name)
-                if t.k is None:
-                    scal[where[t.name]] = col.to_numpy()
+                values, ok = got[t.name]
+                values = np.where(ok, values, np.nan)
+                if t.width is None:
+                    scal[where[t.name]] = values
                 else:
-                    flat = np.array(pc.list_flatten(col).to_numpy(zero_copy_only=False), np.float64)
-                    topk[t.name] = torch.from_numpy(flat.reshape(n, t.k)).to(self.dtype)
-
+                    lists[t.name] = torch.from_numpy(np.ascontiguousarray(values)).to(self.dtype)
         feats: dict[str, torch.Tensor] = {}
-        for f in prog.features:
-            if f.kind == "time":
-                t_us = chunk.column(_TIME).to_numpy()
-                first = np.repeat(t_us[np.cumsum(c) - c], c)
-                feats[f.name] = torch.from_numpy((t_us - first) / 1e6).to(self.dtype)
-            elif f.kind == "code":
-                feats[f.name] = torch.from_numpy(chunk.column(f.column).to_numpy().copy())
-            else:
-                arr = chunk.column(f.column).to_numpy(zero_copy_only=False)
-                feats[f.name] = torch.from_numpy(np.array(arr, np.float64)).to(self.dtype)
+        for f in self.setup.features:
+            arr = self.feature_arrays[f.name][rows]
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+            feats[f.name] = t if f.kind == "code" else t.to(self.dtype)
         return _Block(
-            index=self.index[pos],
-            lengths=c,
-            row_id=torch.from_numpy(key.copy()),
+            lengths=lengths,
+            row_id=torch.from_numpy(self.row_id[rows]),
             features=feats,
             scalars=torch.from_numpy(scal).to(self.dtype),
-            topk=topk,
+            lists=lists,
         )
 
-    def _run(self, timezone: str, sql: str, chunk: pa.Table) -> pa.Table:
-        con = self.con
-        if con is None:
-            raise SqlTargetsError("this dataset's connection was closed (the process is exiting)")
-        if timezone != self.timezone:
-            con.execute(f"SET TimeZone = {literal(timezone)}")
-            self.timezone = timezone
-        con.register(_CHUNK, chunk)
-        try:
-            return engine.run_table(sql, con)
-        finally:
-            con.unregister(_CHUNK)
 
-
-# Runners inherited through fork belong to the parent: never closed (or garbage collected)
-# in the child, whose copy of DuckDB's state must not be touched.
+# Runners inherited through fork belong to the parent: never touched in the child.
 _INHERITED: list[_Runner] = []
-# This process's open runners, closed at exit (before the interpreter tears duckdb down).
-_OPEN: weakref.WeakSet[_Runner] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_open_runners() -> None:
-    for runner in list(_OPEN):
-        if runner.pid == os.getpid():
-            runner.close()
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -611,18 +500,17 @@ def _bounds(a: int, b: int, max_len: int | None, keep: str) -> tuple[int, int]:
 class _Items:
     """Slices items out of flat columns (a :class:`_Block`, or the whole dataset)."""
 
-    def __init__(self, prog: _Program, max_len: int | None, keep: str) -> None:
-        self.prog = prog
+    def __init__(self, setup: _Setup, max_len: int | None, keep: str) -> None:
+        self.int_users = setup.int_users
         self.max_len = max_len
         self.keep = keep
-        self.order = [(t.name, t.k) for t in prog.targets]
-        scalar = [t.name for t in prog.targets if t.k is None]
+        self.order = [(t.name, t.width) for t in setup.targets]
+        scalar = [t.name for t in setup.targets if t.width is None]
         self.scalar_row = {name: i for i, name in enumerate(scalar)}
-        self.names = tuple(prog.target_names)
+        self.names = tuple(setup.target_names)
 
-    def user(self, i: int, users: list[Any] | None = None) -> Any:
-        value = self.prog.users[i].as_py() if users is None else users[i]
-        return torch.tensor(value, dtype=torch.int64) if self.prog.int_users else value
+    def user(self, value: Any) -> Any:
+        return torch.tensor(value, dtype=torch.int64) if self.int_users else value
 
     def item(
         self,
@@ -632,20 +520,20 @@ class _Items:
         row_id: torch.Tensor,
         features: Mapping[str, torch.Tensor],
         scalars: torch.Tensor,
-        topk: Mapping[str, torch.Tensor],
+        lists: Mapping[str, torch.Tensor],
     ) -> Item:
         a, b = _bounds(a, b, self.max_len, self.keep)
         it = Item(targets=self.names)
-        it["user"] = user
+        it["user"] = self.user(user)
         it["row_id"] = row_id[a:b].clone()
         it["length"] = torch.tensor(b - a, dtype=torch.int64)
         for name, col in features.items():
             it[name] = col[a:b].clone()
-        for name, k in self.order:
+        for name, width in self.order:
             it[name] = (
                 scalars[self.scalar_row[name], a:b].clone()
-                if k is None
-                else topk[name][a:b].clone()
+                if width is None
+                else lists[name][a:b].clone()
             )
         return it
 
@@ -695,49 +583,43 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
         temp_directory: str | None = None,
     ) -> None:
         _check_common(max_len, keep, users_per_chunk)
-        prog = _compile(specs, source, features, connection, threads, memory_limit)
+        setup = _setup(specs, source, features, connection, threads, memory_limit)
         self.max_len = max_len
         self.keep = keep
-        n_users = len(prog.users)
         runner = _Runner(
-            prog,
-            np.arange(n_users),
-            threads=threads,
-            memory_limit=memory_limit,
-            temp_directory=temp_directory,
-            dtype=dtype,
-        )
-        try:
-            blocks = [
-                runner.compute(np.arange(n_users)[sl]) for sl in _chunks(n_users, users_per_chunk)
-            ]
-        finally:
-            runner.close()
-        self._users = prog.user_values()
-        self._offsets = np.concatenate([[0], np.cumsum(prog.counts)]).astype(np.int64)
+            setup, None, threads=threads, memory_limit=memory_limit,
+            temp_directory=temp_directory, dtype=dtype,
+            kernel_threads=threads or min(2, os.cpu_count() or 1),
+        )  # fmt: skip
+        n_users = len(runner)
+        blocks = [
+            runner.compute(np.arange(n_users)[sl]) for sl in _chunks(n_users, users_per_chunk)
+        ]
+        runner.close()
+        self._users = runner.users.to_pylist()
+        self._offsets = runner.offsets
         self._row_id = (
             torch.cat([b.row_id for b in blocks]) if blocks else torch.empty(0, dtype=torch.int64)
         )
-        names = prog.feature_names
         self._features = {
             f: torch.cat([b.features[f] for b in blocks]) if blocks else torch.empty(0)
-            for f in names
+            for f in setup.feature_names
         }
-        scalar = [t for t in prog.targets if t.k is None]
+        scalar = [t for t in setup.targets if t.width is None]
         self._scalars = (
             torch.cat([b.scalars for b in blocks], dim=1)
             if blocks
             else torch.empty(len(scalar), 0, dtype=dtype)
         )
-        self._topk = {
-            t.name: torch.cat([b.topk[t.name] for b in blocks])
+        self._lists = {
+            t.name: torch.cat([b.lists[t.name] for b in blocks])
             if blocks
-            else torch.empty(0, t.k or 1, dtype=dtype)
-            for t in prog.targets
-            if t.k is not None
+            else torch.empty(0, t.width or 1, dtype=dtype)
+            for t in setup.targets
+            if t.width is not None
         }
-        self._prog = replace(prog, arrow=None)  # the input is no longer needed
-        self._items = _Items(self._prog, max_len, keep)
+        self._setup = replace(setup, input=_src.Input(setup.input.source, setup.input.label))
+        self._items = _Items(self._setup, max_len, keep)
 
     def __len__(self) -> int:
         return len(self._users)
@@ -751,13 +633,7 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
             raise IndexError(f"user index {index} out of range for {n} users")
         a, b = int(self._offsets[i]), int(self._offsets[i + 1])
         return self._items.item(
-            self._items.user(i, self._users),
-            a,
-            b,
-            self._row_id,
-            self._features,
-            self._scalars,
-            self._topk,
+            self._users[i], a, b, self._row_id, self._features, self._scalars, self._lists
         )
 
     @property
@@ -774,12 +650,12 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
     @property
     def target_names(self) -> list[str]:
         """The target keys of an item, in spec order."""
-        return self._prog.target_names
+        return self._setup.target_names
 
     @property
     def feature_names(self) -> list[str]:
         """The feature keys of an item."""
-        return self._prog.feature_names
+        return self._setup.feature_names
 
     def __repr__(self) -> str:
         return (
@@ -835,8 +711,8 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         temp_directory: str | None = None,
     ) -> None:
         _check_common(max_len, keep, users_per_chunk)
-        self._prog = _compile(specs, source, features, connection, threads, memory_limit)
-        self._items = _Items(self._prog, max_len, keep)
+        self._setup = _setup(specs, source, features, connection, threads, memory_limit)
+        self._items = _Items(self._setup, max_len, keep)
         self.users_per_chunk = users_per_chunk
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
@@ -856,7 +732,7 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         return state
 
     def __len__(self) -> int:
-        return len(self._prog.users)
+        return len(self._setup.users)
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the epoch the next passes shuffle with (reaches workers that start after it:
@@ -866,72 +742,66 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     @property
     def users(self) -> list[Any]:
         """All user ids, in sorted order (not the order of iteration)."""
-        return self._prog.user_values()
+        return self._setup.user_values()
 
     @property
     def target_names(self) -> list[str]:
         """The target keys of an item, in spec order."""
-        return self._prog.target_names
+        return self._setup.target_names
 
     @property
     def feature_names(self) -> list[str]:
         """The feature keys of an item."""
-        return self._prog.feature_names
+        return self._setup.feature_names
 
-    def _runner_for(self, index: np.ndarray, in_worker: bool) -> _Runner:
+    def _runner_for(self, shard: tuple[int, int] | None, in_worker: bool) -> _Runner:
         runner = self._runner
         if runner is not None and runner.pid != os.getpid():
             _INHERITED.append(runner)  # forked from another process: leave it alone
             runner = None
-        if runner is not None and not np.array_equal(runner.index, index):
-            runner.close()
+        if runner is not None and runner.shard != shard:
             runner = None
         if runner is None:
             threads = self.threads or (1 if in_worker else min(2, os.cpu_count() or 1))
             runner = _Runner(
-                self._prog,
-                index,
-                threads=threads,
-                memory_limit=self.memory_limit,
-                temp_directory=self.temp_directory,
-                dtype=self.dtype,
-            )
+                self._setup, shard, threads=threads, memory_limit=self.memory_limit,
+                temp_directory=self.temp_directory, dtype=self.dtype,
+                kernel_threads=1 if in_worker else threads,
+            )  # fmt: skip
             self._runner = runner
-            _OPEN.add(runner)
         return runner
 
     def __iter__(self) -> Iterator[Item]:
         info = get_worker_info()
-        shard, shards = (info.id, info.num_workers) if info is not None else (0, 1)
-        index = np.arange(shard, len(self._prog.users), shards, dtype=np.int64)
+        shard = (info.id, info.num_workers) if info is not None and info.num_workers > 1 else None
+        runner = self._runner_for(shard, info is not None)
         self._passes += 1
-        if index.size == 0:
+        n = len(runner)
+        if n == 0:
             return
-        order = np.arange(index.size)
+        order = np.arange(n)
         if self.shuffle:
+            w = info.id if info is not None else 0
             if self._epoch is not None:
-                entropy = [self.seed, self._epoch, shard]
+                entropy = [self.seed, self._epoch, w]
             else:
-                entropy = [self.seed, self._passes, info.seed if info is not None else 0, shard]
-            order = np.random.default_rng(entropy).permutation(index.size)
-        runner = self._runner_for(index, info is not None)
+                entropy = [self.seed, self._passes, info.seed if info is not None else 0, w]
+            order = np.random.default_rng(entropy).permutation(n)
         items = self._items
-        for sl in _chunks(order.size, self.users_per_chunk):
+        users = runner.users
+        for sl in _chunks(n, self.users_per_chunk):
             want = order[sl]
-            pos = np.sort(want)
-            block = runner.compute(pos)
+            block = runner.compute(want)
             offsets = np.concatenate([[0], np.cumsum(block.lengths)])
-            at = {int(p): j for j, p in enumerate(pos)}
-            for p in want:
-                j = at[int(p)]
+            for j, p in enumerate(want):
                 yield items.item(
-                    items.user(int(block.index[j])),
+                    users[int(p)].as_py(),
                     int(offsets[j]),
                     int(offsets[j + 1]),
                     block.row_id,
                     block.features,
                     block.scalars,
-                    block.topk,
+                    block.lists,
                 )
 
     def __repr__(self) -> str:

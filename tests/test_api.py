@@ -204,17 +204,32 @@ def test_write_is_atomic(tx: pa.Table, tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_explain_variants(tx: pa.Table, tmp_path: Path) -> None:
-    sql = sqltargets.explain(SPEC)
+    sql = sqltargets.explain(SPEC, engine="sql")
     assert 'FROM "transactions"' in sql and "rowid" in sql
     pq.write_table(tx, tmp_path / "x.parquet")
-    sql = sqltargets.explain(SPEC, source=tmp_path / "x.parquet")
+    sql = sqltargets.explain(SPEC, source=tmp_path / "x.parquet", engine="sql")
     assert "READ_PARQUET(" in sql and "file_row_number" in sql
-    # the statement explain prints is exactly what engine="sql" runs
+    # the portable statement explain prints is exactly what engine="sql" runs
     shell = duckdb.connect().sql(sql).to_arrow_table()
     assert shell.equals(sqltargets.generate(SPEC, tx, engine="sql"))
-    scanned = sqltargets.generate(SPEC, tx)  # same values, up to rounding of sums
+    native = sqltargets.generate(SPEC, tx)  # same values, up to rounding of sums
     names = [t["name"] for t in SPEC["targets"]]
-    assert not diff(shell, scanned, names, ["user_id", "row_id"], limit=3)
+    assert not diff(shell, native, names, ["user_id", "row_id"], limit=3)
+
+
+def test_explain_prints_the_native_program(tx: pa.Table, tmp_path: Path) -> None:
+    pq.write_table(tx, tmp_path / "x.parquet")
+    text = sqltargets.explain(SPEC, source=tmp_path / "x.parquet")
+    comments = [line for line in text.splitlines() if line.startswith("--   ")]
+    assert [c.split(":")[0].strip("- ") for c in comments] == [t["name"] for t in SPEC["targets"]]
+    # the prologue is the events the kernels read: every input row, sorted by user and time
+    events = duckdb.connect().sql(text).to_arrow_table()
+    assert events.num_rows == tx.num_rows
+    got = events.select(["_u", "_tb"]).to_pylist()
+    want = sqltargets.generate(SPEC, tx).select(["user_id", "row_id"]).to_pylist()
+    assert [(r["_u"], r["_tb"]) for r in got] == [(r["user_id"], r["row_id"]) for r in want]
+    with pytest.raises(sqltargets.SqlTargetsError, match="native program runs on DuckDB only"):
+        sqltargets.explain(SPEC, dialect="spark", engine="native")
     with pytest.raises(sqltargets.SqlTargetsError, match=r"dialect.*'postgre'.*duckdb"):
         sqltargets.explain(SPEC, dialect="postgre")
     with pytest.raises(sqltargets.SourceError, match="Arrow"):

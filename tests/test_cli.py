@@ -83,7 +83,7 @@ def test_explain_prints_one_statement(capsys: pytest.CaptureFixture[str], spec_f
 def test_explain_input_runs_and_equals_api(
     capsys: pytest.CaptureFixture[str], spec_file: Path, data: Path
 ) -> None:
-    code, out, _ = run(capsys, "explain", spec_file, "--input", data)
+    code, out, _ = run(capsys, "explain", spec_file, "--input", data, "--engine", "sql")
     assert code == 0
     got = duckdb.connect().sql(out.rstrip().rstrip(";")).to_arrow_table()
     want = sqltargets.generate(SPEC, data, engine="sql")  # exactly the statement explain prints

@@ -1,4 +1,4 @@
-"""`sqltargets explain --input` output runs unchanged in the real DuckDB shell (duckdb-cli)
+"""`sqltargets explain --engine sql --input` output runs unchanged in the real DuckDB shell (duckdb-cli)
 and gives the same values as the API; the no-input SQL runs over a `transactions` table."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def shell_table(sql: str, tmp: Path, cwd: Path | None = None) -> pa.Table:
 
 
 def test_explain_input_runs_in_duckdb_shell(data: Path, tmp_path: Path) -> None:
-    sql = sqltargets.explain(EXAMPLE, source=data)
+    sql = sqltargets.explain(EXAMPLE, source=data, engine="sql")
     got = shell_table(sql, tmp_path)
     want = sqltargets.generate(EXAMPLE, data)
     names = [t.name for t in sqltargets.load(EXAMPLE).targets]
@@ -61,7 +61,7 @@ def test_explain_relative_glob_in_shell(
 ) -> None:
     # the statement reads the path as given, so it runs from the folder it was written for
     monkeypatch.chdir(data.parent)
-    sql = sqltargets.explain(EXAMPLE, source="data/*.parquet")
+    sql = sqltargets.explain(EXAMPLE, source="data/*.parquet", engine="sql")
     assert "'data/*.parquet'" in sql
     got = shell_table(sql, tmp_path, cwd=data.parent)
     want = sqltargets.generate(EXAMPLE, data)
@@ -70,7 +70,7 @@ def test_explain_relative_glob_in_shell(
 
 
 def test_no_input_sql_reads_transactions_table(data: Path, tmp_path: Path) -> None:
-    sql = sqltargets.explain(EXAMPLE)
+    sql = sqltargets.explain(EXAMPLE, engine="sql")
     # a table whose insertion order (rowid) is the input order: files by name, rows in order
     load = (
         "CREATE TABLE transactions AS SELECT * EXCLUDE (filename, file_row_number) FROM "
@@ -106,12 +106,12 @@ def test_no_input_sql_with_time_type(time_type: str, tmp_path: Path) -> None:
         f"CREATE TABLE transactions AS SELECT user_id, CAST(to_timestamp(ts) AS {kind}) AS ts, amount, mcc, channel FROM raw"
     )
     spec = {**yaml.safe_load(EXAMPLE.read_text()), "timezone": "Asia/Kolkata"}
-    sql = sqltargets.explain(spec, time_type=time_type)
+    sql = sqltargets.explain(spec, time_type=time_type, engine="sql")
     got = con.sql(sql).to_arrow_table()
     want = sqltargets.generate(spec, "transactions", connection=con)
     names = [x.name for x in sqltargets.load(spec).targets]
     assert diff(got, want, names, ["user_id", "row_id"]) == []
     if time_type == "timestamptz":  # planned as a naive timestamp, the days would shift
-        naive = con.sql(sqltargets.explain(spec)).to_arrow_table()
+        naive = con.sql(sqltargets.explain(spec, engine="sql")).to_arrow_table()
         assert diff(naive, want, names, ["user_id", "row_id"]) != []
     assert main(["explain", str(EXAMPLE), "--time-type", "dat"]) == 1

@@ -20,23 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .aggregates import AGGREGATIONS, output_type, reads
 from .spec import PERIODS, Target, TargetSet
 
 TIME_KINDS = ("timestamptz", "timestamp", "date", "integer")
-
-#: Primitive aggregates each target agg is computed from.
-MEASURES_OF: dict[str, tuple[str, ...]] = {
-    "sum": ("sum",),
-    "count": ("count_star",),
-    "mean": ("sum", "count_value"),
-    "min": ("min",),
-    "max": ("max",),
-    "std": ("std",),
-    "first": ("first",),
-    "last": ("last",),
-    "count_distinct": ("count_distinct",),
-    "top_k": ("top_k",),
-}
 
 
 @dataclass(frozen=True)
@@ -50,11 +37,16 @@ class Filter:
 
 @dataclass(frozen=True)
 class Value:
-    """An aggregated input column; ``numeric`` values are read as DOUBLE."""
+    """An aggregated input column, read as ``kind``: ``number`` (DOUBLE), ``raw`` (as it is,
+    for count_distinct) or ``code`` (MCC codes: integers, strings of digits parsed)."""
 
     id: str
     column: str
-    numeric: bool
+    kind: str
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind == "number"
 
 
 @dataclass(frozen=True)
@@ -97,6 +89,7 @@ class Output:
     target: Target
     relation: str  # "e" for frames; "cur_<period>" / "next_<period>" for grouped windows
     measures: dict[str, Measure] = field(hash=False)
+    type: str = "double"  # "int64", "double" or "list" (list<double>)
 
 
 @dataclass(frozen=True)
@@ -111,17 +104,22 @@ class Plan:
     frames: tuple[Frame, ...]
     groups: tuple[Grouped, ...]
     outputs: tuple[Output, ...]
-    needs_elapsed: bool  # rolling/future windows present
+    needs_elapsed: bool  # rolling/future windows or elapsed times present
     needs_order_key: bool  # first/last present
     mcc_text: bool = False  # the MCC column holds strings (of digits, we hope)
+    extra: tuple[Value, ...] = ()  # values asked for beyond the targets' (see build)
 
 
 def build(
-    ts: TargetSet, time_kind: str | None = None, numeric: dict[str, bool] | None = None
+    ts: TargetSet,
+    time_kind: str | None = None,
+    numeric: dict[str, bool] | None = None,
+    extra: tuple[tuple[str, str], ...] = (),
 ) -> Plan:
     """Plan ``ts``. ``time_kind`` is the time column's kind (default from the spec:
     ``integer`` when ``time.unit`` is set, else ``timestamp``); ``numeric`` says which
-    columns are numeric (default: all)."""
+    columns are numeric (default: all). ``extra`` lists more (column, kind) values the
+    events carry (features of the torch datasets); ``Plan.extra`` holds their values."""
     if time_kind is None:
         time_kind = "integer" if ts.time.unit else "timestamp"
     if time_kind not in TIME_KINDS:
@@ -142,10 +140,9 @@ def build(
             fkey = (t.mcc, t.where)
             f = filters.setdefault(fkey, Filter(f"f{len(filters)}", t.mcc, t.where))
         v = None
-        if fn != "count_star":
-            is_numeric = fn != "count_distinct"
-            vkey = (t.value, is_numeric)
-            v = values.setdefault(vkey, Value(f"v{len(values)}", t.value, is_numeric))
+        kind = reads(t.agg, t.value == ts.columns.mcc)
+        if fn != "count_star" and kind != "nothing":
+            v = values.setdefault((t.value, kind), Value(f"v{len(values)}", t.value, kind))
         key = (fn, v.id if v else None, f.id if f else None, t.k if fn == "top_k" else None)
         if key not in bucket:
             bucket[key] = Measure(f"m{counter[0]}", fn, v, f, t.k if fn == "top_k" else None)
@@ -166,11 +163,11 @@ def build(
         else:
             bucket = frames.setdefault((w.kind, w.period, w.length), {})
             relation = "e"
-        fns = MEASURES_OF[t.agg]
+        fns = AGGREGATIONS[t.agg].measures
         if t.agg == "mean" and (t.value, t.mcc, t.where, t.window) not in summed:
             fns = ("avg",)
         ms = {fn: measure(bucket, fn, t) for fn in fns}
-        outputs.append(Output(t, relation, ms))
+        outputs.append(Output(t, relation, ms, output_type(t.agg, t.value == ts.columns.mcc)))
 
     frame_list = tuple(
         Frame(f"w{i}", kind, period, length, tuple(b.values()))
@@ -190,8 +187,12 @@ def build(
     fns = {m.fn for f in frame_list for m in f.measures} | {
         m.fn for g in group_list for m in g.measures
     }
+    extras = tuple(
+        values.setdefault((col, kind), Value(f"v{len(values)}", col, kind)) for col, kind in extra
+    )
     return Plan(
         spec=ts,
+        extra=extras,
         time_kind=time_kind,
         filters=tuple(filters.values()),
         values=tuple(values.values()),
@@ -199,7 +200,9 @@ def build(
         frames=frame_list,
         groups=group_list,
         outputs=tuple(outputs),
-        needs_elapsed=any(f.kind in ("rolling", "future") for f in frame_list),
+        needs_elapsed=any(
+            t.window.kind in ("rolling", "future") or t.agg == "elapsed" for t in ts.targets
+        ),
         needs_order_key=bool(fns & {"first", "last"}),
         mcc_text=numeric.get(ts.columns.mcc, True) is False,
     )

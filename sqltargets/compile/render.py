@@ -15,7 +15,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import SqlTargetsError
-from ..execute.scan import ScanSplit
 from . import where as where_mod
 from .plan import Frame, Plan
 from .spec import UNIT_US
@@ -149,19 +147,24 @@ def _frame_sql(fr: Frame, elapsed: str, order: str) -> str:
     )
 
 
+def mcc_code_sql(mcc_col: str, text: bool) -> str:
+    """The MCC code of a row as an INTEGER (NULL when it is not one). A string MCC counts
+    only when it is digits (spaces around allowed): a plain TRY_CAST would also read
+    '5411.7', '1e3' or '0x10' as codes."""
+    if text:
+        return (
+            f"TRY_CAST(CASE WHEN regexp_full_match({mcc_col}, ' *[0-9]+ *') "
+            f"THEN {mcc_col} END AS INTEGER)"
+        )
+    return f"TRY_CAST({mcc_col} AS INTEGER)"
+
+
 def _filter_sql(
     mcc: tuple[tuple[int, int], ...] | None, where: str | None, mcc_col: str, text: bool
 ) -> str:
     parts = []
     if mcc is not None:
-        # a string MCC counts only when it is digits (spaces around allowed): a plain
-        # TRY_CAST would also read '5411.7', '1e3' or '0x10' as codes
-        code = (
-            f"TRY_CAST(CASE WHEN regexp_full_match({mcc_col}, ' *[0-9]+ *') "
-            f"THEN {mcc_col} END AS INTEGER)"
-            if text
-            else f"TRY_CAST({mcc_col} AS INTEGER)"
-        )
+        code = mcc_code_sql(mcc_col, text)
         singles = [lo for lo, hi in mcc if lo == hi]
         ranges = [(lo, hi) for lo, hi in mcc if lo != hi]
         terms = []
@@ -174,15 +177,16 @@ def _filter_sql(
     return " AND ".join(parts)
 
 
-def context(
-    plan: Plan,
-    source: Source,
-    scan: ScanSplit | None = None,
-    events_table: str = "",
-    events_only: bool = False,
-) -> dict[str, object]:
-    """Everything the templates see, quoted. With ``scan``, the statement leaves out the
-    scanned targets (and their window measures) and appends the scan's hidden columns."""
+def _value_sql(kind: str, column: str, mcc_col: str, text: bool) -> str:
+    if kind == "number":
+        return f"CAST({column} AS DOUBLE)"
+    if kind == "code":
+        return f"CAST({mcc_code_sql(column, text)} AS BIGINT)"
+    return column
+
+
+def context(plan: Plan, source: Source) -> dict[str, object]:
+    """Everything the templates see, quoted."""
     ts = plan.spec
     cols = ts.columns
     elapsed_differs = plan.time_kind == "timestamp" and ts.timezone != "UTC"
@@ -195,32 +199,10 @@ def context(
         where.append(shard_condition(cols.user, *source.shard))
     frames = list(plan.frames)
     groups = list(plan.groups)
-    if scan is not None:  # windows, GROUP BYs and joins only for the targets left to SQL
-        left = [o for o in plan.outputs if o.target.name not in scan.names]
-        used = {m.id for o in left for m in o.measures.values()}
-        frames = [
-            dataclasses.replace(fr, measures=tuple(m for m in fr.measures if m.id in used))
-            for fr in frames
-        ]
-        frames = [fr for fr in frames if fr.measures]
-        kept = []
-        for g in groups:
-            cur = any(o.relation == f"cur_{g.period}" for o in left)
-            nxt = any(o.relation == f"next_{g.period}" for o in left)
-            measures = tuple(m for m in g.measures if m.id in used)
-            if measures and (cur or nxt):
-                kept.append(
-                    dataclasses.replace(g, measures=measures, join_current=cur, join_next=nxt)
-                )
-        groups = kept
     return {
         "groups": groups,
         "plan": plan,
         "frames": frames,
-        "events_table": events_table,
-        "events_only": events_only,
-        "scanned": scan.names if scan is not None else frozenset(),
-        "hidden": list(scan.hidden) if scan is not None else [],
         "source": source,
         "base_where": where,
         "c": {
@@ -240,6 +222,10 @@ def context(
         "filter_sql": {
             f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc), plan.mcc_text) for f in plan.filters
         },
+        "value_sql": {
+            v.id: _value_sql(v.kind, ident(v.column), ident(cols.mcc), plan.mcc_text)
+            for v in plan.values
+        },
         "frame_sql": {
             fr.id: _frame_sql(
                 fr,
@@ -253,37 +239,28 @@ def context(
 
 
 def render_raw(
-    plan: Plan,
-    source: Source,
-    scan: ScanSplit | None = None,
-    events_table: str = "",
-    events_only: bool = False,
+    plan: Plan, source: Source, template: str = "targets.sql.j2", **extra: object
 ) -> str:
     """The template output, before sqlglot."""
-    ctx = context(plan, source, scan, events_table, events_only)
+    ctx = context(plan, source)
+    ctx.update(extra)
     try:
-        return _env().get_template("targets.sql.j2").render(**ctx)
+        return _env().get_template(template).render(**ctx)
     except jinja2.TemplateError as e:
-        name = getattr(e, "name", None) or "targets.sql.j2"
+        name = getattr(e, "name", None) or template
         raise SqlTargetsError(f"template {name} failed: {e}") from e
 
 
-def render(
-    plan: Plan,
-    source: Source,
-    dialect: str = "duckdb",
-    pretty: bool = True,
-    scan: ScanSplit | None = None,
-    *,
-    events_table: str = "",
-    events_only: bool = False,
-) -> str:
-    """One SQL statement for ``plan`` reading ``source``, in ``dialect``; with ``scan``
-    (DuckDB only), the statement the scan engine runs (see :mod:`sqltargets.execute.scan`).
+def _parse(raw: str, template: str) -> exp.Expression:
+    try:
+        return sqlglot.parse_one(raw, read="duckdb")
+    except sqlglot.errors.ParseError as e:
+        raise SqlTargetsError(f"template {template} rendered SQL that does not parse: {e}") from e
 
-    The engine may run it in two statements: ``events_only`` gives the first (the events,
-    with their keys, values and filters: materialize it as a table), and ``events_table``
-    (a quoted name) the second, reading that table."""
+
+def render(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = True) -> str:
+    """The portable statement: one SQL statement for ``plan`` reading ``source``, in
+    ``dialect`` (what ``explain --engine sql`` prints and the DuckDB shell and Spark run)."""
     if dialect not in DIALECTS:
         from ..errors import did_you_mean
 
@@ -291,17 +268,17 @@ def render(
             f"dialect: {dialect!r} is not supported; expected one of: {', '.join(DIALECTS)}"
             f"{did_you_mean(dialect, DIALECTS)}"
         )
-    if scan is not None and dialect != "duckdb":
-        raise SqlTargetsError("the scan engine's statement is DuckDB only")
-    raw = render_raw(plan, source, scan, events_table, events_only)
-    try:
-        tree = sqlglot.parse_one(raw, read="duckdb")
-    except sqlglot.errors.ParseError as e:
-        raise SqlTargetsError(
-            f"template targets.sql.j2 rendered SQL that does not parse: {e}"
-        ) from e
+    tree = _parse(render_raw(plan, source), "targets.sql.j2")
     if dialect == "spark":
         from ..dialects.spark import to_spark
 
         return to_spark(tree, plan, pretty=pretty)
     return tree.sql(dialect=dialect, pretty=pretty)
+
+
+def render_prologue(plan: Plan, source: Source, columns: list[str], pretty: bool = True) -> str:
+    """The native executor's prologue: the events of ``plan`` read from ``source``, with
+    ``columns`` (internal names such as ``_u``, ``_v0``, ``_p_day``), sorted by user and
+    event order (see :mod:`sqltargets.execute.program`)."""
+    raw = render_raw(plan, source, "prologue.sql.j2", prologue_columns=columns)
+    return _parse(raw, "prologue.sql.j2").sql(dialect="duckdb", pretty=pretty)

@@ -1,9 +1,17 @@
-"""Execution on DuckDB: plan, render and run a resolved input; Arrow out (both engines)."""
+"""Execution: plan a resolved input, run it with an engine, Arrow out.
+
+Two engines give the same values (both are proven against the NumPy reference):
+
+- ``native`` (the default): the :class:`~sqltargets.execute.program.Program` — DuckDB runs
+  the relational prologue (read, roles, values, filters, calendar keys, sorted by user and
+  event order), then compiled window kernels compute every target
+  (:mod:`sqltargets.execute.kernels`, :mod:`sqltargets.execute.runner`);
+- ``sql``: DuckDB runs the portable statement, exactly as ``explain --engine sql`` prints it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,12 +21,13 @@ import numpy as np
 import pyarrow as pa
 
 from ..compile.plan import Plan, build
-from ..compile.render import ident, literal, relation_source, render
+from ..compile.render import ROW_ID_COLUMN, ident, literal, relation_source, render
 from ..compile.spec import COUNTING, TargetSet
 from ..errors import SourceError, SqlTargetsError, did_you_mean
-from . import scan as scan_mod
+from . import program as program_mod
 from .connection import connect
 from .connection import message as _msg
+from .runner import compute
 from .source import Input, check_rows, prepare, resolve
 
 # ---------------------------------------------------------------------------------------------
@@ -51,18 +60,22 @@ def run_table(sql: str, con: duckdb.DuckDBPyConnection) -> pa.Table:
         raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
 
 
-#: How targets are computed: ``scan`` (DuckDB runs the statement without the expanding
-#: windows it can leave to :mod:`sqltargets.execute.scan`; the default) or ``sql`` (DuckDB runs the
-#: whole statement, exactly as ``explain`` prints it).
-ENGINES = ("scan", "sql")
+#: How targets are computed: ``native`` (the prologue in DuckDB, then compiled kernels; the
+#: default) or ``sql`` (DuckDB runs the whole portable statement). ``scan`` is the name the
+#: native engine's predecessor had, and still selects it.
+ENGINES = ("native", "sql")
+_ALIASES = {"scan": "native"}
 
 
-def check_engine(engine: str) -> None:
+def check_engine(engine: str) -> str:
+    """The engine's canonical name; an unknown engine is an error."""
+    engine = _ALIASES.get(engine, engine) if isinstance(engine, str) else engine
     if engine not in ENGINES:
         raise SqlTargetsError(
             f"engine: {engine!r} is not supported; expected one of: {', '.join(ENGINES)}"
             f"{did_you_mean(str(engine), ENGINES)}"
         )
+    return engine
 
 
 def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
@@ -72,168 +85,78 @@ def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
         raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
 
 
-def _threads(con: duckdb.DuckDBPyConnection) -> int:
+def threads_of(con: duckdb.DuckDBPyConnection) -> int:
+    """The connection's DuckDB threads (the kernels use as many)."""
     return int(_setting(con, "threads"))
 
 
-def _scan_schema(schema: pa.Schema, plan: Plan, split: scan_mod.ScanSplit) -> pa.Schema:
-    """The result's schema: the statement's, with the scanned targets put in place."""
-    base = list(schema)[: len(schema) - len(split.hidden)]
-    fields = base[:3]
-    rest = iter(base[3:])
-    kinds = {t.name: t.agg for t in split.targets}
-    for o in plan.outputs:
-        name = o.target.name
-        if name in kinds:
-            fields.append(pa.field(name, pa.int64() if kinds[name] == "count" else pa.float64()))
-        else:
-            fields.append(next(rest))
-    return pa.schema(fields)
+def program(
+    ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection, *, order_time: bool = False
+) -> program_mod.Program:
+    """Describe and check the input, plan, and build the native program."""
+    return program_mod.build(prepare(ts, inp, con), inp.source, order_time=order_time)
 
 
-def finish_scan(
-    table: pa.Table, plan: Plan, split: scan_mod.ScanSplit, threads: int = 1
-) -> pa.Table:
-    """The scan engine's second half: compute the scanned targets over the statement's
-    result (sorted by user and event order) and put them in place."""
-    k = len(split.hidden)
-    first = table.num_columns - k
-    work = pa.Table.from_arrays(
-        [table.column(0)] + [table.column(first + i) for i in range(k)],
-        names=["_u"] + [alias for alias, _ in split.hidden],
-    )
-    if threads > 1 and len(split.targets) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(threads) as pool:
-            got = scan_mod.compute(
-                work, "_u", dict(split.periods), list(split.targets),
-                lambda f, xs: list(pool.map(f, xs)),
-            )  # fmt: skip
-    else:
-        got = scan_mod.compute(work, "_u", dict(split.periods), list(split.targets))
-    schema = _scan_schema(table.schema, plan, split)
-    columns = [table.column(i) for i in range(3)]
-    j = 3
-    for f in list(schema)[3:]:
-        if f.name in got:
-            columns.append(pa.chunked_array([got[f.name]], type=f.type))
-        else:
-            columns.append(table.column(j))
-            j += 1
-    return pa.Table.from_arrays(columns, schema=schema)
+def assemble(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.Array]) -> pa.Table:
+    """The output table: the events' user, time and key columns (or one row per user and
+    period), then the targets, from the prologue's ``events`` and the kernels' columns."""
+    ts = prog.spec
+    c = ts.columns
+    if ts.output == "events":
+        cols = [events.column("_u"), events.column("_time"), events.column("_tb")]
+        names = [c.user, c.time, ts.key_column()]
+        cols += [targets[n] for n in prog.names]
+        return pa.Table.from_arrays(cols, names=names + prog.names)
+    return _periods(prog, events, targets)
 
 
-@functools.lru_cache(maxsize=1)
-def _default_memory_limit() -> str:
-    c = duckdb.connect()
-    try:
-        return str(c.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
-    finally:
-        c.close()
+def _periods(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.Array]) -> pa.Table:
+    """One row per user and calendar period present: the first row of each (user, period)
+    segment, ordered by user and period."""
+    from .arrays import numpy as to_numpy
+    from .arrays import user_starts
+
+    period = prog.spec.targets[0].window.period
+    key = to_numpy(events.column(f"_p_{period}"), np.int64, writable=False)
+    user = np.cumsum(user_starts(events.column("_u"))) - 1
+    order = np.lexsort((key, user))  # stable: rows keep event order within a segment
+    u, k = user[order], key[order]
+    first = np.ones(len(order), dtype=bool)
+    if len(order) > 1:
+        first[1:] = (u[1:] != u[:-1]) | (k[1:] != k[:-1])
+    rows = pa.array(order[first], pa.int64())
+    names = [prog.spec.columns.user, "period_start", *prog.names]
+    cols = [
+        events.column("_u").take(rows),
+        events.column(f"_p_{period}").take(rows).cast(pa.date32()),
+    ]
+    cols += [pa.chunked_array([targets[n]]).take(rows) for n in prog.names]
+    return pa.Table.from_arrays(cols, names=names)
 
 
-def _two_statements(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the scan engine materialises the events first: not under a memory limit set
-    for this run (the events table would hold the whole input in memory; the single
-    statement lets DuckDB stream and spill instead)."""
-    return _setting(con, "memory_limit") == _default_memory_limit()
-
-
-def _materialize_events(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection) -> str:
-    """The scan engine's first statement: the events (keys, values, filters) as a temporary
-    table. DuckDB sorts a table about twice as fast as the same rows streaming from Parquet
-    through the projections. Returns the table's quoted name; drop it when done."""
-    name = ident(f"_st_events_{uuid.uuid4().hex[:12]}")
-    sql = render(plan, inp.source, events_only=True)
-    try:
-        con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
-    except duckdb.Error as e:
-        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
-    return name
-
-
-def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    try:
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-    except duckdb.Error:  # pragma: no cover - the connection is gone
-        pass
-
-
-def _sliding_values(plan: Plan) -> frozenset[str]:
-    """Value ids aggregated (not just counted) over rolling and future windows."""
-    return frozenset(
-        m.value.id
-        for fr in plan.frames
-        if fr.kind in ("rolling", "future")
-        for m in fr.measures
-        if m.value is not None and m.value.numeric
-    )
-
-
-def _decimal_values(plan: Plan, con: duckdb.DuckDBPyConnection, events: str) -> frozenset[str]:
-    """Which of those value columns the scan's integer path takes (checked on the events,
-    as :func:`sqltargets.execute.scan.compute` will check the rows it gets, or any subset)."""
-    out = set()
-    wanted = sorted(_sliding_values(plan))
-    if not wanted:
-        return frozenset()
-    try:
-        rows = con.execute(
-            f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {events} GROUP BY _u)"
-        ).fetchall()[0][0]
-        for vid in wanted:
-            col = con.sql(f"SELECT _{vid} FROM {events}").to_arrow_table().column(0)
-            if scan_mod.Values.of(col, int(rows)).cents is not None:
-                out.add(vid)
-    except duckdb.Error as e:
-        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
-    return frozenset(out)
-
-
-def _prepare_scan(
-    plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection, engine: str
-) -> tuple[scan_mod.ScanSplit | None, str]:
-    """What the scan computes, and the name of the materialised events table ("" when the
-    statement reads the input itself)."""
-    if engine != "scan":
-        return None, ""
-    if not _two_statements(con):
-        return scan_mod.split(plan), ""
-    if scan_mod.split(plan, _sliding_values(plan)) is None:
-        return None, ""  # nothing to scan, even if every value column were decimal
-    events = _materialize_events(plan, inp, con)
-    try:
-        return scan_mod.split(plan, _decimal_values(plan, con, events)), events
-    except BaseException:
-        _drop(con, events)
-        raise
-
-
-def _run(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection, engine: str) -> pa.Table:
-    split, events = _prepare_scan(plan, inp, con, engine)
-    try:
-        table = run_table(render(plan, inp.source, scan=split, events_table=events), con)
-    finally:
-        if events:
-            _drop(con, events)
-    return table if split is None else finish_scan(table, plan, split, _threads(con))
+def _run(plan_or_prog: Any, inp: Input, con: duckdb.DuckDBPyConnection, engine: str) -> pa.Table:
+    if engine == "sql":
+        return run_table(render(plan_or_prog, inp.source), con)
+    prog = plan_or_prog
+    events = run_table(prog.prologue, con)
+    return assemble(prog, events, compute(prog, events, threads_of(con)))
 
 
 def execute(
     ts: TargetSet,
     source: Any,
     con: duckdb.DuckDBPyConnection,
-    engine: str = "scan",
+    engine: str = "native",
 ) -> pa.Table:
-    """Check, plan, render and run; the Arrow result, rows out checked against rows in."""
-    check_engine(engine)
+    """Check, plan and run; the Arrow result, rows out checked against rows in."""
+    engine = check_engine(engine)
     inp = resolve(source, ts, con)
     inp.register(con)
     try:
         plan = prepare(ts, inp, con)
         total = check_rows(ts, inp, con)
-        table = _run(plan, inp, con, engine)
+        what = plan if engine == "sql" else program_mod.build(plan, inp.source)
+        table = _run(what, inp, con, engine)
     finally:
         inp.unregister(con)
     if ts.output == "events" and table.num_rows != total:
@@ -251,52 +174,52 @@ def execute_batches(
     own_connection: bool,
     on_total: Callable[[int], None] | None = None,
     shard: tuple[int, int] | None = None,
-    engine: str = "scan",
+    engine: str = "native",
 ) -> pa.RecordBatchReader:
     """Like :func:`execute`, streaming record batches. The connection stays busy until the
     reader is drained or closed. ``shard=(i, n)`` computes only the users of shard i of n.
-    With the scan engine, batches end at a user's last row (a batch holds at most
+    With the native engine, batches end at a user's last row (a batch holds at most
     ``batch_size`` rows, and may hold fewer)."""
-    check_engine(engine)
+    engine = check_engine(engine)
     inp = resolve(source, ts, con)
     if shard is not None:
         inp.source = dataclasses.replace(inp.source, shard=shard)
     inp.register(con)
-    events = ""
-
-    def _cleanup() -> None:
-        if events:
-            _drop(con, events)
-        inp.unregister(con)
-
+    prog = None
     try:
         plan = prepare(ts, inp, con)
         total = check_rows(ts, inp, con)
         if on_total:
             on_total(total)
-        threads = _threads(con)
-        split, events = _prepare_scan(plan, inp, con, engine)
-        sql = render(plan, inp.source, scan=split, events_table=events)
+        threads = threads_of(con)
+        if engine == "sql":
+            sql = render(plan, inp.source)
+        else:
+            prog = program_mod.build(plan, inp.source)
+            sql = prog.prologue
         reader = con.sql(sql).to_arrow_reader(batch_size)
     except duckdb.Error as e:
-        _cleanup()
+        inp.unregister(con)
         raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
     except BaseException:
-        _cleanup()
+        inp.unregister(con)
         raise
 
     def raw() -> Iterator[pa.RecordBatch]:
-        if split is None:
+        if prog is None:
             yield from reader
             return
-        yield from _scan_batches(reader, plan, split, threads, batch_size)
+        if ts.output != "events":  # one row per period: needs every row of a user at once
+            yield from _native_batches(reader, prog, threads, batch_size, whole=True)
+            return
+        yield from _native_batches(reader, prog, threads, batch_size)
 
     def batches() -> Iterator[pa.RecordBatch]:
         seen = 0
         try:
             for batch in raw():
                 seen += batch.num_rows
-                yield batch
+                yield _restore_batch(batch, ts, inp)
             if ts.output == "events" and seen != total:
                 raise SqlTargetsError(f"internal error: {total} rows in but {seen} rows out")
         finally:
@@ -304,36 +227,71 @@ def execute_batches(
                 reader.close()
             finally:
                 try:
-                    _cleanup()
+                    inp.unregister(con)
                 finally:
                     if own_connection:
                         con.close()
 
-    schema = reader.schema if split is None else _scan_schema(reader.schema, plan, split)
+    schema = reader.schema if prog is None else _native_schema(prog, reader.schema)
+    schema = _restore_types(schema.empty_table(), ts, inp).schema
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _scan_batches(
+def _restore_batch(batch: pa.RecordBatch, ts: TargetSet, inp: Input) -> pa.RecordBatch:
+    if inp.arrow_schema is None:
+        return batch
+    table = _restore_types(pa.Table.from_batches([batch]), ts, inp)
+    return table.combine_chunks().to_batches()[0] if table.num_rows else batch
+
+
+def _native_schema(prog: program_mod.Program, prologue: pa.Schema) -> pa.Schema:
+    types = {"int64": pa.int64(), "double": pa.float64(), "list": pa.list_(pa.float64())}
+    ts = prog.spec
+    if ts.output == "events":
+        head = [
+            pa.field(ts.columns.user, prologue.field("_u").type),
+            pa.field(ts.columns.time, prologue.field("_time").type),
+            pa.field(ts.key_column(), prologue.field("_tb").type),
+        ]
+    else:
+        head = [
+            pa.field(ts.columns.user, prologue.field("_u").type),
+            pa.field("period_start", pa.date32()),
+        ]
+    return pa.schema(head + [pa.field(c.name, types[c.type]) for c in prog.calls])
+
+
+def _native_batches(
     reader: pa.RecordBatchReader,
-    plan: Plan,
-    split: scan_mod.ScanSplit,
+    prog: program_mod.Program,
     threads: int,
     batch_size: int,
+    whole: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """The scan over a stream: rows are held back until their user's last row has arrived
-    (a user's windows never cross users), then computed and cut into batches."""
+    """The kernels over a stream: rows are held back until their user's last row has
+    arrived (a user's windows never cross users), then computed and cut into batches."""
+    from .arrays import user_starts
+
+    def finish(events: pa.Table) -> Iterator[pa.RecordBatch]:
+        out = assemble(prog, events, compute(prog, events, threads))
+        yield from out.to_batches(batch_size)
+
     held: pa.Table | None = None  # rows of users that may go on in the next batch
     for batch in reader:
         if batch.num_rows == 0:
             continue
         part = pa.Table.from_batches([batch])
-        codes = scan_mod.user_codes(part.column(0))
-        last = int(np.searchsorted(codes, codes[-1]))  # first row of the batch's last user
-        if held is not None and last == 0:  # one user in this batch: the held one's?
+        if whole:
+            held = part if held is None else pa.concat_tables([held, part])
+            continue
+        starts = np.flatnonzero(user_starts(part.column("_u")))
+        last = int(starts[-1])  # first row of the batch's last user
+        if held is not None:
             pair = pa.chunked_array(
-                [held.column(0).slice(held.num_rows - 1), batch.column(0).slice(0, 1)]
+                [held.column("_u").slice(held.num_rows - 1), batch.column("_u").slice(0, 1)]
             )
-            if scan_mod.user_codes(pair)[1] == 0:
+            continues = not user_starts(pair)[1]
+            if continues and last == 0:
                 held = pa.concat_tables([held, part])
                 continue
         done = [held] if held is not None else []
@@ -341,10 +299,10 @@ def _scan_batches(
             done.append(part.slice(0, last))
         if done:
             ready = pa.concat_tables(done) if len(done) > 1 else done[0]
-            yield from finish_scan(ready, plan, split, threads).to_batches(batch_size)
+            yield from finish(ready.combine_chunks())
         held = part.slice(last)
     if held is not None and held.num_rows:
-        yield from finish_scan(held, plan, split, threads).to_batches(batch_size)
+        yield from finish(held.combine_chunks())
 
 
 def explain_sql(
@@ -353,10 +311,27 @@ def explain_sql(
     con: duckdb.DuckDBPyConnection | None,
     dialect: str,
     time_type: str | None = None,
+    engine: str | None = None,
 ) -> str:
-    """The statement for ``source`` (None: a table named ``transactions``, whose time column
-    is of ``time_type``; by default an integer with ``time.unit``, else a naive TIMESTAMP)."""
+    """The native program (``engine="native"``, the default for DuckDB) or the portable
+    statement (``engine="sql"``, the only one for Spark) for ``source`` (None: a table named
+    ``transactions``, whose time column is of ``time_type``; by default an integer with
+    ``time.unit``, else a naive TIMESTAMP)."""
     from ..compile.plan import TIME_KINDS
+
+    if engine is None:
+        engine = "sql" if dialect != "duckdb" else "native"
+    engine = check_engine(engine)
+    if engine == "native" and dialect != "duckdb":
+        raise SqlTargetsError(
+            f"engine: the native program runs on DuckDB only; for dialect {dialect!r} use "
+            "engine 'sql' (the portable statement)"
+        )
+
+    def text(plan: Plan, source: Any) -> str:
+        if engine == "native":
+            return program_mod.build(plan, source).explain()
+        return render(plan, source, dialect=dialect)
 
     if time_type is not None and time_type not in TIME_KINDS:
         raise SqlTargetsError(
@@ -366,7 +341,7 @@ def explain_sql(
     if source is None:
         plan = build(ts, time_kind=time_type)
         rid = "" if ts.columns.id else "rowid"
-        return render(plan, relation_source("transactions", rid_column=rid), dialect=dialect)
+        return text(plan, relation_source("transactions", rid_column=rid))
     con = con.cursor() if con is not None else connect(threads=1)
     try:
         inp = resolve(source, ts, con, absolute=False)
@@ -377,9 +352,46 @@ def explain_sql(
             inp.unregister(con)
         if inp.arrow_table is not None:
             raise SourceError("explain: an Arrow input has no name the SQL could read; pass a path")
-        return render(plan, inp.source, dialect=dialect)
+        return text(plan, inp.source)
     finally:
         con.close()
 
 
 __all__ = ["COUNTING", "Input", "connect", "execute", "execute_batches", "explain_sql", "resolve"]
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces the torch datasets run (they compose no SQL of their own)
+
+
+def run_prologue(prog: program_mod.Program, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The program's prologue: the events, sorted by user and event order, as Arrow."""
+    con.execute(f"SET TimeZone = {literal(prog.spec.timezone)}")
+    return run_table(prog.prologue, con)
+
+
+def user_counts(
+    ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection
+) -> tuple[pa.Array, np.ndarray]:
+    """Every user of the input, sorted as the prologue sorts them, and its rows."""
+    u = ident(ts.columns.user)
+    table = run_table(
+        f"SELECT {u} AS u, count(*) AS n FROM {inp.scan_sql()} GROUP BY {u} ORDER BY {u}", con
+    )
+    from .arrays import numpy as to_numpy
+
+    return table.column("u").combine_chunks(), to_numpy(table.column("n"), np.int64)
+
+
+def materialize(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Input:
+    """A table or view of a connection as an Arrow input (with its row positions), for
+    processes that cannot reach the connection."""
+    if inp.arrow_table is not None or inp.source.kind != "relation":
+        return inp
+    rid = ROW_ID_COLUMN
+    pos = f", {inp.source.rid_column} AS {rid}" if inp.source.rid else ""
+    table = run_table(f"SELECT *{pos} FROM {inp.source.relation}", con)
+    name = f"_sqltargets_input_{uuid.uuid4().hex[:12]}"
+    src = relation_source(name, rid_column=rid if inp.source.rid else "")
+    schema = table.schema.remove(table.schema.get_field_index(rid)) if inp.source.rid else table.schema
+    return Input(src, label=inp.label, arrow_table=table, name=name, arrow_schema=schema)

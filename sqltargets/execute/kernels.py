@@ -1,0 +1,749 @@
+"""Window kernels: compiled loops over rows sorted by user and event order.
+
+Every target is computed in two steps, each a plain loop compiled by numba
+(``@njit(cache=True, nogil=True)``: no classes, so the functions pickle by reference into
+DataLoader workers, and release the GIL so that targets run on several threads):
+
+1. a **window driver** writes, for every row ``i``, the half-open range of rows
+   ``[lo[i], hi[i])`` that its window covers. Rows are in *scan order*: sorted by user and
+   event order, or (where a calendar key or an elapsed time goes back within a user, as a
+   daylight-saving change can make it) by user and that key, stably. Within a user the
+   ranges never cross into another user, and both ends never decrease from one row to the
+   next, whatever the window kind:
+
+   - ``expanding``: from the first row of the row's segment (user and calendar period) to
+     the row itself (or to the row before it, ``include_current: false``);
+   - ``period``: the row's whole segment; ``next_period``: the segment of the same user
+     whose key is the wanted period (or an empty range);
+   - ``rolling`` / ``future``: rows whose elapsed time is in ``(t - length, t]`` /
+     ``(t + offset, t + offset + length]`` (two pointers);
+   - ``next`` / ``previous``: the n-th active row after / before this one.
+
+2. an **aggregator** walks the rows once, keeping the aggregate of the rows that are
+   *active* (pass the target's filter and have a value) inside the current range.
+   Because both ends only move forward, each row enters and leaves once:
+
+   - sum, min, max, first, last, and moments (for var/std) use two stacks ("SWAG"): a back
+     part accumulated in event order and a front part of suffix aggregates rebuilt when
+     rows must leave. When a range starts at or after everything held (a new calendar
+     segment) the state is reset, so calendar windows accumulate strictly in event order:
+     their sums equal a sequential sum bit for bit, as the NumPy reference computes them;
+   - count_distinct keeps a count per value code; mode a segment tree over a user's value
+     codes (the most frequent, then the smallest); quantile, median and top_k a Fenwick tree
+     over a user's value ranks (the k-th smallest in O(log n)).
+
+Empty windows are found with a prefix count of active rows (exact integers).
+
+Sums over sliding windows (rolling, future) combine rows in another order than a
+sequential sum. :func:`sum_order_risk` bounds how far that can move a result; where the
+bound is not far below the comparison tolerance (huge, non-finite or cancelling values),
+the runner uses :func:`sum_sequential`, which re-adds every window in event order.
+
+>>> import numpy as np
+>>> flags = np.array([True, False, False, True, False])  # two segments: rows 0-2 and 3-4
+>>> lo = np.empty(5, np.int64); hi = np.empty(5, np.int64)
+>>> expanding_ranges(flags, True, lo, hi)
+>>> lo.tolist(), hi.tolist()
+([0, 0, 0, 3, 3], [1, 2, 3, 4, 5])
+>>> x = np.array([1.0, 2.0, 4.0, 8.0, 16.0]); act = np.ones(5, np.bool_)
+>>> out = np.empty(5); scratch = np.empty(5)
+>>> swag(x, act, lo, hi, SUM, out, scratch)
+>>> out.tolist()
+[1.0, 3.0, 7.0, 8.0, 24.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Operations of :func:`swag` (and their identities).
+SUM, MIN, MAX = 0, 1, 2
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _jit(fn):  # type: ignore[no-untyped-def]
+    return njit(cache=True, nogil=True)(fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+@_jit
+def active_count(act, cum):  # type: ignore[no-untyped-def]
+    """``cum[i]`` = active rows before row i (``cum`` has one more entry than ``act``)."""
+    c = 0
+    cum[0] = 0
+    for i in range(act.size):
+        if act[i]:
+            c += 1
+        cum[i + 1] = c
+
+
+@_jit
+def window_counts(cum, lo, hi, out):  # type: ignore[no-untyped-def]
+    """Active rows in each window."""
+    for i in range(lo.size):
+        out[i] = cum[hi[i]] - cum[lo[i]]
+
+
+@_jit
+def _add_saturating(a, b):  # type: ignore[no-untyped-def]
+    # a + b for int64 elapsed times, saturating instead of wrapping (b >= 0)
+    if a > _INT64_MAX - b:
+        return _INT64_MAX
+    return a + b
+
+
+# ---------------------------------------------------------------------------------------------
+# window drivers: [lo, hi) per row
+
+
+@_jit
+def expanding_ranges(seg_start, inclusive, lo, hi):  # type: ignore[no-untyped-def]
+    """From the row's segment start to the row (inclusive) or to the row before it."""
+    s = 0
+    for i in range(seg_start.size):
+        if seg_start[i]:
+            s = i
+        lo[i] = s
+        hi[i] = i + 1 if inclusive else i
+
+
+@_jit
+def period_ranges(seg_start, lo, hi):  # type: ignore[no-untyped-def]
+    """The row's whole segment."""
+    n = seg_start.size
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and not seg_start[j]:
+            j += 1
+        for r in range(i, j):
+            lo[r] = i
+            hi[r] = j
+        i = j
+
+
+@_jit
+def next_period_ranges(seg_start, user, key, wanted, lo, hi):  # type: ignore[no-untyped-def]
+    """The segment of the same user whose key equals ``wanted`` (per row; constant within a
+    segment), searched forward: keys increase within a user (scan order). Empty ranges sit
+    where that segment would start, so both ends keep increasing."""
+    n = seg_start.size
+    i = 0
+    p = 0  # candidate: the start of a segment at or after the current one's end
+    while i < n:
+        j = i + 1
+        while j < n and not seg_start[j]:
+            j += 1
+        if p < j:
+            p = j
+        w = wanted[i]
+        u = user[i]
+        while p < n and user[p] == u and key[p] < w:
+            p += 1
+            while p < n and not seg_start[p]:
+                p += 1
+        a = p
+        b = p
+        if p < n and user[p] == u and key[p] == w:
+            b = p + 1
+            while b < n and not seg_start[b]:
+                b += 1
+        for r in range(i, j):
+            lo[r] = a
+            hi[r] = b
+        i = j
+
+
+@_jit
+def sliding_ranges(user, e, lo_after, hi_after, hi_inclusive, lo, hi):  # type: ignore[no-untyped-def]
+    """Rows of the same user with elapsed time in ``(e + lo_after, e + hi_after]``
+    (``hi_inclusive``) or ``(e + lo_after, e + hi_after)``; ``e`` increases within a user.
+
+    rolling (t - L, t]: lo_after = -L, hi_after = 0; future (t + o, t + o + L]:
+    lo_after = o, hi_after = o + L. Offsets are applied without overflow.
+    """
+    n = e.size
+    a = 0
+    b = 0
+    start = 0
+    for i in range(n):
+        if i == 0 or user[i] != user[i - 1]:
+            start = i
+            a = i
+            b = i
+        if a < start:
+            a = start
+        if b < start:
+            b = start
+        t = e[i]
+        if lo_after >= 0:
+            low = _add_saturating(t, lo_after)
+        else:
+            low = t + lo_after if t >= -_INT64_MAX - 1 - lo_after else -_INT64_MAX - 1
+        high = _add_saturating(t, hi_after) if hi_after >= 0 else t + hi_after
+        while a < n and user[a] == user[i] and e[a] <= low:
+            a += 1
+        if b < a:
+            b = a
+        if hi_inclusive:
+            while b < n and user[b] == user[i] and e[b] <= high:
+                b += 1
+        else:
+            while b < n and user[b] == user[i] and e[b] < high:
+                b += 1
+        lo[i] = a
+        hi[i] = b
+
+
+@_jit
+def nth_event_ranges(user, act, n_th, after, lo, hi):  # type: ignore[no-untyped-def]
+    """The n-th active row of the same user strictly after (``after``) or before this row:
+    ``[j, j + 1)``, or an empty range at the user's end (after) or start (before)."""
+    n = act.size
+    i = 0
+    pos = np.empty(n, np.int64)
+    while i < n:
+        j = i + 1
+        while j < n and user[j] == user[i]:
+            j += 1
+        m = 0
+        for r in range(i, j):  # the user's active rows, in order
+            if act[r]:
+                pos[i + m] = r
+                m += 1
+        seen = 0  # active rows before r
+        for r in range(i, j):
+            if after:
+                k = seen + (1 if act[r] else 0) + n_th - 1
+                if k < m:
+                    lo[r] = pos[i + k]
+                    hi[r] = pos[i + k] + 1
+                else:
+                    lo[r] = j
+                    hi[r] = j
+            else:
+                k = seen - n_th
+                if k >= 0:
+                    lo[r] = pos[i + k]
+                    hi[r] = pos[i + k] + 1
+                else:
+                    lo[r] = i
+                    hi[r] = i
+            if act[r]:
+                seen += 1
+        i = j
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregators: two stacks over [lo, hi)
+
+
+@_jit
+def _combine(op, a, b):  # type: ignore[no-untyped-def]
+    if op == 0:
+        return a + b
+    if op == 1:  # min: NaN is the largest value, so it loses unless there is nothing else
+        if a != a:
+            return b
+        if b != b:
+            return a
+        return a if a <= b else b
+    if a != a or b != b:  # max: NaN is the largest value
+        return np.nan
+    return a if a >= b else b
+
+
+@_jit
+def _identity(op):  # type: ignore[no-untyped-def]
+    if op == 0:
+        return 0.0
+    if op == 1:
+        return np.nan  # _combine(min, NaN, x) = x
+    return -np.inf
+
+
+@_jit
+def swag(x, act, lo, hi, op, out, front):  # type: ignore[no-untyped-def]
+    """``op`` (SUM, MIN or MAX) of the active ``x`` in ``[lo[i], hi[i])``, for every row.
+
+    ``front`` is scratch of ``x``'s length. Empty windows get the identity (0, NaN, -inf):
+    the caller masks them with a count.
+    """
+    ident = _identity(op)
+    n = lo.size
+    cur_lo = 0
+    cur_hi = 0
+    mid = 0
+    back = ident
+    for i in range(n):
+        lw = lo[i]
+        hw = hi[i]
+        if lw >= cur_hi:  # nothing held stays: start afresh (a new segment)
+            cur_lo = lw
+            cur_hi = lw
+            mid = lw
+            back = ident
+        while cur_hi < hw:
+            if act[cur_hi]:
+                back = _combine(op, back, x[cur_hi])
+            cur_hi += 1
+        if lw > cur_lo:
+            cur_lo = lw
+            if cur_lo > mid:  # rows of the back part leave: rebuild the front
+                acc = ident
+                for j in range(cur_hi - 1, cur_lo - 1, -1):
+                    if act[j]:
+                        acc = _combine(op, x[j], acc)
+                    front[j] = acc
+                mid = cur_hi
+                back = ident
+        if cur_lo < mid:
+            out[i] = _combine(op, front[cur_lo], back)
+        else:
+            out[i] = back
+
+
+@_jit
+def swag_position(pos, act, lo, hi, last, out, front):  # type: ignore[no-untyped-def]
+    """The smallest (first) or largest (``last``) ``pos`` among active rows of each window;
+    -1 when empty. ``pos`` is the event position of each row (in scan order)."""
+    n = lo.size
+    cur_lo = 0
+    cur_hi = 0
+    mid = 0
+    none = -1
+    back = none
+    for i in range(n):
+        lw = lo[i]
+        hw = hi[i]
+        if lw >= cur_hi:
+            cur_lo = lw
+            cur_hi = lw
+            mid = lw
+            back = none
+        while cur_hi < hw:
+            if act[cur_hi]:
+                p = pos[cur_hi]
+                if back == none or (p > back if last else p < back):
+                    back = p
+            cur_hi += 1
+        if lw > cur_lo:
+            cur_lo = lw
+            if cur_lo > mid:
+                acc = none
+                for j in range(cur_hi - 1, cur_lo - 1, -1):
+                    if act[j]:
+                        p = pos[j]
+                        if acc == none or (p > acc if last else p < acc):
+                            acc = p
+                    front[j] = acc
+                mid = cur_hi
+                back = none
+        best = back
+        if cur_lo < mid:
+            f = front[cur_lo]
+            if best == none or (f != none and (f > best if last else f < best)):
+                best = f
+        out[i] = best
+
+
+@_jit
+def _merge(ca, ma, sa, cb, mb, sb):  # type: ignore[no-untyped-def]
+    # Chan et al.: count, mean and sum of squared deviations of two parts
+    if ca == 0:
+        return cb, mb, sb
+    if cb == 0:
+        return ca, ma, sa
+    c = ca + cb
+    d = mb - ma
+    return c, ma + d * (cb / c), sa + sb + d * d * (ca * cb / c)
+
+
+@_jit
+def swag_moments(x, act, lo, hi, out_m2, out_count, fc, fm, fs):  # type: ignore[no-untyped-def]
+    """Sum of squared deviations from the mean (and the count) of the active ``x`` in each
+    window (Welford within the back part, Chan's merge across parts)."""
+    n = lo.size
+    cur_lo = 0
+    cur_hi = 0
+    mid = 0
+    bc = 0.0
+    bm = 0.0
+    bs = 0.0
+    for i in range(n):
+        lw = lo[i]
+        hw = hi[i]
+        if lw >= cur_hi:
+            cur_lo = lw
+            cur_hi = lw
+            mid = lw
+            bc = 0.0
+            bm = 0.0
+            bs = 0.0
+        while cur_hi < hw:
+            if act[cur_hi]:
+                bc, bm, bs = _merge(bc, bm, bs, 1.0, x[cur_hi], 0.0)
+            cur_hi += 1
+        if lw > cur_lo:
+            cur_lo = lw
+            if cur_lo > mid:
+                ac = 0.0
+                am = 0.0
+                a_s = 0.0
+                for j in range(cur_hi - 1, cur_lo - 1, -1):
+                    if act[j]:
+                        ac, am, a_s = _merge(1.0, x[j], 0.0, ac, am, a_s)
+                    fc[j] = ac
+                    fm[j] = am
+                    fs[j] = a_s
+                mid = cur_hi
+                bc = 0.0
+                bm = 0.0
+                bs = 0.0
+        if cur_lo < mid:
+            c, _m, s = _merge(fc[cur_lo], fm[cur_lo], fs[cur_lo], bc, bm, bs)
+        else:
+            c, s = bc, bs
+        out_m2[i] = s
+        out_count[i] = c
+
+
+# ---------------------------------------------------------------------------------------------
+# exact fallbacks: every window re-added in event order
+
+
+@_jit
+def sum_sequential(x, act, lo, hi, out):  # type: ignore[no-untyped-def]
+    """The sum of each window added in row order from its first row (as the reference)."""
+    for i in range(lo.size):
+        acc = 0.0
+        for j in range(lo[i], hi[i]):
+            if act[j]:
+                acc += x[j]
+        out[i] = acc
+
+
+@_jit
+def moments_two_pass(x, act, lo, hi, out_m2, out_count):  # type: ignore[no-untyped-def]
+    """Sum of squared deviations from the mean, mean first (two passes per window)."""
+    for i in range(lo.size):
+        c = 0
+        acc = 0.0
+        for j in range(lo[i], hi[i]):
+            if act[j]:
+                acc += x[j]
+                c += 1
+        s = 0.0
+        if c > 0:
+            mean = acc / c
+            for j in range(lo[i], hi[i]):
+                if act[j]:
+                    d = x[j] - mean
+                    s += d * d
+        out_m2[i] = s
+        out_count[i] = c
+
+
+@_jit
+def sum_order_risk(x, act, lo, hi):  # type: ignore[no-untyped-def]
+    """An upper bound of (rows in the window) x (sum of |x| in the window) over all windows,
+    or inf when a value is not finite: a sum in another order than event order differs from
+    the sequential one by less than about 2.2e-16 times this."""
+    n = lo.size
+    cum = np.empty(x.size + 1)
+    cnt = np.empty(x.size + 1, np.int64)
+    cum[0] = 0.0
+    cnt[0] = 0
+    for j in range(x.size):
+        v = abs(x[j]) if act[j] else 0.0
+        if act[j] and not np.isfinite(x[j]):
+            return np.inf
+        cum[j + 1] = cum[j] + v
+        cnt[j + 1] = cnt[j] + (1 if act[j] else 0)
+    worst = 0.0
+    for i in range(n):
+        w = (cnt[hi[i]] - cnt[lo[i]]) * (cum[hi[i]] - cum[lo[i]])
+        if w > worst:
+            worst = w
+    return worst
+
+
+# ---------------------------------------------------------------------------------------------
+# distinct counts, order statistics, mode
+
+
+@_jit
+def count_distinct(codes, act, lo, hi, n_codes, out):  # type: ignore[no-untyped-def]
+    """Distinct ``codes`` (0 .. n_codes - 1) among active rows of each window."""
+    counts = np.zeros(n_codes, np.int64)
+    cur_lo = 0
+    cur_hi = 0
+    distinct = 0
+    for i in range(lo.size):
+        lw = lo[i]
+        hw = hi[i]
+        if lw >= cur_hi:
+            for j in range(cur_lo, cur_hi):
+                if act[j]:
+                    counts[codes[j]] -= 1
+            cur_lo = lw
+            cur_hi = lw
+            distinct = 0
+        while cur_hi < hw:
+            if act[cur_hi]:
+                c = codes[cur_hi]
+                counts[c] += 1
+                if counts[c] == 1:
+                    distinct += 1
+            cur_hi += 1
+        while cur_lo < lw:
+            if act[cur_lo]:
+                c = codes[cur_lo]
+                counts[c] -= 1
+                if counts[c] == 0:
+                    distinct -= 1
+            cur_lo += 1
+        out[i] = distinct
+
+
+@_jit
+def user_ranks(user, x, act, rank, sorted_x, first):  # type: ignore[no-untyped-def]
+    """Per user, rank the active values (ascending, NaN last, ties by row) into ``rank`` (per
+    row) and lay the sorted values out in ``sorted_x[first[i] + r]``, where ``first[i]`` is
+    the row where row i's user starts. Returns the most active rows of one user."""
+    n = x.size
+    i = 0
+    most = 0
+    while i < n:
+        j = i + 1
+        while j < n and user[j] == user[i]:
+            j += 1
+        m = 0
+        for r in range(i, j):
+            if act[r]:
+                m += 1
+        vals = np.empty(m)
+        rows = np.empty(m, np.int64)
+        k = 0
+        for r in range(i, j):
+            first[r] = i
+            if act[r]:
+                vals[k] = x[r]
+                rows[k] = r
+                k += 1
+        order = np.argsort(vals, kind="mergesort")
+        for q in range(m):
+            rank[rows[order[q]]] = q
+            sorted_x[i + q] = vals[order[q]]
+        if m > most:
+            most = m
+        i = j
+    return most
+
+
+@_jit
+def _fenwick_add(tree, r, d):  # type: ignore[no-untyped-def]
+    k = r + 1
+    while k < tree.size:
+        tree[k] += d
+        k += k & (-k)
+
+
+@_jit
+def _fenwick_kth(tree, kth, top):  # type: ignore[no-untyped-def]
+    # the rank of the (kth + 1)-th smallest present rank; ``top`` = highest power of two
+    pos = 0
+    rem = kth + 1
+    step = top
+    while step > 0:
+        nxt = pos + step
+        if nxt < tree.size and tree[nxt] < rem:
+            pos = nxt
+            rem -= tree[nxt]
+        step >>= 1
+    return pos  # 0-based rank
+
+
+@_jit
+def order_statistics(rank, sorted_x, first, act, lo, hi, most, qs, largest, out, valid):  # type: ignore[no-untyped-def]
+    """Order statistics of the active values in each window, from a Fenwick tree over the
+    user's value ranks.
+
+    With ``largest`` false, ``qs`` are quantiles: ``out[i, k]`` is the ``qs[k]`` quantile
+    ((1 - g) * x_j + g * x_{j+1}, h = (m - 1) q, j = floor(h), g = h - j; x_j when g == 0).
+    With ``largest`` true, ``out[i, k]`` is the (k+1)-th largest value (``qs`` only gives k).
+    ``valid[i, k]`` is False where the window has too few values.
+    """
+    tree = np.zeros(most + 1, np.int64)
+    top = 1
+    while top * 2 <= most:
+        top *= 2
+    cur_lo = 0
+    cur_hi = 0
+    held = 0
+    nq = qs.size
+    for i in range(lo.size):
+        lw = lo[i]
+        hw = hi[i]
+        if lw >= cur_hi:
+            for j in range(cur_lo, cur_hi):
+                if act[j]:
+                    _fenwick_add(tree, rank[j], -1)
+            cur_lo = lw
+            cur_hi = lw
+            held = 0
+        while cur_hi < hw:
+            if act[cur_hi]:
+                _fenwick_add(tree, rank[cur_hi], 1)
+                held += 1
+            cur_hi += 1
+        while cur_lo < lw:
+            if act[cur_lo]:
+                _fenwick_add(tree, rank[cur_lo], -1)
+                held -= 1
+            cur_lo += 1
+        if held == 0:
+            for k in range(nq):
+                valid[i, k] = False
+            continue
+        base = first[cur_lo]
+        for k in range(nq):
+            if largest:
+                if k >= held:
+                    valid[i, k] = False
+                    continue
+                r = _fenwick_kth(tree, held - 1 - k, top)
+                out[i, k] = sorted_x[base + r]
+                valid[i, k] = True
+            else:
+                h = (held - 1) * qs[k]
+                j = np.floor(h)
+                g = h - j
+                jj = int(j)
+                a = sorted_x[base + _fenwick_kth(tree, jj, top)]
+                if g == 0.0:
+                    out[i, k] = a
+                else:
+                    b = sorted_x[base + _fenwick_kth(tree, jj + 1, top)]
+                    out[i, k] = (1.0 - g) * a + g * b
+                valid[i, k] = True
+
+
+@_jit
+def user_value_codes(user, x, act, code, values, first):  # type: ignore[no-untyped-def]
+    """Per user, number the distinct active values in ascending order (NaN last and one
+    value, -0.0 equal to 0.0) into ``code`` (per row); ``values[first[i] + c]`` is the value
+    of code c. Returns the most distinct values of one user."""
+    n = x.size
+    i = 0
+    most = 0
+    while i < n:
+        j = i + 1
+        while j < n and user[j] == user[i]:
+            j += 1
+        m = 0
+        for r in range(i, j):
+            if act[r]:
+                m += 1
+        vals = np.empty(m)
+        rows = np.empty(m, np.int64)
+        k = 0
+        for r in range(i, j):
+            first[r] = i
+            if act[r]:
+                vals[k] = x[r]
+                rows[k] = r
+                k += 1
+        order = np.argsort(vals, kind="mergesort")
+        c = -1
+        prev = 0.0
+        for q in range(m):
+            v = vals[order[q]]
+            same = q > 0 and (v == prev or (v != v and prev != prev))
+            if not same:
+                c += 1
+                values[i + c] = v
+                prev = v
+            code[rows[order[q]]] = c
+        if c + 1 > most:
+            most = c + 1
+        i = j
+    return most
+
+
+@_jit
+def _tree_update(cnt, best, size, leaf, d):  # type: ignore[no-untyped-def]
+    # a segment tree over codes: cnt = the largest count below a node, best = its smallest
+    # code with that count
+    k = size + leaf
+    cnt[k] += d
+    k //= 2
+    while k >= 1:
+        a = 2 * k
+        b = a + 1
+        if cnt[b] > cnt[a]:
+            cnt[k] = cnt[b]
+            best[k] = best[b]
+        else:
+            cnt[k] = cnt[a]
+            best[k] = best[a]
+        k //= 2
+
+
+@_jit
+def mode(code, values, first, act, lo, hi, most, out, valid):  # type: ignore[no-untyped-def]
+    """The most frequent active value of each window, ties to the smallest."""
+    size = 1
+    while size < max(most, 1):
+        size *= 2
+    cnt = np.zeros(2 * size, np.int64)
+    best = np.zeros(2 * size, np.int64)
+    for leaf in range(size):
+        best[size + leaf] = leaf
+    for k in range(size - 1, 0, -1):
+        best[k] = best[2 * k]
+    cur_lo = 0
+    cur_hi = 0
+    held = 0
+    for i in range(lo.size):
+        lw = lo[i]
+        hw = hi[i]
+        if lw >= cur_hi:
+            for j in range(cur_lo, cur_hi):
+                if act[j]:
+                    _tree_update(cnt, best, size, code[j], -1)
+            cur_lo = lw
+            cur_hi = lw
+            held = 0
+        while cur_hi < hw:
+            if act[cur_hi]:
+                _tree_update(cnt, best, size, code[cur_hi], 1)
+                held += 1
+            cur_hi += 1
+        while cur_lo < lw:
+            if act[cur_lo]:
+                _tree_update(cnt, best, size, code[cur_lo], -1)
+                held -= 1
+            cur_lo += 1
+        if held == 0:
+            valid[i] = False
+        else:
+            out[i] = values[first[cur_lo] + best[1]]
+            valid[i] = True
+
+
+@_jit
+def elapsed(e, lo, hi, after, out, valid):  # type: ignore[no-untyped-def]
+    """Seconds between each row and the row its (one-row) window holds."""
+    for i in range(lo.size):
+        if hi[i] > lo[i]:
+            d = e[lo[i]] - e[i] if after else e[i] - e[lo[i]]
+            out[i] = d / 1e6
+            valid[i] = True
+        else:
+            valid[i] = False

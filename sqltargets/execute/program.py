@@ -1,0 +1,154 @@
+"""The physical program of a spec: a relational prologue for DuckDB, then window kernels.
+
+The compiler has two back-ends with one meaning (TARGETS.md). The portable statement
+(:func:`sqltargets.compile.render.render`) is what ``explain --engine sql`` prints, the
+DuckDB shell and Spark run. The native executor runs a :class:`Program` instead:
+
+1. the **prologue**, one DuckDB statement: read the input, the roles, values as DOUBLE (or
+   MCC codes, or raw for distinct counts), one boolean per filter, calendar period keys and
+   the elapsed time, sorted by user and event order (time, then tie-break);
+2. one **kernel call** per target (:mod:`sqltargets.execute.kernels`), a pass over each
+   user's sorted rows, joined into the output by name.
+
+``explain`` prints the Program: the prologue (it runs as it is in the DuckDB shell) and one
+comment line per kernel call.
+
+>>> from sqltargets.compile.spec import load
+>>> from sqltargets.compile.plan import build as plan
+>>> from sqltargets.compile.render import relation_source
+>>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
+...     {"name": "s", "agg": "sum", "mcc": [5411], "window": {"kind": "expanding", "period": "day"}}]})
+>>> prog = build(plan(ts), relation_source("transactions"))
+>>> prog.columns
+('_u', '_time', '_tb', '_v0', '_f0', '_p_day')
+>>> print(prog.calls[0].describe())
+s: sum of _v0 where _f0, expanding/day (key _p_day) -> double
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..compile.aggregates import AGGREGATIONS
+from ..compile.plan import Plan
+from ..compile.render import Source, render_prologue
+from ..compile.spec import TargetSet, Window
+
+#: Window kinds over calendar periods, over elapsed time, and over single events.
+CALENDAR = ("expanding", "period", "next_period")
+SLIDING = ("rolling", "future")
+EVENT = ("next", "previous")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One target computed by a kernel: its inputs (prologue columns) and parameters."""
+
+    name: str
+    agg: str
+    kernel: str  # the kernel family (sqltargets.compile.aggregates)
+    window: Window
+    type: str  # output: "int64", "double" or "list"
+    reads: str  # "nothing", "number", "raw" or "code"
+    value: str | None  # the prologue column of the values
+    filter: str | None  # the prologue column of the filter (None: every row passes)
+    period: str | None  # the prologue column of the calendar key
+    fill: float | int | None = None
+    k: int | None = None  # top_k
+    q: float | None = None  # quantile
+    slots: str | None = None  # distribution: the prologue column of each row's slot
+    n_slots: int = 0
+    measure: str = "sum"  # distribution
+    normalize: bool = False  # distribution
+
+    def describe(self) -> str:
+        """One line: what the kernel computes from which columns."""
+        what = self.agg if self.value is None else f"{self.agg} of {self.value}"
+        if self.k is not None:
+            what += f" (k={self.k})"
+        if self.q is not None:
+            what += f" (q={self.q})"
+        if self.slots is not None:
+            what += f" per {self.slots} ({self.n_slots} slots, {self.measure})"
+        where = f" where {self.filter}" if self.filter else ""
+        key = f" (key {self.period})" if self.period else ""
+        fill = f", fill {self.fill}" if self.fill is not None else ""
+        return f"{self.name}: {what}{where}, {self.window.describe()}{key}{fill} -> {self.type}"
+
+
+@dataclass(frozen=True)
+class Program:
+    """The prologue SQL, its columns, and the kernel calls of one spec."""
+
+    spec: TargetSet
+    plan: Plan
+    prologue: str
+    columns: tuple[str, ...]
+    calls: tuple[Call, ...]
+    elapsed: str | None  # the prologue column of elapsed time in µs, when a window needs it
+
+    @property
+    def names(self) -> list[str]:
+        """The target names, in output order."""
+        return [c.name for c in self.calls]
+
+    def explain(self) -> str:
+        """The prologue (runs as it is in the DuckDB shell) and one comment per kernel."""
+        lines = [
+            "-- sqltargets native program: the prologue below runs in DuckDB; then one kernel",
+            "-- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):",
+        ]
+        lines += [f"--   {c.describe()}" for c in self.calls]
+        return "\n".join(lines) + "\n" + self.prologue
+
+
+def elapsed_column(plan: Plan) -> str:
+    """``_e`` (the instant) when it differs from the order key ``_o`` (naive timestamps in a
+    zone other than UTC), else ``_o``."""
+    differs = plan.time_kind == "timestamp" and plan.spec.timezone != "UTC"
+    return "_e" if differs else "_o"
+
+
+def build(plan: Plan, source: Source, *, order_time: bool = False) -> Program:
+    """The program for ``plan`` reading ``source``. ``order_time`` adds ``_o`` (the event
+    time in µs) to the prologue's columns, for the torch datasets' time feature."""
+    ts = plan.spec
+    calls: list[Call] = []
+    columns = ["_u", "_time", "_tb"]
+    elapsed = None
+    for o in plan.outputs:
+        t = o.target
+        m = next(iter(o.measures.values()))
+        value = f"_{m.value.id}" if m.value is not None else None
+        filt = f"_{m.filter.id}" if m.filter is not None else None
+        kind = t.window.kind
+        period = f"_p_{t.window.period}" if kind in CALENDAR else None
+        if kind in SLIDING or t.agg == "elapsed":
+            elapsed = elapsed_column(plan)
+        agg = AGGREGATIONS[t.agg]
+        calls.append(
+            Call(
+                name=t.name,
+                agg=t.agg,
+                kernel=agg.kernel,
+                window=t.window,
+                type=o.type,
+                reads=m.value.kind if m.value is not None else "nothing",
+                value=value,
+                filter=filt,
+                period=period,
+                fill=t.fill,
+                k=t.k,
+                q=getattr(t, "q", None),
+            )
+        )
+        for col in (value, filt, period):
+            if col is not None and col not in columns:
+                columns.append(col)
+    columns += [f"_{v.id}" for v in plan.extra if f"_{v.id}" not in columns]
+    if elapsed is not None:
+        columns.append(elapsed)
+    if order_time and "_o" not in columns:
+        columns.append("_o")
+    prologue = render_prologue(plan, source, columns)
+    return Program(ts, plan, prologue, tuple(columns), tuple(calls), elapsed)

@@ -1,0 +1,458 @@
+"""Run a :class:`~sqltargets.execute.program.Program`: the prologue's sorted events in, one
+Arrow column per target out.
+
+:class:`Events` holds the prologue's result as NumPy arrays (views of the Arrow buffers
+where the types allow) and what several targets share: user starts, calendar segments,
+orders by a key that goes back within a user, active-row masks, value codes.
+:func:`compute` runs every kernel call, on ``threads`` threads (the kernels release the
+GIL), each with scratch arrays it reuses from one target to the next (memory touched for
+the first time is expensive; a run allocates the outputs and little else).
+
+>>> import pyarrow as pa
+>>> from sqltargets.compile.spec import load
+>>> from sqltargets.compile.plan import build as plan
+>>> from sqltargets.compile.render import relation_source
+>>> from sqltargets.execute.program import build
+>>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+...            "time": {"unit": "day"}, "targets": [
+...     {"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "month"}}]})
+>>> prog = build(plan(ts, time_kind="integer"), relation_source("transactions"))
+>>> events = pa.table({"_u": [1, 1, 2], "_time": [0, 1, 0], "_tb": [0, 1, 2],
+...                    "_v0": [1.0, 2.0, 4.0],
+...                    "_p_month": pa.array([0, 0, 0], pa.int32()).cast(pa.date32())})
+>>> compute(prog, events)["s"].to_pylist()
+[1.0, 3.0, 4.0]
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..compile.aggregates import AGGREGATIONS
+from . import arrays
+from . import kernels as K
+from .program import CALENDAR, EVENT, SLIDING, Call, Program
+
+#: A bound on (rows x sum of |values|) of a sliding window below which a sum in another
+#: order than event order stays within 2.2e-16 x this = 2.2e-8 of the sequential sum (far
+#: inside the comparison tolerance); above it, sums are re-added in event order.
+SAFE_SUM_SCALE = 1e8
+#: |values| below which squared deviations cannot overflow: Welford's updates are used;
+#: above it (or with NaN or infinities), every window's moments are computed in two passes.
+SAFE_MOMENT_VALUE = 1e150
+
+_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
+def shift_period(key: np.ndarray, period: str, steps: int) -> np.ndarray:
+    """The start of the period ``steps`` periods after the one starting on ``key`` (days
+    since 1970-01-01).
+
+    >>> shift_period(np.array([19783]), "month", 1).tolist()  # 2024-03-01 -> 2024-04-01
+    [19814]
+    >>> shift_period(np.array([19783]), "quarter", 2).tolist()  # -> 2024-09-01
+    [19967]
+    """
+    key = key.astype(np.int64)
+    if period == "day":
+        return key + steps
+    if period == "week":
+        return key + 7 * steps
+    months = key.astype("datetime64[D]").astype("datetime64[M]") + _MONTHS[period] * steps
+    return months.astype("datetime64[D]").astype(np.int64)
+
+
+class Events:
+    """The prologue's result as arrays, and what several kernel calls share."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.n = table.num_rows
+        self.user_start = arrays.user_starts(table.column("_u"))
+        self.user = np.cumsum(self.user_start, dtype=np.int64) - 1
+        self._cache: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        value = make()
+        with self._lock:
+            return self._cache.setdefault(key, value)
+
+    def values(self, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """(doubles with 0.0 where null, valid)."""
+        c = self.table.column(col)
+        return self._get(("v", col), lambda: (arrays.doubles(c), arrays.valid(c)))
+
+    def filter(self, col: str | None) -> np.ndarray:
+        if col is None:
+            return self._get("all", lambda: np.ones(self.n, dtype=bool))
+        return self._get(("f", col), lambda: arrays.bools(self.table.column(col)))
+
+    def active(self, filt: str | None, value: str | None) -> np.ndarray:
+        """Rows that pass the filter and have a value."""
+        if value is None:
+            return self.filter(filt)
+
+        def make() -> np.ndarray:
+            ok = self.values(value)[1]
+            return self.filter(filt) & ok
+
+        return self._get(("a", filt, value), make)
+
+    def key(self, col: str) -> np.ndarray:
+        """A calendar key as int64 days since 1970-01-01."""
+        return self._get(
+            ("k", col), lambda: arrays.numpy(self.table.column(col), np.int64, writable=False)
+        )
+
+    def elapsed(self, col: str) -> np.ndarray:
+        return self._get(
+            ("e", col), lambda: arrays.numpy(self.table.column(col), np.int64, writable=False)
+        )
+
+    def order(self, key: np.ndarray, tag: Any) -> np.ndarray | None:
+        """The stable order by (user, key) when ``key`` goes back within a user somewhere
+        (a calendar day repeated by a daylight-saving fold, an elapsed time that runs
+        backwards over a spring-forward gap), else None: rows already are in that order."""
+
+        def make() -> np.ndarray | None:
+            same = self.user[1:] == self.user[:-1]
+            if self.n > 1 and np.any(same & (key[1:] < key[:-1])):
+                return np.lexsort((key, self.user))
+            return None
+
+        return self._get(("o", tag), make)
+
+    def segments(self, key: np.ndarray, perm: np.ndarray | None, tag: Any) -> np.ndarray:
+        """True where a (user, key) segment starts, in scan order."""
+
+        def make() -> np.ndarray:
+            u = self.user if perm is None else self.user[perm]
+            k = key if perm is None else key[perm]
+            flags = np.ones(self.n, dtype=bool)
+            if self.n > 1:
+                flags[1:] = (u[1:] != u[:-1]) | (k[1:] != k[:-1])
+            return flags
+
+        return self._get(("s", tag), make)
+
+    def codes(self, col: str) -> tuple[np.ndarray, int]:
+        """Dense codes of a raw column's values (nulls -1): equal values, equal codes; every
+        NaN one value; -0.0 equal to 0.0 (as SQL's and Python's equality)."""
+
+        def make() -> tuple[np.ndarray, int]:
+            import pyarrow.compute as pc
+
+            c = self.table.column(col)
+            if pa.types.is_floating(c.type):
+                x = arrays.doubles(c) + 0.0  # -0.0 -> 0.0
+                x[np.isnan(x)] = np.nan
+                c = pa.chunked_array([arrays.from_numpy(x.view(np.int64), arrays.valid(c))])
+            enc = pc.dictionary_encode(c).combine_chunks()
+            idx = enc.indices
+            codes = arrays.numpy(idx, np.int64)
+            if idx.null_count:
+                codes[~arrays.valid(idx)] = -1
+            return codes, max(len(enc.dictionary), 1)
+
+        return self._get(("c", col), make)
+
+
+class Scratch:
+    """Per-thread arrays reused across kernel calls."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, dtype: Any) -> np.ndarray:
+        a = self._arrays.get(name)
+        if a is None or a.dtype != np.dtype(dtype):
+            a = np.empty(self.n, dtype=dtype)
+            self._arrays[name] = a
+        return a
+
+
+def compute(program: Program, events: pa.Table, threads: int = 1) -> dict[str, pa.Array]:
+    """Every target of ``program`` over the prologue's ``events`` (sorted by user and
+    event order): name -> Arrow array, row for row."""
+    got = compute_arrays(program, events, threads)
+    return {c.name: to_arrow(c, *got[c.name]) for c in program.calls}
+
+
+def compute_arrays(
+    program: Program, events: pa.Table, threads: int = 1
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Like :func:`compute`, as NumPy: name -> (values, ok), ``ok`` False where null; values
+    are int64 or float64 vectors, or (rows, k) float64 matrices for list targets."""
+    ev = Events(events)
+    local = threading.local()
+
+    def one(call: Call) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
+        scratch = getattr(local, "scratch", None)
+        if scratch is None:
+            scratch = local.scratch = Scratch(ev.n)
+        return call.name, run_call(call, ev, scratch, program)
+
+    calls = list(program.calls)
+    if threads > 1 and len(calls) > 1 and ev.n:
+        with ThreadPoolExecutor(min(threads, len(calls))) as pool:
+            done = dict(pool.map(one, calls))
+    else:
+        done = dict(one(c) for c in calls)
+    return {c.name: done[c.name] for c in calls}
+
+
+# ---------------------------------------------------------------------------------------------
+# one call
+
+
+def run_call(
+    call: Call, ev: Events, scratch: Scratch, program: Program
+) -> tuple[np.ndarray, np.ndarray]:
+    """One target over every row of ``ev``, in row order: (values, ok)."""
+    n = ev.n
+    w = call.window
+    if n == 0:
+        width = (call.k or call.n_slots or 1,) if call.type == "list" else ()
+        dtype = np.int64 if call.type == "int64" else np.float64
+        return np.zeros((0, *width), dtype), np.zeros((0, *width), bool)
+    value_col = call.value if call.reads in ("number", "code") else None
+    act = ev.active(call.filter, value_col)
+    if call.reads == "raw":
+        codes, _n_codes = ev.codes(call.value)  # type: ignore[arg-type]
+        act = ev.filter(call.filter) & (codes >= 0)
+    # the order the window's ranges run in, and the key it is cut by
+    perm = None
+    key = None
+    if w.kind in CALENDAR:
+        key = ev.key(call.period)  # type: ignore[arg-type]
+        perm = ev.order(key, ("k", call.period))
+    elif w.kind in SLIDING:
+        key = ev.elapsed(program.elapsed)  # type: ignore[arg-type]
+        perm = ev.order(key, ("e", program.elapsed))
+
+    def scan(a: np.ndarray) -> np.ndarray:
+        return a if perm is None else a[perm]
+
+    user = scan(ev.user)
+    act_s = scan(act)
+    lo = scratch.get("lo", np.int64)
+    hi = scratch.get("hi", np.int64)
+    if w.kind == "expanding":
+        seg = ev.segments(key, perm, ("k", call.period))  # type: ignore[arg-type]
+        K.expanding_ranges(seg, getattr(w, "include_current", True), lo, hi)
+    elif w.kind == "period":
+        K.period_ranges(ev.segments(key, perm, ("k", call.period)), lo, hi)  # type: ignore[arg-type]
+    elif w.kind == "next_period":
+        seg = ev.segments(key, perm, ("k", call.period))  # type: ignore[arg-type]
+        k_s = scan(key)  # type: ignore[arg-type]
+        wanted = shift_period(k_s, w.period, 1 + int(getattr(w, "offset", 0)))  # type: ignore[arg-type]
+        K.next_period_ranges(seg, user, k_s, wanted, lo, hi)
+    elif w.kind == "rolling":
+        K.sliding_ranges(
+            user, scan(key), -int(w.length), 0, getattr(w, "include_current", True), lo, hi
+        )  # type: ignore[arg-type]
+    elif w.kind == "future":
+        off = int(getattr(w, "offset", 0))
+        K.sliding_ranges(user, scan(key), off, off + int(w.length), True, lo, hi)  # type: ignore[arg-type]
+    elif w.kind in EVENT:
+        # the n-th event passing the filter, whether or not its value is null
+        K.nth_event_ranges(
+            user, ev.filter(call.filter), int(getattr(w, "n", 1)), w.kind == "next", lo, hi
+        )
+    else:  # pragma: no cover - the spec refuses other kinds
+        raise ValueError(f"unknown window kind {w.kind!r}")
+
+    sliding = w.kind in SLIDING
+    if call.kernel == "distribution":
+        values, ok = _distribution(call, ev, scratch, act_s, scan, lo, hi, sliding)
+    else:
+        cum = np.empty(n + 1, np.int64)
+        K.active_count(act_s, cum)
+        count = np.empty(n, np.int64)
+        K.window_counts(cum, lo, hi, count)
+        values, ok = _aggregate(call, ev, scratch, act_s, scan, perm, lo, hi, count, sliding)
+        if call.kernel == "elapsed":
+            values = np.empty(n)
+            ok = np.empty(n, dtype=bool)
+            e = scan(ev.elapsed(program.elapsed))  # type: ignore[arg-type]
+            K.elapsed(e, lo, hi, w.kind == "next", values, ok)
+    if perm is not None:
+        values, ok = _unscan(values, perm), _unscan(ok, perm)
+    return finish(call, values, ok)
+
+
+def _unscan(a: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    out[perm] = a
+    return out
+
+
+def _sum(
+    x: np.ndarray, act: np.ndarray, lo: np.ndarray, hi: np.ndarray, sliding: bool, scratch: Scratch
+) -> np.ndarray:
+    out = np.empty(lo.size)
+    if sliding and K.sum_order_risk(x, act, lo, hi) > SAFE_SUM_SCALE:
+        K.sum_sequential(x, act, lo, hi, out)
+    else:
+        K.swag(x, act, lo, hi, K.SUM, out, scratch.get("front", np.float64))
+    return out
+
+
+def _aggregate(
+    call: Call,
+    ev: Events,
+    scratch: Scratch,
+    act: np.ndarray,
+    scan: Callable[[np.ndarray], np.ndarray],
+    perm: np.ndarray | None,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    count: np.ndarray,
+    sliding: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values, ok) in scan order; ``ok`` False where the result is null before ``fill``."""
+    kern = call.kernel
+    n = lo.size
+    agg_least = 2 if kern in ("std", "var") else 1
+    if kern == "count":
+        return count, count > 0
+    if kern == "distinct":
+        codes, n_codes = ev.codes(call.value)  # type: ignore[arg-type]
+        out = np.empty(n, np.int64)
+        K.count_distinct(scan(codes), act, lo, hi, n_codes, out)
+        return out, out > 0
+    if kern == "elapsed":
+        return count, count > 0  # computed by the caller
+    x = scan(ev.values(call.value)[0])  # type: ignore[arg-type]
+    nonempty = count >= agg_least
+    if kern == "sum":
+        return _sum(x, act, lo, hi, sliding, scratch), nonempty
+    if kern == "mean":
+        s = _sum(x, act, lo, hi, sliding, scratch)
+        with np.errstate(all="ignore"):
+            return s / np.maximum(count, 1), nonempty
+    if kern in ("min", "max"):
+        out = np.empty(n)
+        K.swag(
+            x, act, lo, hi, K.MIN if kern == "min" else K.MAX, out, scratch.get("front", np.float64)
+        )
+        return out, nonempty
+    if kern in ("std", "var"):
+        m2 = np.empty(n)
+        c = np.empty(n)
+        xa = x[act]
+        if xa.size and (not np.all(np.isfinite(xa)) or np.max(np.abs(xa)) >= SAFE_MOMENT_VALUE):
+            K.moments_two_pass(x, act, lo, hi, m2, c)
+        else:
+            K.swag_moments(
+                x, act, lo, hi, m2, c, scratch.get("fc", np.float64),
+                scratch.get("fm", np.float64), scratch.get("fs", np.float64),
+            )  # fmt: skip
+        with np.errstate(all="ignore"):
+            var = m2 / np.maximum(c - 1.0, 1.0)
+        return (np.sqrt(var) if kern == "std" else var), nonempty
+    if kern in ("first", "last"):
+        pos = np.arange(n, dtype=np.int64) if perm is None else perm
+        at = np.empty(n, np.int64)
+        K.swag_position(pos, act, lo, hi, kern == "last", at, scratch.get("front_pos", np.int64))
+        ok = at >= 0
+        xe = ev.values(call.value)[0]  # type: ignore[arg-type]
+        return xe[np.where(ok, at, 0)], ok
+    if kern in ("top_k", "quantile"):
+        rank = np.empty(n, np.int64)
+        sorted_x = np.empty(n)
+        first = np.empty(n, np.int64)
+        most = K.user_ranks(scan(ev.user), x, act, rank, sorted_x, first)
+        if kern == "top_k":
+            qs = np.zeros(int(call.k))  # type: ignore[arg-type]
+        else:
+            qs = np.array([0.5 if call.agg == "median" else float(call.q)])  # type: ignore[arg-type]
+        out = np.empty((n, qs.size))
+        ok2 = np.empty((n, qs.size), dtype=bool)
+        K.order_statistics(rank, sorted_x, first, act, lo, hi, most, qs, kern == "top_k", out, ok2)
+        if kern == "top_k":
+            return out, ok2
+        return out[:, 0], ok2[:, 0]
+    if kern == "mode":
+        code = np.empty(n, np.int64)
+        vals = np.empty(n)
+        first = np.empty(n, np.int64)
+        most = K.user_value_codes(scan(ev.user), x, act, code, vals, first)
+        out = np.empty(n)
+        ok = np.empty(n, dtype=bool)
+        K.mode(code, vals, first, act, lo, hi, most, out, ok)
+        return out, ok
+    raise ValueError(f"unknown kernel {kern!r}")  # pragma: no cover
+
+
+def _distribution(
+    call: Call,
+    ev: Events,
+    scratch: Scratch,
+    act: np.ndarray,
+    scan: Callable[[np.ndarray], np.ndarray],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    sliding: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    n = lo.size
+    slots = scan(arrays.numpy(ev.table.column(call.slots), np.int64))  # type: ignore[arg-type]
+    g = call.n_slots
+    out = np.empty((n, g))
+    x = scan(ev.values(call.value)[0]) if call.measure == "sum" else None  # type: ignore[arg-type]
+    cum = np.empty(n + 1, np.int64)
+    cnt = np.empty(n, np.int64)
+    for s in range(g):
+        act_g = act & (slots == s)
+        if x is None:
+            K.active_count(act_g, cum)
+            K.window_counts(cum, lo, hi, cnt)
+            out[:, s] = cnt
+        else:
+            out[:, s] = _sum(x, act_g, lo, hi, sliding, scratch)
+    ok = np.ones((n, g), dtype=bool)
+    if call.normalize:
+        total = out.sum(axis=1, keepdims=True)
+        with np.errstate(all="ignore"):
+            out = out / total
+        ok &= total != 0
+    return out, ok
+
+
+# ---------------------------------------------------------------------------------------------
+# output columns
+
+
+def finish(call: Call, values: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``ok`` is False the window is empty (too few values): the aggregation's empty
+    value (0, or null), or ``fill``. Values come back int64 or float64."""
+    fill = call.fill
+    zero = AGGREGATIONS[call.agg].empty in ("zero", "zeros")
+    dtype = np.int64 if call.type == "int64" else np.float64
+    if fill is not None:
+        values = np.where(ok, values, fill)
+        ok = np.ones_like(ok)
+    elif zero:
+        values = np.where(ok, values, 0)
+        ok = np.ones_like(ok)
+    elif dtype is np.int64:
+        values = np.where(ok, values, 0)
+    return np.asarray(values, dtype), ok
+
+
+def to_arrow(call: Call, values: np.ndarray, ok: np.ndarray) -> pa.Array:
+    """The Arrow column of a finished target."""
+    if call.type == "list":
+        return arrays.lists_from_numpy(values, ok)
+    return arrays.from_numpy(values, ok)

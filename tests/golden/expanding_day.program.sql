@@ -1,0 +1,38 @@
+-- sqltargets native program: the prologue below runs in DuckDB; then one kernel
+-- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
+--   grocery_daily_running_sum: sum of _v0 where _f0, expanding/day (key _p_day) -> double
+WITH src AS (
+  SELECT
+    *,
+    rowid AS _st_rid
+  FROM "transactions"
+), base AS (
+  SELECT
+    "user_id" AS _u,
+    "ts" AS _time,
+    _st_rid AS _tb,
+    EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
+    CAST("amount" AS DOUBLE) AS _v0,
+    COALESCE((
+      TRY_CAST("mcc" AS INT) IN (5411)
+    ), FALSE) AS _f0,
+    CAST("ts" AS TIMESTAMP) AS _l
+  FROM src
+), events AS (
+  SELECT
+    base.*,
+    CAST(_l AS DATE) AS _p_day
+  FROM base
+)
+SELECT
+  _u,
+  _time,
+  _tb,
+  _v0,
+  _f0,
+  _p_day
+FROM events
+ORDER BY
+  _u,
+  _o,
+  _tb;

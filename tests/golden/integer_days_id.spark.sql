@@ -1,0 +1,93 @@
+WITH src AS (
+  SELECT
+    *
+  FROM `transactions`
+), base AS (
+  SELECT
+    `customer` AS _u,
+    `day` AS _time,
+    `tx_id` AS _tb,
+    CAST(`day` AS BIGINT) * 86400000000 AS _o,
+    CAST(`amt` AS DOUBLE) AS _v0,
+    `merchant_code` AS _v1,
+    TIMESTAMPADD(
+      MICROSECOND,
+      CAST(`day` AS BIGINT) * 86400000000,
+      CAST('2024-01-01' AS TIMESTAMP_NTZ)
+    ) AS _l
+  FROM src
+), events AS (
+  SELECT
+    base.*,
+    CAST(TIMESTAMPADD(
+      DAY,
+      6,
+      CAST(TRUNC(CAST(TIMESTAMPADD(DAY, -6, _l) AS DATE), 'WEEK') AS TIMESTAMP_NTZ)
+    ) AS DATE) AS _p_week,
+    CAST(CAST(TRUNC(CAST(_l AS DATE), 'QUARTER') AS TIMESTAMP_NTZ) AS DATE) AS _p_quarter,
+    CAST(CAST(TRUNC(CAST(_l AS DATE), 'YEAR') AS TIMESTAMP_NTZ) AS DATE) AS _p_year,
+    STRUCT(_o AS `o`, _tb AS `tb`) AS _ord
+  FROM base
+), framed AS (
+  SELECT
+    events.*,
+    MAX(_v0) OVER w0 AS _m0,
+    STDDEV_SAMP(_v0) OVER w1 AS _m3
+  FROM events
+  WINDOW w0 AS (
+    PARTITION BY _u, _p_week
+    ORDER BY _o NULLS LAST, _tb NULLS LAST
+    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+  ), w1 AS (
+    PARTITION BY _u, _p_year
+    ORDER BY _o NULLS LAST, _tb NULLS LAST
+    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+  )
+), g_quarter AS (
+  SELECT
+    _u,
+    _p_quarter AS _p,
+    COUNT(DISTINCT _v1) AS _m1
+  FROM events
+  GROUP BY
+    _u,
+    _p_quarter
+), g_week AS (
+  SELECT
+    _u,
+    _p_week AS _p,
+    CAST(TIMESTAMPADD(DAY, -7, CAST(_p_week AS TIMESTAMP_NTZ)) AS DATE) AS _p_prev,
+    MAX_BY(
+      _v0,
+      CASE
+        WHEN NOT _v0 IS NULL
+        THEN STRUCT(
+          _ord.`o` IS NULL AS o_null,
+          _ord.`o` AS `o`,
+          _ord.`tb` IS NULL AS tb_null,
+          _ord.`tb` AS `tb`
+        )
+      END
+    ) AS _m2
+  FROM events
+  GROUP BY
+    _u,
+    _p_week
+)
+SELECT
+  e._u AS `customer`,
+  e._time AS `day`,
+  e._tb AS `tx_id`,
+  CAST(e._m0 AS DOUBLE) AS `week_running_max`,
+  CAST(COALESCE(cur_quarter._m1, 0) AS BIGINT) AS `distinct_merchants_quarter`,
+  CAST(COALESCE(next_week._m2, -1) AS DOUBLE) AS `next_week_last`,
+  CAST(e._m3 AS DOUBLE) AS `std_year`
+FROM framed AS e
+LEFT JOIN g_quarter AS cur_quarter
+  ON cur_quarter._u = e._u AND cur_quarter._p = e._p_quarter
+LEFT JOIN g_week AS next_week
+  ON next_week._u = e._u AND next_week._p_prev = e._p_week
+ORDER BY
+  e._u NULLS LAST,
+  e._o NULLS LAST,
+  e._tb NULLS LAST;

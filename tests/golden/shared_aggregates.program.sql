@@ -1,0 +1,41 @@
+-- sqltargets native program: the prologue below runs in DuckDB; then one kernel
+-- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
+--   grocery_month_sum: sum of _v0 where _f0, expanding/month (key _p_month) -> double
+--   grocery_month_count: count where _f0, expanding/month (key _p_month) -> int64
+--   grocery_month_mean: mean of _v0 where _f0, expanding/month (key _p_month) -> double
+--   grocery_month_max: max of _v0 where _f0, expanding/month (key _p_month) -> double
+WITH src AS (
+  SELECT
+    *,
+    rowid AS _st_rid
+  FROM "transactions"
+), base AS (
+  SELECT
+    "user_id" AS _u,
+    "ts" AS _time,
+    _st_rid AS _tb,
+    EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
+    CAST("amount" AS DOUBLE) AS _v0,
+    COALESCE((
+      TRY_CAST("mcc" AS INT) IN (5411, 5422, 5441, 5451, 5462, 5499)
+    ), FALSE) AS _f0,
+    CAST("ts" AS TIMESTAMP) AS _l
+  FROM src
+), events AS (
+  SELECT
+    base.*,
+    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month
+  FROM base
+)
+SELECT
+  _u,
+  _time,
+  _tb,
+  _v0,
+  _f0,
+  _p_month
+FROM events
+ORDER BY
+  _u,
+  _o,
+  _tb;
