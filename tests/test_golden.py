@@ -17,7 +17,11 @@ import sqltargets
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.yaml"))
-KINDS = {"sql": ("duckdb", "sql"), "program.sql": ("duckdb", "native"), "spark.sql": ("spark", "sql")}
+KINDS = {
+    "sql": ("duckdb", "sql"),
+    "program.sql": ("duckdb", "native"),
+    "spark.sql": ("spark", "sql"),
+}
 
 
 def _wanted(case: str) -> list[str]:
@@ -33,7 +37,9 @@ def test_golden(case: str, update_golden: bool) -> None:
         path = GOLDEN / f"{case}.{suffix}"
         if update_golden or not path.exists():
             path.write_text(sql)
-        assert sql == path.read_text(), f"{path.name} changed; rerun with --update-golden and review"
+        assert sql == path.read_text(), (
+            f"{path.name} changed; rerun with --update-golden and review"
+        )
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -393,5 +393,7 @@ def materialize(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> In
     table = run_table(f"SELECT *{pos} FROM {inp.source.relation}", con)
     name = f"_sqltargets_input_{uuid.uuid4().hex[:12]}"
     src = relation_source(name, rid_column=rid if inp.source.rid else "")
-    schema = table.schema.remove(table.schema.get_field_index(rid)) if inp.source.rid else table.schema
+    schema = (
+        table.schema.remove(table.schema.get_field_index(rid)) if inp.source.rid else table.schema
+    )
     return Input(src, label=inp.label, arrow_table=table, name=name, arrow_schema=schema)
