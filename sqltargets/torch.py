@@ -454,7 +454,9 @@ class _Runner:
                 if t.spec != i:
                     continue
                 values, ok = got[t.name]
-                values = np.where(ok, values, np.nan)
+                values = values.astype(np.float64, copy=False)
+                if ok is not None:
+                    values = np.where(ok, values, np.nan)
                 if t.width is None:
                     scal[where[t.name]] = values
                 else:

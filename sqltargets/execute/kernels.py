@@ -590,6 +590,11 @@ def order_statistics(rank, sorted_x, first, act, lo, hi, most, qs, largest, out,
     for i in range(lo.size):
         lw = lo[i]
         hw = hi[i]
+        if i > 0 and lw == lo[i - 1] and hw == hi[i - 1]:  # the same window: same answer
+            for k in range(nq):
+                out[i, k] = out[i - 1, k]
+                valid[i, k] = valid[i - 1, k]
+            continue
         if lw >= cur_hi:
             for j in range(cur_lo, cur_hi):
                 if act[j]:
@@ -713,6 +718,10 @@ def mode(code, values, first, act, lo, hi, most, out, valid):  # type: ignore[no
     for i in range(lo.size):
         lw = lo[i]
         hw = hi[i]
+        if i > 0 and lw == lo[i - 1] and hw == hi[i - 1]:  # the same window: same answer
+            out[i] = out[i - 1]
+            valid[i] = valid[i - 1]
+            continue
         if lw >= cur_hi:
             for j in range(cur_lo, cur_hi):
                 if act[j]:

@@ -174,10 +174,10 @@ class Scratch:
         self.n = n
         self._arrays: dict[str, np.ndarray] = {}
 
-    def get(self, name: str, dtype: Any) -> np.ndarray:
+    def get(self, name: str, dtype: Any, extra: int = 0) -> np.ndarray:
         a = self._arrays.get(name)
-        if a is None or a.dtype != np.dtype(dtype):
-            a = np.empty(self.n, dtype=dtype)
+        if a is None or a.dtype != np.dtype(dtype) or a.size != self.n + extra:
+            a = np.empty(self.n + extra, dtype=dtype)
             self._arrays[name] = a
         return a
 
@@ -191,13 +191,14 @@ def compute(program: Program, events: pa.Table, threads: int = 1) -> dict[str, p
 
 def compute_arrays(
     program: Program, events: pa.Table, threads: int = 1
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Like :func:`compute`, as NumPy: name -> (values, ok), ``ok`` False where null; values
-    are int64 or float64 vectors, or (rows, k) float64 matrices for list targets."""
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Like :func:`compute`, as NumPy: name -> (values, ok), ``ok`` False where null (None:
+    no nulls); values are int64 or float64 vectors, or (rows, k) float64 matrices for
+    list targets."""
     ev = Events(events)
     local = threading.local()
 
-    def one(call: Call) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
+    def one(call: Call) -> tuple[str, tuple[np.ndarray, np.ndarray | None]]:
         scratch = getattr(local, "scratch", None)
         if scratch is None:
             scratch = local.scratch = Scratch(ev.n)
@@ -218,7 +219,7 @@ def compute_arrays(
 
 def run_call(
     call: Call, ev: Events, scratch: Scratch, program: Program
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray | None]:
     """One target over every row of ``ev``, in row order: (values, ok)."""
     n = ev.n
     w = call.window
@@ -277,9 +278,9 @@ def run_call(
     if call.kernel == "distribution":
         values, ok = _distribution(call, ev, scratch, act_s, scan, lo, hi, sliding)
     else:
-        cum = np.empty(n + 1, np.int64)
+        cum = scratch.get("cum", np.int64, extra=1)
         K.active_count(act_s, cum)
-        count = np.empty(n, np.int64)
+        count = scratch.get("count", np.int64)
         K.window_counts(cum, lo, hi, count)
         values, ok = _aggregate(call, ev, scratch, act_s, scan, perm, lo, hi, count, sliding)
         if call.kernel == "elapsed":
@@ -288,7 +289,8 @@ def run_call(
             e = scan(ev.elapsed(program.elapsed))  # type: ignore[arg-type]
             K.elapsed(e, lo, hi, w.kind == "next", values, ok)
     if perm is not None:
-        values, ok = _unscan(values, perm), _unscan(ok, perm)
+        values = _unscan(values, perm)
+        ok = None if ok is None else _unscan(ok, perm)
     return finish(call, values, ok)
 
 
@@ -326,22 +328,25 @@ def _aggregate(
     n = lo.size
     agg_least = 2 if kern in ("std", "var") else 1
     if kern == "count":
-        return count, count > 0
+        return count.copy(), (count > 0) if call.fill is not None else None
     if kern == "distinct":
         codes, n_codes = ev.codes(call.value)  # type: ignore[arg-type]
         out = np.empty(n, np.int64)
         K.count_distinct(scan(codes), act, lo, hi, n_codes, out)
-        return out, out > 0
+        return out, (out > 0) if call.fill is not None else None
     if kern == "elapsed":
         return count, count > 0  # computed by the caller
     x = scan(ev.values(call.value)[0])  # type: ignore[arg-type]
-    nonempty = count >= agg_least
     if kern == "sum":
-        return _sum(x, act, lo, hi, sliding, scratch), nonempty
+        return _sum(x, act, lo, hi, sliding, scratch), (
+            count > 0
+        ) if call.fill is not None else None
+    nonempty = count >= agg_least
     if kern == "mean":
         s = _sum(x, act, lo, hi, sliding, scratch)
         with np.errstate(all="ignore"):
-            return s / np.maximum(count, 1), nonempty
+            np.divide(s, count, out=s, where=nonempty)
+        return s, nonempty
     if kern in ("min", "max"):
         out = np.empty(n)
         K.swag(
@@ -421,38 +426,47 @@ def _distribution(
             out[:, s] = cnt
         else:
             out[:, s] = _sum(x, act_g, lo, hi, sliding, scratch)
-    ok = np.ones((n, g), dtype=bool)
-    if call.normalize:
-        total = out.sum(axis=1, keepdims=True)
-        with np.errstate(all="ignore"):
-            out = out / total
-        ok &= total != 0
-    return out, ok
+    if not call.normalize:
+        return out, None
+    total = out.sum(axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        out /= total
+    return out, np.broadcast_to(total != 0, out.shape).copy()
 
 
 # ---------------------------------------------------------------------------------------------
 # output columns
 
 
-def finish(call: Call, values: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def finish(
+    call: Call, values: np.ndarray, ok: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Where ``ok`` is False the window is empty (too few values): the aggregation's empty
-    value (0, or null), or ``fill``. Values come back int64 or float64."""
-    fill = call.fill
-    zero = AGGREGATIONS[call.agg].empty in ("zero", "zeros")
+    value (0, or null), or ``fill``. ``values`` (owned by the caller, changed in place)
+    come back int64 or float64; ``ok`` None when no value is null."""
     dtype = np.int64 if call.type == "int64" else np.float64
-    if fill is not None:
-        values = np.where(ok, values, fill)
-        ok = np.ones_like(ok)
-    elif zero:
-        values = np.where(ok, values, 0)
-        ok = np.ones_like(ok)
-    elif dtype is np.int64:
-        values = np.where(ok, values, 0)
-    return np.asarray(values, dtype), ok
+    if values.dtype != dtype:
+        values = values.astype(dtype) if ok is None else np.where(ok, values, 0).astype(dtype)
+    if ok is None:
+        return values, None
+    empty = ~ok
+    if call.fill is not None:
+        values[empty] = call.fill
+        return values, None
+    if AGGREGATIONS[call.agg].empty in ("zero", "zeros"):
+        values[empty] = 0
+        return values, None
+    if ok.all():
+        return values, None
+    if dtype is np.int64:
+        values[empty] = 0
+    return values, ok
 
 
-def to_arrow(call: Call, values: np.ndarray, ok: np.ndarray) -> pa.Array:
+def to_arrow(call: Call, values: np.ndarray, ok: np.ndarray | None) -> pa.Array:
     """The Arrow column of a finished target."""
     if call.type == "list":
-        return arrays.lists_from_numpy(values, ok)
+        return arrays.lists_from_numpy(
+            values, ok if ok is not None else np.ones(values.shape, bool)
+        )
     return arrays.from_numpy(values, ok)
