@@ -24,6 +24,8 @@ from .spec import Target, TargetSet, load
 __version__ = "0.1.0"
 
 _API = ("generate", "generate_batches", "explain", "prepare", "reference", "verify", "write")
+#: Verbs living in their own modules, imported on first use: name -> module.
+_LAZY = {"describe": "description"}
 
 
 def __getattr__(name: str) -> object:
@@ -32,6 +34,10 @@ def __getattr__(name: str) -> object:
         from . import api
 
         return getattr(api, name)
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'sqltargets' has no attribute {name!r}")
 
 
@@ -46,4 +52,5 @@ __all__ = [
     "VerifyError",
     "load",
     *_API,
+    *_LAZY,
 ]
