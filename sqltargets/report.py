@@ -362,10 +362,10 @@ def heatmap_inches(n: int) -> tuple[float, float]:
     """The heatmap's size in inches for ``n`` series: big enough to label every cell.
 
     >>> heatmap_inches(22)
-    (11.7, 11.1)
+    (11.7, 10.7)
     """
     side = min(max(2.5 + 0.3 * n, 5.0), 20.0)
-    return round(side + 2.6, 2), round(side + 2.0, 2)
+    return round(side + 2.6, 2), round(side + 1.6, 2)
 
 
 def heatmap_png(d: Description) -> bytes:
@@ -470,8 +470,9 @@ nav a { margin-right: 14px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 10px; }
 figure { margin: 0; } img { max-width: 100%; height: auto; }
 ul.flags { padding-left: 20px; } ul.flags li { margin: 2px 0; }
-.kind { display: inline-block; min-width: 110px; font-weight: 600; }
-.k-always_empty, .k-redundant { color: #b00020; } .k-mostly_empty, .k-constant { color: #a05a00; }
+.kind { display: inline-block; min-width: 125px; margin-right: 10px; font-weight: 600; }
+.k-always_empty, .k-redundant { color: #b00020; }
+.k-mostly_empty, .k-constant, .k-coverage_drop { color: #a05a00; }
 .k-heavy_tailed { color: #555; }
 table { border-collapse: collapse; font-size: 12px; }
 th, td { padding: 3px 7px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
@@ -560,8 +561,15 @@ def html_page(
 
     parts.append('<section id="redundancy"><h2>Redundancy</h2>')
     lines = _redundancy_text(d)
-    parts.append(f"<p>{_esc(lines[0].rstrip(':'))}, over the rows where both are non-null.")
-    parts.append(f"{_esc(lines[1].strip())}</p>")
+    sample = (
+        f"a random {d.correlation_rows:,} of the {d.rows:,} rows (seed {d.seed})"
+        if d.correlation_rows < d.rows
+        else f"all {d.rows:,} rows"
+    )
+    parts.append(
+        f"<p>Spearman's rho between every two series, over the rows where both are non-null, "
+        f"on {_esc(sample)}. {_esc(lines[1].strip().capitalize())}</p>"
+    )
     parts.append("<ul>" + "".join(f"<li>{_esc(x.strip())}</li>" for x in lines[2:]) + "</ul>")
     if plots:
         report("plots", done, n_plots)
