@@ -341,10 +341,13 @@ def _from_generate(
     months = _month_codes(time_col, ts)
 
     series: list[_Series] = []
+    masks: dict[str, np.ndarray] = {}  # targets sharing a window and filter share one mask
     for t in ts.targets:
         col = out.column(t.name)
-        ne_col = out.column(nonempty_of[t.name])
-        non_empty = _as_float(ne_col) > 0
+        companion = nonempty_of[t.name]
+        if companion not in masks:
+            masks[companion] = _as_float(out.column(companion)) > 0
+        non_empty = masks[companion]
         window = _window_text(t)
         for slot, values in _slots(col):
             name = t.name if slot is None else f"{t.name}[{slot}]"
