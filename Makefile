@@ -10,7 +10,7 @@ DEMO_USERS ?= 2000
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,torch]'
+	$(BIN)/python -m pip install -q -e '.[dev,torch,plot]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,6 +22,8 @@ demo: venv
 	$(BIN)/sqltargets explain examples/demo.yaml --input $(DEMO)/data
 	$(BIN)/sqltargets run examples/demo.yaml --input $(DEMO)/data --output $(DEMO)/targets.parquet --summary
 	$(BIN)/sqltargets verify examples/demo.yaml --input $(DEMO)/data --users 5
+	@echo "--- the targets described: statistics, redundancy, coverage (and an HTML report) ---"
+	$(BIN)/sqltargets describe examples/demo.yaml --input $(DEMO)/data --html $(DEMO)/report.html
 
 test: venv
 	$(BIN)/ruff check .

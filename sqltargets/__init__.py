@@ -25,6 +25,8 @@ from .errors import (
 __version__ = "0.1.0"
 
 _API = ("generate", "generate_batches", "explain", "prepare", "reference", "verify", "write")
+#: Verbs living in their own modules, imported on first use: name -> module.
+_LAZY = {"describe": "description"}
 
 
 def __getattr__(name: str) -> object:
@@ -33,6 +35,10 @@ def __getattr__(name: str) -> object:
         from . import api
 
         return getattr(api, name)
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'sqltargets' has no attribute {name!r}")
 
 
@@ -48,4 +54,5 @@ __all__ = [
     "VerifyError",
     "load",
     *_API,
+    *_LAZY,
 ]

@@ -81,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     engine_arg(sp)
     resources(sp)
 
+    sp = sub.add_parser(
+        "describe", help="statistics, redundancy and coverage of each target (and an HTML report)"
+    )
+    sp.add_argument("spec")
+    sp.add_argument("--input", required=True, help="Parquet file, glob or folder")
+    sp.add_argument("--users", type=int, help="describe N users drawn at random (default: all)")
+    sp.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    sp.add_argument("--html", help="also write a self-contained HTML report with plots here")
+    sp.add_argument("--quiet", action="store_true", help="no progress display")
+    engine_arg(sp)
+    resources(sp)
+
     sp = sub.add_parser("prepare", help="write a sorted store of the input for faster reruns")
     sp.add_argument("input", help="Parquet file, glob or folder")
     sp.add_argument("--out", required=True, help="the store folder")
@@ -254,6 +266,30 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_describe(a: argparse.Namespace) -> int:
+    from .description import PLOT_HINT, describe, plots_available
+    from .report import check_report_path, progress_printer
+
+    if a.users is not None and a.users < 1:
+        raise SqlTargetsError(f"--users: {a.users} is not allowed; expected a positive number")
+    if a.html:
+        check_report_path(a.html)
+    progress = None if a.quiet else progress_printer(sys.stderr)
+    d = describe(
+        a.spec, a.input, a.users, seed=a.seed, engine=a.engine, threads=a.threads,
+        memory_limit=a.memory_limit, progress=progress,
+    )  # fmt: skip
+    sys.stdout.write(d.to_text())
+    if a.html:
+        path = d.write_html(a.html, progress=progress)
+        _print(f"\nreport: {path.resolve()}")
+    if not plots_available():
+        _print(f"no plots: they need matplotlib ({PLOT_HINT})")
+    elif not a.html:
+        _print("plots: add --html report.html")
+    return 0
+
+
 def _cmd_validate(a: argparse.Namespace) -> int:
     from .compile.spec import load
 
@@ -293,6 +329,7 @@ COMMANDS = {
     "explain": _cmd_explain,
     "run": _cmd_run,
     "verify": _cmd_verify,
+    "describe": _cmd_describe,
     "prepare": _cmd_prepare,
     "validate": _cmd_validate,
     "mcc": _cmd_mcc,
