@@ -18,8 +18,10 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/sqltargets demo-data --users $(DEMO_USERS) --out $(DEMO)/data --seed 7
 	$(BIN)/sqltargets validate examples/demo.yaml
-	@echo "--- the SQL (runs unchanged in the duckdb shell) ---"
+	@echo "--- the native program: DuckDB prologue, then one kernel per target ---"
 	$(BIN)/sqltargets explain examples/demo.yaml --input $(DEMO)/data
+	@echo "--- the portable SQL (runs unchanged in the duckdb shell and, with --dialect spark, in Spark) ---"
+	$(BIN)/sqltargets explain examples/demo.yaml --input $(DEMO)/data --engine sql
 	$(BIN)/sqltargets run examples/demo.yaml --input $(DEMO)/data --output $(DEMO)/targets.parquet --summary
 	$(BIN)/sqltargets verify examples/demo.yaml --input $(DEMO)/data --users 5
 	@echo "--- the targets described: statistics, redundancy, coverage (and an HTML report) ---"

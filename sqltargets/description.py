@@ -206,7 +206,7 @@ def describe(
     *,
     seed: int = 0,
     max_correlation_rows: int = MAX_CORRELATION_ROWS,
-    engine: str = "scan",
+    engine: str = "native",
     threads: int | None = None,
     memory_limit: str | None = None,
     progress: Progress | None = None,
