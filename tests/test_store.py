@@ -109,3 +109,28 @@ def test_cli_prepare_and_run_with_store(
     err = capsys.readouterr().err
     assert err.startswith("Error: prepare: the user column 'nope' is not in the input")
     assert not (tmp_path / "s2").exists()
+
+
+def test_a_store_is_read_in_its_order_without_a_sort(data: Path, tmp_path: Path) -> None:
+    from sqltargets.execute import engine, source
+    from sqltargets.execute.connection import connect
+
+    store = sqltargets.prepare(data, tmp_path / "store", specs=SPEC)
+    ts = sqltargets.load(SPEC)
+    con = connect(threads=2)
+    inp = source.resolve(str(store), ts, con)
+    source.prepare(ts, inp, con)
+    assert engine.presorted(ts, str(store), inp, con)
+    assert not engine.presorted(ts, str(data), inp, con)  # not a store
+    with_id = sqltargets.load({**ts_dict(), "columns": {**ts_dict()["columns"], "id": "tx_id"}})
+    assert not engine.presorted(with_id, str(store), inp, con)  # ties break by id: re-sort
+    limited = connect(memory_limit="1GB")  # may reorder rows without ORDER BY: re-sort
+    assert not engine.presorted(ts, str(store), inp, limited)
+    # several threads reading the sorted file keep its order: every cell as from the input
+    assert same(sqltargets.generate(SPEC, store, threads=2), sqltargets.generate(SPEC, data))
+
+
+def ts_dict() -> dict:
+    import yaml
+
+    return yaml.safe_load(SPEC.read_text())

@@ -276,9 +276,11 @@ def render(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = T
     return tree.sql(dialect=dialect, pretty=pretty)
 
 
-def render_prologue(plan: Plan, source: Source, columns: list[str], pretty: bool = True) -> str:
+def render_prologue(
+    plan: Plan, source: Source, columns: list[str], *, sort: bool = True, pretty: bool = True
+) -> str:
     """The native executor's prologue: the events of ``plan`` read from ``source``, with
     ``columns`` (internal names such as ``_u``, ``_v0``, ``_p_day``), sorted by user and
-    event order (see :mod:`sqltargets.execute.program`)."""
-    raw = render_raw(plan, source, "prologue.sql.j2", prologue_columns=columns)
+    event order unless ``sort`` is False (see :mod:`sqltargets.execute.program`)."""
+    raw = render_raw(plan, source, "prologue.sql.j2", prologue_columns=columns, sort=sort)
     return _parse(raw, "prologue.sql.j2").sql(dialect="duckdb", pretty=pretty)

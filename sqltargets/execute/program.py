@@ -86,6 +86,16 @@ class Program:
     columns: tuple[str, ...]
     calls: tuple[Call, ...]
     elapsed: str | None  # the prologue column of elapsed time in µs, when a window needs it
+    #: the events unsorted, with the sort keys too: materialised as a table, then sorted by
+    #: :meth:`sorted_from` (DuckDB sorts a table about twice as fast as a stream)
+    unsorted: str = ""
+    sort_keys: tuple[str, ...] = ("_u", "_o", "_tb")
+    presorted: bool = False  # the input is sorted already: the prologue has no ORDER BY
+
+    def sorted_from(self, table: str) -> str:
+        """The prologue's result from the table ``unsorted`` was materialised as (a quoted
+        name): its columns, sorted by user and event order."""
+        return f"SELECT {', '.join(self.columns)} FROM {table} ORDER BY {', '.join(self.sort_keys)}"
 
     @property
     def names(self) -> list[str]:
@@ -109,9 +119,12 @@ def elapsed_column(plan: Plan) -> str:
     return "_e" if differs else "_o"
 
 
-def build(plan: Plan, source: Source, *, order_time: bool = False) -> Program:
+def build(
+    plan: Plan, source: Source, *, order_time: bool = False, presorted: bool = False
+) -> Program:
     """The program for ``plan`` reading ``source``. ``order_time`` adds ``_o`` (the event
-    time in µs) to the prologue's columns, for the torch datasets' time feature."""
+    time in µs) to the prologue's columns, for the torch datasets' time feature;
+    ``presorted`` says the input is sorted by user and event order already."""
     ts = plan.spec
     calls: list[Call] = []
     columns = ["_u", "_time", "_tb"]
@@ -150,5 +163,12 @@ def build(plan: Plan, source: Source, *, order_time: bool = False) -> Program:
         columns.append(elapsed)
     if order_time and "_o" not in columns:
         columns.append("_o")
-    prologue = render_prologue(plan, source, columns)
-    return Program(ts, plan, prologue, tuple(columns), tuple(calls), elapsed)
+    sort_keys = ["_u", "_o", "_tb"] + (["_tb2"] if ts.columns.id and source.rid else [])
+    prologue = render_prologue(plan, source, columns, sort=not presorted)
+    unsorted = render_prologue(
+        plan, source, columns + [k for k in sort_keys if k not in columns], sort=False
+    )
+    return Program(
+        ts, plan, prologue, tuple(columns), tuple(calls), elapsed, unsorted, tuple(sort_keys),
+        presorted,
+    )  # fmt: skip
