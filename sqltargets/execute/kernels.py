@@ -756,3 +756,42 @@ def elapsed(e, lo, hi, after, out, valid):  # type: ignore[no-untyped-def]
             valid[i] = True
         else:
             valid[i] = False
+
+
+def warm_up() -> None:
+    """Load every kernel (from numba's on-disk cache, or compile it) by running each once on
+    a few rows with the types the runner passes. A process pays this once (about a second
+    with a warm cache; the first compile takes longer); forked DataLoader workers inherit
+    it from the process that built the dataset."""
+    n = 4
+    b = np.array([True, False, True, True])
+    x = np.array([1.0, np.nan, 2.0, 2.0])
+    i64 = np.array([0, 0, 1, 1], np.int64)
+    lo = np.empty(n, np.int64)
+    hi = np.empty(n, np.int64)
+    f = np.empty(n)
+    cum = np.empty(n + 1, np.int64)
+    active_count(b, cum)
+    expanding_ranges(b, True, lo, hi)
+    period_ranges(b, lo, hi)
+    next_period_ranges(b, i64, i64, i64 + 1, lo, hi)
+    nth_event_ranges(i64, b, 1, True, lo, hi)
+    sliding_ranges(i64, i64, -1, 0, True, lo, hi)
+    window_counts(cum, lo, hi, np.empty(n, np.int64))
+    swag(x, b, lo, hi, SUM, f, np.empty(n))
+    swag_position(i64, b, lo, hi, False, np.empty(n, np.int64), np.empty(n, np.int64))
+    swag_moments(x, b, lo, hi, f, np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+    moments_two_pass(x, b, lo, hi, f, np.empty(n))
+    sum_sequential(x, b, lo, hi, f)
+    sum_order_risk(x, b, lo, hi)
+    count_distinct(i64, b, lo, hi, 2, np.empty(n, np.int64))
+    rank = np.empty(n, np.int64)
+    sx = np.empty(n)
+    first = np.empty(n, np.int64)
+    most = user_ranks(i64, x, b, rank, sx, first)
+    out = np.empty((n, 1))
+    ok = np.empty((n, 1), np.bool_)
+    order_statistics(rank, sx, first, b, lo, hi, most, np.array([0.5]), False, out, ok)
+    most = user_value_codes(i64, x, b, rank, sx, first)
+    mode(rank, sx, first, b, lo, hi, most, f, np.empty(n, np.bool_))
+    elapsed(i64, lo, hi, True, f, np.empty(n, np.bool_))
