@@ -26,6 +26,7 @@ the first time is expensive; a run allocates the outputs and little else).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -194,23 +195,74 @@ def compute_arrays(
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Like :func:`compute`, as NumPy: name -> (values, ok), ``ok`` False where null (None:
     no nulls); values are int64 or float64 vectors, or (rows, k) float64 matrices for
-    list targets."""
-    ev = Events(events)
+    list targets.
+
+    Work items are (target, block of users): with fewer targets than threads, the rows are
+    cut into blocks at user boundaries (a window never crosses users), so that every core
+    has work."""
+    calls = list(program.calls)
+    n = events.num_rows
+    blocks = [(0, n)]
+    if threads > 1 and len(calls) < threads and n >= MIN_BLOCK_ROWS:
+        blocks = _user_blocks(events, -(-threads // len(calls)))
+    parts = [
+        Events(events.slice(a, b - a)) if len(blocks) > 1 else Events(events) for a, b in blocks
+    ]
     local = threading.local()
 
-    def one(call: Call) -> tuple[str, tuple[np.ndarray, np.ndarray | None]]:
-        scratch = getattr(local, "scratch", None)
-        if scratch is None:
-            scratch = local.scratch = Scratch(ev.n)
-        return call.name, run_call(call, ev, scratch, program)
+    def one(task: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        scratch = getattr(local, "scratch", {})
+        local.scratch = scratch
+        ev = parts[task[1]]
+        if ev.n not in scratch:
+            scratch[ev.n] = Scratch(ev.n)
+        return run_call(calls[task[0]], ev, scratch[ev.n], program)
 
-    calls = list(program.calls)
-    if threads > 1 and len(calls) > 1 and ev.n:
-        with ThreadPoolExecutor(min(threads, len(calls))) as pool:
-            done = dict(pool.map(one, calls))
+    tasks = [(c, b) for c in range(len(calls)) for b in range(len(blocks))]
+    if threads > 1 and len(tasks) > 1 and n:
+        with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
+            done = list(pool.map(one, tasks))
     else:
-        done = dict(one(c) for c in calls)
-    return {c.name: done[c.name] for c in calls}
+        done = [one(t) for t in tasks]
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for c, call in enumerate(calls):
+        got = done[c * len(blocks) : (c + 1) * len(blocks)]
+        if len(got) == 1:
+            out[call.name] = got[0]
+            continue
+        values = np.concatenate([v for v, _ in got])
+        oks = [ok for _, ok in got]
+        if all(ok is None for ok in oks):
+            out[call.name] = (values, None)
+        else:
+            out[call.name] = (
+                values,
+                np.concatenate(
+                    [np.ones(v.shape, bool) if ok is None else ok for (v, _), ok in zip(got, oks)]
+                ),
+            )
+    return out
+
+
+#: Rows below which a target is not cut into blocks of users for several threads.
+MIN_BLOCK_ROWS = 200_000
+
+
+def _user_blocks(events: pa.Table, k: int) -> list[tuple[int, int]]:
+    """At most ``k`` row ranges of about equal size, each starting at a user's first row.
+
+    >>> t = pa.table({"_u": [1, 1, 2, 2, 3, 3]})
+    >>> _user_blocks(t, 2), _user_blocks(t, 5), _user_blocks(pa.table({"_u": [1, 1, 1]}), 2)
+    ([(0, 4), (4, 6)], [(0, 2), (2, 4), (4, 6)], [(0, 3)])
+    """
+    starts = np.flatnonzero(arrays.user_starts(events.column("_u")))
+    n = events.num_rows
+    cuts = {0, n}
+    for j in range(1, k):
+        i = int(np.searchsorted(starts, j * n // k))
+        cuts.add(int(starts[i]) if i < starts.size else n)
+    edges = sorted(cuts)
+    return list(itertools.pairwise(edges))
 
 
 # ---------------------------------------------------------------------------------------------
