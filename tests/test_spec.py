@@ -422,3 +422,16 @@ def test_mcc_labels_take_an_integer_fill() -> None:
         "be an integer"
     ]
     assert load(spec(agg="mode", fill=1.5)).targets[0].fill == 1.5  # not the mcc column
+
+
+def test_pretrain_example_validates() -> None:
+    from pathlib import Path
+
+    ts = load(Path(__file__).resolve().parents[1] / "examples" / "pretrain.yaml")
+    aggs = {t.agg for t in ts.targets}
+    kinds = {t.window.kind for t in ts.targets}
+    assert {"first", "elapsed", "distribution", "quantile", "median", "count"} <= aggs
+    assert {"next", "previous", "next_period", "future", "expanding", "rolling"} <= kinds
+    assert any(t.window.offset for t in ts.targets if t.window.kind == "future")
+    assert any(not t.window.include_current for t in ts.targets)
+    assert any(ts.outputs_mcc_code(t) for t in ts.targets)
