@@ -16,10 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sqltargets
-from sqltargets.compile.spec import AGGS, WINDOW_KINDS
 from sqltargets.verification.compare import diff
 from tests.conftest import examples
-from tests.strategies import target, transactions
+from tests.strategies import COMBINATIONS, pending, target, transactions
 
 
 def check_same(spec: dict, table: pa.Table) -> None:
@@ -45,11 +44,12 @@ def check_engine(spec: dict, table: pa.Table, want: pa.Table, engine: str) -> No
     assert not mismatches, "\n".join(str(m) for m in mismatches)
 
 
-@pytest.mark.parametrize("kind", WINDOW_KINDS)
-@pytest.mark.parametrize("agg", AGGS)
+@pytest.mark.parametrize(("agg", "kind"), COMBINATIONS)
 @settings(max_examples=examples(40))
 @given(data=st.data())
 def test_each_kind_and_agg(agg: str, kind: str, data: st.DataObject) -> None:
+    if pending(agg, kind):  # see PENDING_ISSUE_12 in tests/strategies.py
+        pytest.skip("engines pending: issue 12")
     tx = data.draw(transactions())
     spec = {**tx["spec"], "targets": [data.draw(target("t0", agg=agg, kind=kind))]}
     check_same(spec, tx["table"])
@@ -66,8 +66,10 @@ def test_many_targets_share_windows(data: st.DataObject) -> None:
         twin = dict(
             targets[0], name="twin", agg=data.draw(st.sampled_from(["sum", "mean", "count"]))
         )
-        twin.pop("k", None)
-        twin.pop("value", None)
+        for key in ("k", "value", "q", "by", "measure", "normalize"):
+            twin.pop(key, None)
+        if twin["window"]["kind"] in ("next", "previous"):  # one event: count it
+            twin["agg"] = "count"
         if twin["agg"] == "count" and "fill" in twin:
             twin["fill"] = int(twin["fill"])
         targets.append(twin)

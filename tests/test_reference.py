@@ -37,8 +37,11 @@ def target(name: str, agg: str = "sum", kind: str = "expanding", **kw: Any) -> d
     window: dict[str, Any] = {"kind": kind}
     if kind in ("rolling", "future"):
         window["length"] = kw.pop("length")
-    else:
+    elif kind not in ("next", "previous"):
         window["period"] = kw.pop("period", "day")
+    for key in ("offset", "include_current", "n"):  # window parameters
+        if key in kw:
+            window[key] = kw.pop(key)
     return {"name": name, "agg": agg, "window": window, **kw}
 
 
@@ -723,3 +726,528 @@ def test_nan_is_largest_in_min_max_top_k() -> None:
         math.isnan(v[0]) for v in col(out, "k")
     )
     assert col(out, "cd") == [3] * 3
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 12: var, quantile, median, mode (AGG_TABLE: day 1 holds 4, 1, 4, 2 and two nulls;
+# day 2 one null; day 3 one 7)
+
+
+def test_var_is_sample_variance() -> None:
+    # 4, 1, 4, 2: squared deviations from 2.75 sum to 6.75; / (4 - 1) = 2.25 (std's square);
+    # fewer than 2 values: null, or fill
+    assert run_agg("var") == by_day(2.25, None, None)
+    assert run_agg("var", fill=-1) == by_day(2.25, -1.0, -1.0)
+
+
+def test_quantile_interpolates_between_order_statistics() -> None:
+    # sorted 1, 2, 4, 4 (m = 4): h = 3q, j = floor(h), g = h - j
+    # median: h = 1.5 -> 0.5*2 + 0.5*4 = 3
+    assert run_agg("median") == by_day(3.0, None, 7.0)
+    # q 0.25: h = 0.75 -> 0.25*1 + 0.75*2 = 1.75
+    assert run_agg("quantile", q=0.25) == by_day(1.75, None, 7.0)
+    # q 0.9: h = 2.7 -> between x_2 = 4 and x_3 = 4: 4
+    assert run_agg("quantile", q=0.9) == by_day(4.0, None, 7.0)
+    # q 1/3: h = 3 * (1/3) rounds to exactly 1.0 in double, so g == 0: x_1 = 2
+    assert run_agg("quantile", q=1 / 3) == by_day(2.0, None, 7.0)
+    # one value: h = 0 for any q; empty: null or fill
+    assert run_agg("median", fill=-1) == by_day(3.0, -1.0, 7.0)
+
+
+def test_quantile_with_nan_and_infinities() -> None:
+    inf, nan = math.inf, math.nan
+    # day 1: 1, NaN, 3, inf -> sorted 1, 3, inf, NaN (NaN is the largest)
+    # day 2: inf, inf; day 3: -inf, inf; day 4: NaN, NaN; day 5: -inf, -inf, 5
+    table = pa.table(
+        {
+            "u": [1] * 13,
+            "t": [1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 5],
+            "amount": [1.0, nan, 3.0, inf, inf, inf, -inf, inf, nan, nan, -inf, -inf, 5.0],
+            "mcc": [0] * 13,
+        }
+    )
+    ts = make_spec(
+        target("med", agg="median", kind="period"),
+        target("q25", agg="quantile", q=0.25, kind="period"),
+        target("q90", agg="quantile", q=0.9, kind="period"),
+        time={"unit": "day"},
+    )
+    out = reference_table(ts, table)
+
+    def per_day(name: str) -> list[float]:
+        values = col(out, name)
+        return [values[i] for i in (0, 4, 6, 8, 10)]
+
+    def same(got: list[float], want: list[float]) -> bool:
+        return all(
+            (math.isnan(g) and math.isnan(w)) or g == w for g, w in zip(got, want, strict=True)
+        )
+
+    # median: day 1 h = 1.5: 0.5*3 + 0.5*inf = inf; day 2: inf, inf -> inf; day 3:
+    # 0.5*(-inf) + 0.5*inf = NaN; day 4: NaN; day 5: h = 1, g = 0: x_1 = -inf
+    assert same(per_day("med"), [inf, inf, nan, nan, -inf])
+    # q 0.25: day 1 h = 0.75: 0.25*1 + 0.75*3 = 2.5; day 2 inf; day 3 h = 0.25:
+    # 0.75*(-inf) + 0.25*inf = NaN; day 4 NaN; day 5 h = 0.5: -inf
+    assert same(per_day("q25"), [2.5, inf, nan, nan, -inf])
+    # q 0.9: day 1 h = 2.7: 0.3*inf + 0.7*NaN = NaN (a NaN neighbour); day 5 h = 1.8:
+    # 0.2*(-inf) + 0.8*5 = -inf
+    assert same(per_day("q90"), [nan, inf, nan, nan, -inf])
+
+
+def test_mode_most_frequent_ties_to_the_smallest() -> None:
+    # day 1: 4 twice, 1 and 2 once -> 4; day 2 empty: null or fill; day 3: 7
+    assert run_agg("mode") == by_day(4.0, None, 7.0)
+    assert run_agg("mode", fill=0) == by_day(4.0, 0.0, 7.0)
+    # day 1: 3, 1, 3, 1, 2 -> 1 and 3 tie (twice each): the smaller, 1
+    # day 2: NaN, NaN, 5 -> NaN twice (all NaN are one value)
+    # day 3: NaN, 5 -> a tie; NaN is the largest: 5
+    # day 4: -0.0, 0.0, 1, 1 -> 0 (twice: -0.0 equals 0.0) ties with 1: 0
+    # day 5: inf, -inf -> a tie: -inf
+    nan, inf = math.nan, math.inf
+    table = pa.table(
+        {
+            "u": [1] * 15,
+            "t": [1] * 5 + [2] * 3 + [3] * 2 + [4] * 4 + [5] * 1,
+            "amount": [3.0, 1.0, 3.0, 1.0, 2.0, nan, nan, 5.0, nan, 5.0, -0.0, 0.0, 1.0, 1.0, inf],
+            "mcc": [0] * 15,
+        }
+    )
+    table = pa.concat_tables(
+        [table, pa.table({"u": [1], "t": [5], "amount": [-inf], "mcc": [0]}).cast(table.schema)]
+    )
+    ts = make_spec(target("m", agg="mode", kind="period"), time={"unit": "day"})
+    got = col(reference_table(ts, table), "m")
+    assert got[0] == 1.0 and math.isnan(got[5]) and got[8] == 5.0 and got[-1] == -inf
+    assert got[10] == 0.0 and math.copysign(1.0, got[10]) == 1.0  # 0.0, not -0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 12: MCC codes as integer class labels
+
+MCC_LABELS = pa.table(
+    {
+        "u": [1] * 5,
+        "t": [1, 1, 1, 1, 2],
+        "amount": [1.0, 2.0, 3.0, 4.0, 5.0],
+        # codes: 5411, 5812, 5812 (spaces stripped), none ("abc" is not digits), none
+        "mcc": ["5411", "5812", " 5812 ", "abc", None],
+    }
+)
+
+
+def test_first_last_mode_of_the_mcc_column_are_int64_codes() -> None:
+    ts = make_spec(
+        target("f", agg="first", value="mcc", kind="period"),
+        target("l", agg="last", value="mcc", kind="period"),
+        target("m", agg="mode", value="mcc", kind="period"),
+        target("m_fill", agg="mode", value="mcc", kind="period", fill=0),
+        target("f_amount", agg="first", kind="period"),
+        time={"unit": "day"},
+    )
+    out = reference_table(ts, MCC_LABELS)
+    for name in ("f", "l", "m", "m_fill"):
+        assert out.schema.field(name).type == pa.int64(), name
+    assert out.schema.field("f_amount").type == pa.float64()
+    # day 1: codes 5411, 5812, 5812, null -> first 5411, last 5812 (the null "abc" is
+    # skipped), mode 5812; day 2: only a null -> null, or the fill
+    assert col(out, "f") == [5411] * 4 + [None]
+    assert col(out, "l") == [5812] * 4 + [None]
+    assert col(out, "m") == [5812] * 4 + [None]
+    assert col(out, "m_fill") == [5812] * 4 + [0]
+    assert col(out, "f_amount") == [1.0] * 4 + [5.0]
+
+
+def test_mode_of_an_integer_mcc_column_and_count_distinct_unchanged() -> None:
+    table = MCC_LABELS.set_column(3, "mcc", pa.array([5411, 5812, 5411, None, 4511], pa.int32()))
+    ts = make_spec(
+        target("m", agg="mode", value="mcc", kind="period"),
+        target("cd", agg="count_distinct", value="mcc", kind="period"),
+        target("mx", agg="max", value="mcc", kind="period"),
+        time={"unit": "day"},
+    )
+    out = reference_table(ts, table)
+    assert col(out, "m") == [5411] * 4 + [4511]  # 5411 twice on day 1
+    assert col(out, "cd") == [2] * 4 + [1]  # raw values, as before
+    assert col(out, "mx") == [5812.0] * 4 + [4511.0]  # other aggs read DOUBLE, as before
+    assert out.schema.field("mx").type == pa.float64()
+
+
+def test_mode_needs_a_number_or_the_mcc_column() -> None:
+    table = MCC_LABELS.append_column("city", pa.array(["a"] * 5))
+    ts = make_spec(target("m", agg="mode", value="city"), time={"unit": "day"})
+    with pytest.raises(DataError, match="numeric value column or the spec's mcc column"):
+        reference_table(ts, table)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 12: distribution
+
+# row:    0     1     2     3     4     5
+# mcc:    5411  5450  5812  6011  9999  null
+# amount: 10    5     2     null  3     1
+DIST = pa.table(
+    {
+        "u": [1] * 6,
+        "t": [1] * 6,
+        "amount": [10.0, 5.0, 2.0, None, 3.0, 1.0],
+        "mcc": pa.array([5411, 5450, 5812, 6011, 9999, None], pa.int32()),
+    }
+)
+# groups: grocery; 5400-5500; restaurants or 6011; then "other".
+# 5411 is in both grocery and 5400-5500: the first group takes it. 5450 is not grocery.
+GROUPS = {"mcc": ["grocery", "5400-5500", ["restaurants", 6011]]}
+
+
+def run_dist(**kw: Any) -> list[Any]:
+    kw.setdefault("by", GROUPS)
+    ts = make_spec(target("d", agg="distribution", kind="period", **kw), time={"unit": "day"})
+    out = reference_table(ts, DIST)
+    assert out.schema.field("d").type == pa.list_(pa.float64())
+    assert ts.targets[0].by_names == ("grocery", "5400-5500", "restaurants+6011")
+    values = col(out, "d")
+    assert all(v == values[0] for v in values)  # a whole-period window: one value per day
+    return values[0]
+
+
+def test_distribution_sums_and_counts_per_group() -> None:
+    # sum: grocery 10; 5400-5500: 5; restaurants+6011: 2 (6011's null is skipped);
+    # other: 9999's 3 + the null MCC's 1 = 4
+    assert run_dist() == [10.0, 5.0, 2.0, 4.0]
+    # count: transactions, null values too: 1, 1, 2 (5812 and 6011), 2 (9999, null MCC)
+    assert run_dist(measure="count") == [1.0, 1.0, 2.0, 2.0]
+
+
+def test_distribution_normalized_shares() -> None:
+    # sum 10 + 5 + 2 + 4 = 21; count 6
+    assert run_dist(normalize=True) == [10 / 21, 5 / 21, 2 / 21, 4 / 21]
+    assert run_dist(measure="count", normalize=True) == [1 / 6, 1 / 6, 2 / 6, 2 / 6]
+
+
+def test_distribution_after_the_filter_and_when_empty() -> None:
+    # the target's mcc filter applies first: only 5411 passes
+    assert run_dist(mcc=["grocery"]) == [10.0, 0.0, 0.0, 0.0]
+    assert run_dist(mcc=["grocery"], normalize=True) == [1.0, 0.0, 0.0, 0.0]
+    # nothing passes: all zeros; as shares, all null (the total is 0)
+    assert run_dist(mcc=[1234]) == [0.0, 0.0, 0.0, 0.0]
+    assert run_dist(mcc=[1234], normalize=True) == [None] * 4
+    # where filters too: amount > 2 keeps 10 (grocery), 5 (5400-5500), 3 (other)
+    assert run_dist(where="amount > 2", measure="count") == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_distribution_total_zero_and_infinities() -> None:
+    # a refund cancels the purchase: the total is 0, so the shares are null
+    table = pa.table({"u": [1, 1], "t": [1, 1], "amount": [5.0, -5.0], "mcc": [5411, 9999]})
+    ts = make_spec(
+        target("d", agg="distribution", kind="period", by={"mcc": [5411]}, normalize=True),
+        target("s", agg="distribution", kind="period", by={"mcc": [5411]}),
+        time={"unit": "day"},
+    )
+    out = reference_table(ts, table)
+    assert col(out, "d") == [[None, None]] * 2
+    assert col(out, "s") == [[5.0, -5.0]] * 2
+    # inf in a slot: the total is inf; inf / inf = NaN, 1 / inf = 0
+    table = table.set_column(2, "amount", pa.array([math.inf, 1.0]))
+    share = col(reference_table(ts, table), "d")[0]
+    assert math.isnan(share[0]) and share[1] == 0.0
+
+
+def test_distribution_running_with_string_mccs() -> None:
+    # expanding over the day, row by row; "abc" is not an MCC: "other"
+    table = pa.table(
+        {"u": [1] * 3, "t": [1, 1, 1], "amount": [1.0, 3.0, 4.0], "mcc": ["5411", "abc", "5411"]}
+    )
+    ts = make_spec(
+        target("d", agg="distribution", by={"mcc": ["grocery"]}, normalize=True),
+        time={"unit": "day"},
+    )
+    # row 0: grocery 1 of 1; row 1: 1 and 3 of 4; row 2: 5 and 3 of 8
+    assert col(reference_table(ts, table), "d") == [[1.0, 0.0], [0.25, 0.75], [0.625, 0.375]]
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 12: next / previous event windows
+
+# row:    0     1     2     3     4
+# day:    1     1     2     4     4
+# amount: 10    20    null  40    50
+# mcc:    5411  5812  5411  5411  5812
+EVENTS = pa.table(
+    {
+        "u": [1] * 5,
+        "t": [1, 1, 2, 4, 4],
+        "amount": [10.0, 20.0, None, 40.0, 50.0],
+        "mcc": [5411, 5812, 5411, 5411, 5812],
+    }
+)
+
+
+def run_events(*targets: dict[str, Any]) -> pa.Table:
+    out = reference_table(make_spec(*targets, time={"unit": "day"}), EVENTS)
+    assert col(out, "row_id") == [0, 1, 2, 3, 4]  # event order = input order here
+    return out
+
+
+def test_next_event_value_count_and_elapsed() -> None:
+    out = run_events(
+        target("v", agg="first", kind="next"),
+        target("l", agg="last", kind="next"),
+        target("c", agg="count", kind="next"),
+        target("c9", agg="count", kind="next", fill=9),
+        target("e", agg="elapsed", kind="next"),
+        target("e_fill", agg="elapsed", kind="next", fill=-1),
+    )
+    # the next row's value: row 1's 20, row 2's null, row 3's 40, row 4's 50, nothing
+    assert col(out, "v") == [20.0, None, 40.0, 50.0, None]
+    assert col(out, "l") == col(out, "v")  # a window of one event
+    # count: 1 when there is a next event (even with a null value), else 0 (or fill)
+    assert col(out, "c") == [1, 1, 1, 1, 0]
+    assert col(out, "c9") == [1, 1, 1, 1, 9]
+    # seconds to it: rows 0 and 1 share day 1 (0 s), day 1 -> 2 is 86400 s, day 2 -> 4 is
+    # 172800 s, rows 3 and 4 share day 4 (0 s); the last row has none
+    assert col(out, "e") == [0.0, 86400.0, 172800.0, 0.0, None]
+    assert col(out, "e_fill") == [0.0, 86400.0, 172800.0, 0.0, -1.0]
+    assert out.schema.field("e").type == pa.float64()
+    assert out.schema.field("c").type == pa.int64()
+
+
+def test_previous_event_and_the_n_th() -> None:
+    out = run_events(
+        target("v", agg="first", kind="previous"),
+        target("e", agg="elapsed", kind="previous"),
+        target("v2", agg="first", kind="next", n=2),
+        target("p2", agg="last", kind="previous", n=2),
+        target("e2", agg="elapsed", kind="previous", n=2),
+    )
+    assert col(out, "v") == [None, 10.0, 20.0, None, 40.0]  # row 3's previous is row 2 (null)
+    assert col(out, "e") == [None, 0.0, 86400.0, 172800.0, 0.0]
+    # two events later: row 0 -> row 2 (null), 1 -> 3, 2 -> 4, then none
+    assert col(out, "v2") == [None, 40.0, 50.0, None, None]
+    # two events earlier: row 2 -> row 0, 3 -> 1, 4 -> 2 (null)
+    assert col(out, "p2") == [None, None, 10.0, 20.0, None]
+    # day 2 - day 1, day 4 - day 1, day 4 - day 2
+    assert col(out, "e2") == [None, None, 86400.0, 259200.0, 172800.0]
+
+
+def test_event_windows_take_the_n_th_passing_transaction() -> None:
+    # grocery (5411) rows are 0, 2, 3: the filter picks the event, not only its value
+    out = run_events(
+        target("next_g", agg="first", kind="next", mcc=["grocery"]),
+        target("since_g", agg="elapsed", kind="previous", mcc=["grocery"]),
+        target("next_pos", agg="first", kind="next", where="amount > 15"),
+    )
+    # row 0 -> row 2 (null), row 1 -> row 2 (null), row 2 -> row 3, rows 3 and 4: none
+    assert col(out, "next_g") == [None, None, 40.0, None, None]
+    # seconds since the previous grocery purchase: row 0 none; row 1 <- row 0 (same day);
+    # row 2 <- row 0 (1 day); row 3 <- row 2 (2 days); row 4 <- row 3 (same day)
+    assert col(out, "since_g") == [None, 0.0, 86400.0, 172800.0, 0.0]
+    # amount > 15 passes rows 1, 3, 4 (a null amount does not pass)
+    assert col(out, "next_pos") == [20.0, 40.0, 40.0, 50.0, None]
+
+
+def test_next_mcc_as_a_class_label() -> None:
+    out = run_events(
+        target("next_mcc", agg="first", kind="next", value="mcc"),
+        target("prev_mcc", agg="last", kind="previous", value="mcc", fill=0),
+    )
+    assert out.schema.field("next_mcc").type == pa.int64()
+    assert col(out, "next_mcc") == [5812, 5411, 5411, 5812, None]
+    assert col(out, "prev_mcc") == [0, 5411, 5812, 5411, 5411]
+
+
+def test_event_windows_follow_the_id_order_in_ties() -> None:
+    # three rows at the same time; ids 3, 1, 2: event order is rows 1, 2, 0
+    table = pa.table(
+        {"u": [1] * 3, "t": [5] * 3, "amount": [1.0, 2.0, 4.0], "mcc": [0] * 3, "tx": [3, 1, 2]}
+    )
+    ts = make_spec(
+        target("nxt", agg="first", kind="next"),
+        target("prv", agg="first", kind="previous"),
+        target("e", agg="elapsed", kind="next"),
+        columns={"id": "tx"},
+        time={"unit": "day"},
+    )
+    out = reference_table(ts, table)
+    assert col(out, "tx") == [1, 2, 3]
+    assert col(out, "nxt") == [4.0, 1.0, None]  # id 1 -> id 2 (row 2), id 2 -> id 3 (row 0)
+    assert col(out, "prv") == [None, 2.0, 4.0]
+    assert col(out, "e") == [0.0, 0.0, None]  # same time: 0 seconds
+
+
+def test_elapsed_is_on_the_elapsed_clock_with_microseconds() -> None:
+    # naive New York: 2024-03-09 12:00 EST (17:00Z) -> 2024-03-10 12:00 EDT (16:00Z) is 23 h
+    # (24 wall hours); then 1 µs later
+    walls = [
+        dt.datetime(2024, 3, 9, 12),
+        dt.datetime(2024, 3, 10, 12),
+        dt.datetime(2024, 3, 10, 12, 0, 0, 1),
+    ]
+    ts = make_spec(target("e", agg="elapsed", kind="next"), timezone="America/New_York")
+    assert col(reference_table(ts, naive_ny(*walls)), "e") == [82800.0, 1e-06, None]
+    # in UTC the same wall times are 24 h apart
+    utc = make_spec(target("e", agg="elapsed", kind="next"))
+    assert col(reference_table(utc, naive_ny(*walls)), "e") == [86400.0, 1e-06, None]
+    # dates: days x 86400; integer seconds: the seconds
+    dates = pa.table(
+        {
+            "u": [1, 1],
+            "t": pa.array([dt.date(2024, 2, 28), dt.date(2024, 3, 1)]),
+            "amount": [1.0, 2.0],
+            "mcc": [0, 0],
+        }
+    )
+    assert col(reference_table(utc, dates), "e") == [2 * 86400.0, None]
+    seconds = pa.table({"u": [1, 1], "t": [10, 95], "amount": [1.0, 2.0], "mcc": [0, 0]})
+    ts_s = make_spec(target("e", agg="elapsed", kind="previous"), time={"unit": "s"})
+    assert col(reference_table(ts_s, seconds), "e") == [None, 85.0]
+
+
+def test_spring_forward_gap_elapsed_can_be_negative_and_rolling_exclusive() -> None:
+    # New York, 2024-03-10: 01:30 EST = 06:30Z; 02:30 does not exist and reads as 02:30 EST
+    # = 07:30Z; 03:15 EDT = 07:15Z. Event order is by wall clock: 01:30, 02:30, 03:15.
+    table = naive_ny(
+        dt.datetime(2024, 3, 10, 1, 30),
+        dt.datetime(2024, 3, 10, 2, 30),
+        dt.datetime(2024, 3, 10, 3, 15),
+    )
+    ts = make_spec(
+        target("to_next", agg="elapsed", kind="next"),
+        target("since_prev", agg="elapsed", kind="previous"),
+        target("r_in", agg="count", kind="rolling", length="30m"),
+        target("r_ex", agg="count", kind="rolling", length="30m", include_current=False),
+        timezone="America/New_York",
+    )
+    out = reference_table(ts, table)
+    assert col(out, "row_id") == [0, 1, 2]
+    # 06:30Z -> 07:30Z is 3600 s; 07:30Z -> 07:15Z is -900 s (the next event is earlier on
+    # the elapsed clock)
+    assert col(out, "to_next") == [3600.0, -900.0, None]
+    assert col(out, "since_prev") == [None, 3600.0, -900.0]
+    # rolling 30m at 07:30Z holds (07:00Z, 07:30Z]: itself and 03:15 EDT (07:15Z), a row that
+    # comes later in event order but earlier in time; exclusive: (07:00Z, 07:30Z) keeps only
+    # 07:15Z. At 07:15Z: (06:45Z, 07:15Z] holds only itself; exclusive: nothing.
+    assert col(out, "r_in") == [1, 2, 1]
+    assert col(out, "r_ex") == [0, 1, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 12: offset and include_current (DAYS: days 1, 1, 2, 3 with amounts 10, 20, 5, 1)
+
+
+def test_future_offset() -> None:
+    # 1d after a 1d offset: (t + 1d, t + 2d]: day 1 -> day 3 (1), day 2 -> day 4 (nothing)
+    assert run_days(kind="future", length="1d", offset="1d") == [1.0, 1.0, 0.0, 0.0]
+    # offset 0 is the plain future window: (t, t + 1d]
+    assert run_days(kind="future", length="1d", offset="0d") == [5.0, 5.0, 1.0, 0.0]
+    assert run_days(kind="future", length="1d", offset=0) == [5.0, 5.0, 1.0, 0.0]
+    # (t + 12h, t + 36h]: day 1 -> day 2 (5), day 2 -> day 3 (1), day 3 -> nothing
+    assert run_days(kind="future", length="1d", offset="12h") == [5.0, 5.0, 1.0, 0.0]
+    # (t + 1d, t + 3d]: day 1 -> (day 2, day 4]: day 3 only (day 2 is not after t + 1d)
+    assert run_days(kind="future", length="2d", offset="1d") == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_next_period_offset() -> None:
+    # offset 1: the day after the next one: day 1 -> day 3 (1), day 2 -> day 4 (nothing)
+    assert run_days(kind="next_period", period="day", offset=1) == [1.0, 1.0, 0.0, 0.0]
+    assert run_days(kind="next_period", period="day", offset=0) == [5.0, 5.0, 1.0, 0.0]
+    # integer days, origin 2024-12-30: days 0, 1 (December), 2 (January), 33 (February):
+    # month offset 1: December -> February (8), January -> March (nothing)
+    table = pa.table(
+        {"u": [1] * 4, "t": [0, 1, 2, 33], "amount": [1.0, 2.0, 4.0, 8.0], "mcc": [0] * 4}
+    )
+    ts = make_spec(
+        target("nm2", kind="next_period", period="month", offset=1),
+        time={"unit": "day", "origin": "2024-12-30"},
+    )
+    assert col(reference_table(ts, table), "nm2") == [8.0, 8.0, 0.0, 0.0]
+
+
+def test_next_period_offset_in_periods_output() -> None:
+    # a: January 8, March 2; b: January 1 and 4, February 16. offset 1 skips a period:
+    # a January -> March (2), a March -> May, b January -> March, b February -> April
+    table = pa.table(
+        {
+            "u": ["b", "a", "b", "a", "b"],
+            "t": pa.array(
+                [
+                    dt.date(2024, 1, 5),
+                    dt.date(2024, 3, 1),
+                    dt.date(2024, 1, 9),
+                    dt.date(2024, 1, 2),
+                    dt.date(2024, 2, 1),
+                ]
+            ),
+            "amount": [1.0, 2.0, 4.0, 8.0, 16.0],
+            "mcc": [0] * 5,
+        }
+    )
+    ts = make_spec(
+        target("after_next", kind="next_period", period="month", offset=1), output="periods"
+    )
+    out = reference_table(ts, table)
+    assert col(out, "u") == ["a", "a", "b", "b"]
+    assert col(out, "after_next") == [2.0, 0.0, 0.0, 0.0]
+
+
+def test_expanding_without_the_current_row() -> None:
+    # rows strictly before this one in the period: day 1: nothing, then row 0; days 2, 3: nothing
+    assert run_days(kind="expanding", include_current=False) == [0.0, 10.0, 0.0, 0.0]
+    assert run_days(agg="count", include_current=False) == [0, 1, 0, 0]
+    assert run_days(agg="mean", include_current=False) == [None, 10.0, None, None]
+    # the TARGETS.md example, exclusive: a 5411 running sum of the rows before this one
+    # day 1: row 0 (5812) 0, row 1 0 (row 0 fails the filter); day 2: row 2 0, row 3 5, row 4
+    # 5 (row 3 fails); day 3: 0
+    ts = make_spec(target("x", mcc=[5411], include_current=False), time={"unit": "day"})
+    table = pa.table(
+        {
+            "u": [7] * 6,
+            "t": [1, 1, 2, 2, 2, 3],
+            "amount": [10.0, 20.0, 5.0, 7.5, 2.5, 1.0],
+            "mcc": [5812, 5411, 5411, 5942, 5411, 5411],
+        }
+    )
+    assert col(reference_table(ts, table), "x") == [0.0, 0.0, 0.0, 5.0, 5.0, 0.0]
+
+
+def test_rolling_without_the_current_time() -> None:
+    # 2d exclusive: (t - 2d, t): day 1 rows see nothing (their tie is left out together);
+    # day 2 sees days 1 (10 + 20); day 3 sees day 2 (5)
+    assert run_days(kind="rolling", length="2d", include_current=False) == [0.0, 0.0, 30.0, 5.0]
+    assert run_days(agg="mean", kind="rolling", length="2d", include_current=False) == [
+        None,
+        None,
+        15.0,
+        5.0,
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 12: output types and the empty input
+
+
+def test_new_output_types_and_empty_input() -> None:
+    ts = make_spec(
+        target("v", agg="var"),
+        target("q", agg="quantile", q=0.9),
+        target("md", agg="median"),
+        target("mo", agg="mode"),
+        target("mo_mcc", agg="mode", value="mcc"),
+        target("f_mcc", agg="first", kind="next", value="mcc"),
+        target("e", agg="elapsed", kind="previous"),
+        target("d", agg="distribution", by={"mcc": ["grocery", "fuel"]}),
+        time={"unit": "day"},
+    )
+    empty = pa.table(
+        {
+            "u": pa.array([], pa.int64()),
+            "t": pa.array([], pa.int64()),
+            "amount": pa.array([], pa.float64()),
+            "mcc": pa.array([], pa.string()),
+        }
+    )
+    for table in (empty, AGG_TABLE):
+        schema = reference_table(ts, table).schema
+        assert [schema.field(n).type for n in ("v", "q", "md", "mo", "e")] == [pa.float64()] * 5
+        assert schema.field("mo_mcc").type == pa.int64()
+        assert schema.field("f_mcc").type == pa.int64()
+        assert schema.field("d").type == pa.list_(pa.float64())
+    assert col(reference_table(ts, AGG_TABLE), "d")[:2] == [[0.0, 0.0, 0.0], [4.0, 0.0, 0.0]]

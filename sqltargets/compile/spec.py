@@ -9,12 +9,14 @@ Every problem is collected and reported together, each naming its dotted path
 ...                  "window": {"kind": "expanding", "period": "day"}}],
 ... })
 >>> ts.targets[0].window
-Window(kind='expanding', period='day', length=None)
+Window(kind='expanding', period='day', length=None, offset=0, include_current=True, n=1)
+>>> ts.targets[0].window.describe(), ts.targets[0].looks
+('expanding/day', 'past')
 >>> load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
 ...       "targets": [{"name": "x", "agg": "summ", "window": {"kind": "expanding", "period": "day"}}]})
 Traceback (most recent call last):
 ...
-sqltargets.errors.SpecError: targets[0].agg: 'summ' is not allowed; expected one of: sum, count, mean, min, max, std, first, last, count_distinct, top_k (did you mean 'sum'?)
+sqltargets.errors.SpecError: targets[0].agg: 'summ' is not allowed; expected one of: sum, count, mean, min, max, std, first, last, count_distinct, top_k, var, median, quantile, mode, distribution, elapsed (did you mean 'sum'?)
 """
 
 from __future__ import annotations
@@ -31,8 +33,32 @@ from ..errors import SourceError, SpecError, SpecIssue, did_you_mean, one_of
 from . import mcc as mcc_catalog
 from . import where as where_mod
 
-AGGS = ("sum", "count", "mean", "min", "max", "std", "first", "last", "count_distinct", "top_k")
-WINDOW_KINDS = ("expanding", "period", "rolling", "future", "next_period")
+AGGS = (
+    "sum", "count", "mean", "min", "max", "std", "first", "last", "count_distinct", "top_k",
+    "var", "median", "quantile", "mode", "distribution", "elapsed",
+)  # fmt: skip
+WINDOW_KINDS = ("expanding", "period", "rolling", "future", "next_period", "next", "previous")
+#: Window kinds over a calendar period, over an elapsed length, and over one event.
+CALENDAR_KINDS = ("expanding", "period", "next_period")
+DURATION_KINDS = ("rolling", "future")
+EVENT_KINDS = ("next", "previous")
+#: Window kinds that see only this row and earlier rows; every other kind looks ahead.
+PAST_KINDS = ("expanding", "rolling", "previous")
+#: The aggregations an event window (``next`` / ``previous``) takes.
+EVENT_AGGS = ("first", "last", "count", "elapsed")
+#: Aggregations that output MCC codes (int64) when their value is the spec's mcc column.
+MCC_LABEL_AGGS = ("first", "last", "mode")
+#: What ``distribution`` adds up per group.
+MEASURES = ("sum", "count")
+#: Window parameters and the kinds they apply to.
+WINDOW_PARAMETERS = {
+    "offset": ("future", "next_period"),
+    "include_current": ("expanding", "rolling"),
+    "n": EVENT_KINDS,
+}
+MAX_N = 1000
+MAX_GROUPS = 64
+MAX_OFFSET_PERIODS = 1000
 PERIODS = ("day", "week", "month", "quarter", "year")
 TIME_UNITS = ("day", "s", "ms", "us")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -64,8 +90,11 @@ TOP_KEYS = ("columns", "time", "timezone", "week_start", "output", "null_rows", 
 NULL_ROWS = ("error", "drop")
 COLUMN_KEYS = ("user", "time", "amount", "mcc", "id")
 TIME_KEYS = ("unit", "origin")
-TARGET_KEYS = ("name", "agg", "mcc", "where", "value", "window", "k", "fill")
-WINDOW_KEYS = ("kind", "period", "length")
+TARGET_KEYS = (
+    "name", "agg", "mcc", "where", "value", "window", "k", "fill", "q", "by", "measure",
+    "normalize",
+)  # fmt: skip
+WINDOW_KEYS = ("kind", "period", "length", "offset", "include_current", "n")
 
 
 @dataclass(frozen=True)
@@ -89,22 +118,71 @@ class TimeSpec:
 
 @dataclass(frozen=True)
 class Window:
-    """A window: ``kind`` with a calendar ``period`` or an elapsed ``length`` (µs)."""
+    """A window: ``kind`` with a calendar ``period``, an elapsed ``length`` (µs), or neither.
+
+    - ``offset``: on ``future`` a duration in µs (>= 0), the window being time in
+      (t + offset, t + offset + length]; on ``next_period`` a whole number of periods (>= 0),
+      the period that starts ``offset`` periods after the next one. 0 elsewhere.
+    - ``include_current``: on ``expanding`` / ``rolling``, False leaves out this row
+      (``expanding``: rows strictly before it in event order) or this time (``rolling``:
+      time in (t - length, t), so same-time rows are left out together). True elsewhere.
+    - ``n``: on ``next`` / ``previous``, the window is the n-th passing transaction strictly
+      after / before this row in event order (1..1000). 1 elsewhere.
+    """
 
     kind: str
     period: str | None = None
     length: int | None = None
+    offset: int = 0
+    include_current: bool = True
+    n: int = 1
 
     def describe(self) -> str:
-        """A short human form: ``expanding/day``, ``rolling/7d``."""
+        """A short human form of the window and its parameters.
+
+        >>> day = 86_400_000_000
+        >>> Window("rolling", length=30 * day).describe()
+        'rolling/30d'
+        >>> Window("future", length=30 * day, offset=day).describe()
+        'future/30d+1d'
+        >>> Window("expanding", period="day", include_current=False).describe()
+        'expanding/day excl. current'
+        >>> Window("next_period", period="month", offset=1).describe()
+        'next_period/month+1'
+        >>> Window("next", n=2).describe(), Window("previous").describe()
+        ('next#2', 'previous#1')
+        """
+        if self.kind in EVENT_KINDS:
+            return f"{self.kind}#{self.n}"
         if self.length is not None:
-            return f"{self.kind}/{format_duration(self.length)}"
-        return f"{self.kind}/{self.period}"
+            text = f"{self.kind}/{format_duration(self.length)}"
+            if self.offset:
+                text += f"+{format_duration(self.offset)}"
+        else:
+            text = f"{self.kind}/{self.period}"
+            if self.offset:
+                text += f"+{self.offset}"
+        if not self.include_current:
+            text += " excl. current"
+        return text
+
+    @property
+    def looks(self) -> str:
+        """``"past"`` when the window holds only this row and earlier rows, else ``"future"``."""
+        return "past" if self.kind in PAST_KINDS else "future"
 
 
 @dataclass(frozen=True)
 class Target:
-    """One output column: ``agg`` of ``value`` over filtered transactions in ``window``."""
+    """One output column: ``agg`` of ``value`` over filtered transactions in ``window``.
+
+    - ``k``: ``top_k`` only. ``q``: ``quantile`` only, 0 < q < 1 (``median`` keeps None: it
+      is the quantile at 0.5).
+    - ``by``, ``by_names``, ``measure``, ``normalize``: ``distribution`` only. ``by`` holds
+      one tuple of inclusive MCC ranges per group, in the spec's order; ``by_names`` a label
+      per group (the spec's spelling); the output has ``len(by) + 1`` slots, the last one
+      "other".
+    """
 
     name: str
     agg: str
@@ -114,10 +192,21 @@ class Target:
     where: str | None = None
     k: int | None = None
     fill: float | int | None = None
+    q: float | None = None
+    by: tuple[tuple[tuple[int, int], ...], ...] | None = None
+    by_names: tuple[str, ...] | None = None
+    measure: str = "sum"
+    normalize: bool = False
 
     def where_columns(self) -> set[str]:
         """Input columns the ``where`` filter reads."""
         return where_mod.columns(where_mod.parse(self.where)) if self.where else set()
+
+    @property
+    def looks(self) -> str:
+        """``"past"`` (``expanding``, ``rolling``, ``previous``: only this row and earlier
+        rows) or ``"future"`` (every other window kind)."""
+        return self.window.looks
 
 
 @dataclass(frozen=True)
@@ -151,6 +240,16 @@ class TargetSet:
         """Name of the output's row key: the id column, else ``row_id``."""
         return self.columns.id or "row_id"
 
+    def future_targets(self) -> list[Target]:
+        """The targets that look past this row (every window kind but ``expanding``,
+        ``rolling`` and ``previous``): what a past-only run refuses."""
+        return [t for t in self.targets if t.looks == "future"]
+
+    def outputs_mcc_code(self, target: Target) -> bool:
+        """True when ``target`` outputs MCC codes as int64 class labels: ``first``, ``last``
+        or ``mode`` of the spec's mcc column."""
+        return target.agg in MCC_LABEL_AGGS and target.value == self.columns.mcc
+
 
 def format_duration(us: int) -> str:
     """Shortest exact spelling of a duration in µs.
@@ -165,16 +264,23 @@ def format_duration(us: int) -> str:
     return f"{us}us"
 
 
-def parse_duration(text: object) -> int | None:
-    """``"7d"`` → µs, or None when ``text`` is not a duration.
+def parse_duration(text: object, allow_zero: bool = False) -> int | None:
+    """``"7d"`` → µs, or None when ``text`` is not a duration (``allow_zero``: also
+    ``"0d"`` and the number 0, as a ``future`` offset may be).
 
     >>> parse_duration("12h") == 12 * 3600 * 10**6, parse_duration("7 parsecs")
     (True, None)
+    >>> parse_duration("0d"), parse_duration("0d", allow_zero=True), parse_duration(0, True)
+    (None, 0, 0)
     """
+    if allow_zero and type(text) is int and text == 0:
+        return 0
     if not isinstance(text, str):
         return None
     m = _DURATION.match(text)
-    if not m or m.group(2).lower() not in DURATION_UNITS or int(m.group(1)) <= 0:
+    if not m or m.group(2).lower() not in DURATION_UNITS:
+        return None
+    if int(m.group(1)) <= 0 and not allow_zero:
         return None
     return int(m.group(1)) * DURATION_UNITS[m.group(2).lower()]
 
@@ -505,12 +611,185 @@ def _target(c: _Collector, raw: object, path: str, columns: Columns | None) -> T
         elif agg in COUNTING:
             fill = int(fill)
 
+    _agg_fits_window(c, agg, _kind_of(obj.get("window")), path)
+    q = _quantile_q(c, obj, agg, path)
+    groups = _distribution(c, obj, agg, path)
+    if agg in MCC_LABEL_AGGS and columns is not None and value == columns.mcc:
+        fill = _label_fill(c, fill, agg, path)
+
     if len(c.issues) > n_before or agg is None or window is None or value is None:
         return None
     return Target(
         name=name, agg=agg, window=window, value=value, mcc=mcc_ranges,
-        where=where, k=k if agg == "top_k" else None, fill=fill,
+        where=where, k=k if agg == "top_k" else None, fill=fill, q=q, **groups,
     )  # fmt: skip
+
+
+def _kind_of(raw: object) -> str | None:
+    """The window's kind when it is a known one (to check the agg against it even when
+    the window has other problems)."""
+    if isinstance(raw, dict) and isinstance(raw.get("kind"), str):
+        kind = raw["kind"].lower()
+        return kind if kind in WINDOW_KINDS else None
+    return None
+
+
+def _agg_fits_window(c: _Collector, agg: str | None, kind: str | None, path: str) -> None:
+    """An event window takes first / last / count / elapsed; elapsed needs an event window."""
+    if agg is None or kind is None:
+        return
+    if kind in EVENT_KINDS and agg not in EVENT_AGGS:
+        direction = "to" if kind == "next" else "since"
+        c.add(
+            f"{path}.agg",
+            f"{agg!r} does not apply to a {kind} window, which holds one transaction (or "
+            f"none); expected one of: first, last (its value), count (1 or 0), elapsed "
+            f"(seconds {direction} it)",
+        )
+    if agg == "elapsed" and kind not in EVENT_KINDS:
+        c.add(
+            f"{path}.agg",
+            f"elapsed is the time to the next or since the previous transaction; it needs "
+            f"window kind next or previous, not {kind!r}",
+        )
+
+
+def _quantile_q(c: _Collector, obj: dict[str, Any], agg: str | None, path: str) -> float | None:
+    """``q`` of a quantile: required there, a number strictly between 0 and 1; nowhere else."""
+    q = obj.get("q")
+    if agg == "quantile":
+        if q is None:
+            c.add(
+                f"{path}.q",
+                "missing; quantile needs q, a number strictly between 0 and 1 "
+                "(0.9 for the 90th percentile)",
+            )
+            return None
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+            hint = f"; for the {q}th percentile write {q / 100}" if _is_percent(q) else ""
+            c.add(
+                f"{path}.q", f"{q!r} is not allowed; q is a number strictly between 0 and 1{hint}"
+            )
+            return None
+        return float(q)
+    if "q" in obj and agg == "median":
+        c.add(
+            f"{path}.q",
+            "median is the quantile at 0.5 and takes no q; for another q use agg quantile",
+        )
+    elif "q" in obj and agg is not None:
+        c.add(f"{path}.q", f"q applies only to agg quantile, not {agg!r}; remove it")
+    return None
+
+
+def _is_percent(q: object) -> bool:
+    return isinstance(q, (int, float)) and not isinstance(q, bool) and 1 < q < 100
+
+
+def _distribution(c: _Collector, obj: dict[str, Any], agg: str | None, path: str) -> dict[str, Any]:
+    """``by`` / ``measure`` / ``normalize`` of a distribution, as Target fields."""
+    if agg != "distribution":
+        for key in ("by", "measure", "normalize"):
+            if key in obj and agg is not None:
+                c.add(
+                    f"{path}.{key}",
+                    f"{key} applies only to agg distribution, not {agg!r}; remove it",
+                )
+        return {}
+    if obj.get("fill") is not None:
+        c.add(
+            f"{path}.fill",
+            "a distribution takes no fill: its empty value is a list (all zeros, or all null "
+            "when normalized), not one number",
+        )
+    out: dict[str, Any] = {}
+    measure = c.choice(obj.get("measure", "sum"), MEASURES, f"{path}.measure")
+    if measure is not None:
+        out["measure"] = measure
+    normalize = obj.get("normalize", False)
+    if isinstance(normalize, bool):
+        out["normalize"] = normalize
+    else:
+        c.add(
+            f"{path}.normalize",
+            "expected true or false (true: each slot as a share of the total), "
+            f"got {_show(normalize)}",
+        )
+
+    example = 'such as {mcc: [grocery, restaurants, "5411-5499", [fuel, 5983]]}'
+    by = obj.get("by")
+    if by is None:
+        c.add(
+            f"{path}.by",
+            f"missing; distribution needs by, the groups to split into, {example}",
+        )
+        return out
+    if not isinstance(by, dict):
+        c.add(f"{path}.by", f"expected a mapping with the key mcc, {example}; got {_show(by)}")
+        return out
+    c.keys(by, ("mcc",), f"{path}.by")
+    items = by.get("mcc")
+    if not isinstance(items, list) or not items or len(items) > MAX_GROUPS:
+        c.add(
+            f"{path}.by.mcc",
+            f"expected a list of 1 to {MAX_GROUPS} groups (each an MCC code, a range, a group "
+            f"name, or a list of those), got "
+            + (f"{len(items)} groups" if isinstance(items, list) and items else _show(items)),
+        )
+        return out
+    groups: list[tuple[tuple[int, int], ...]] = []
+    names: list[str] = []
+    first_at: dict[str, int] = {}  # label -> index of the group that first has it
+    for j, item in enumerate(items):
+        item_path = f"{path}.by.mcc[{j}]"
+        parts = item if isinstance(item, list) else [item]
+        if not parts:
+            c.add(item_path, "an empty list; a group needs at least one code, range or group name")
+            continue
+        ranges: list[tuple[int, int]] = []
+        for i, part in enumerate(parts):
+            part_path = f"{item_path}[{i}]" if isinstance(item, list) else item_path
+            if isinstance(part, list):
+                c.add(
+                    part_path,
+                    "lists do not nest; a group is one flat list of codes, ranges and group names",
+                )
+                continue
+            r = mcc_catalog.parse_item(part, part_path)
+            if isinstance(r, SpecIssue):
+                c.issue(r)
+            else:
+                ranges.extend(r)
+        label = "+".join(_spelling(p) for p in parts)
+        if label in first_at:
+            c.add(
+                item_path,
+                f"{label!r} repeats group by.mcc[{first_at[label]}]; name each group once",
+            )
+        first_at.setdefault(label, j)
+        names.append(label)
+        groups.append(mcc_catalog.merge(ranges))
+    out["by"], out["by_names"] = tuple(groups), tuple(names)
+    return out
+
+
+def _spelling(item: object) -> str:
+    """An ``mcc`` item as the spec wrote it: the label of its distribution slot."""
+    return item.strip() if isinstance(item, str) else str(item)
+
+
+def _label_fill(c: _Collector, fill: Any, agg: str, path: str) -> Any:
+    """An MCC code output (first / last / mode of the mcc column) is int64: so is its fill."""
+    if fill is None or isinstance(fill, bool) or not isinstance(fill, (int, float)):
+        return fill
+    if not float(fill).is_integer():
+        c.add(
+            f"{path}.fill",
+            f"{fill!r}: {agg} of the mcc column gives MCC codes (integers), so fill must be "
+            "an integer",
+        )
+        return fill
+    return int(fill)
 
 
 def _window(c: _Collector, raw: object, path: str) -> Window | None:
@@ -521,27 +800,101 @@ def _window(c: _Collector, raw: object, path: str) -> Window | None:
     kind = c.choice(obj.get("kind"), WINDOW_KINDS, f"{path}.kind")
     if kind is None:
         return None
-    if kind in ("expanding", "period", "next_period"):
+    n_before = len(c.issues)
+    which = "after" if kind == "next" else "before"  # for event windows
+    for key, kinds in WINDOW_PARAMETERS.items():
+        if key in obj and kind not in kinds:
+            c.add(
+                f"{path}.{key}",
+                f"{key} applies only to window kinds {' and '.join(kinds)}, not {kind!r}; "
+                "remove it",
+            )
+
+    period = length = None
+    if kind in CALENDAR_KINDS:
         if "length" in obj:
             c.add(f"{path}.length", f"a {kind} window takes a calendar period, not a length")
         period = c.choice(obj.get("period"), PERIODS, f"{path}.period")
-        return Window(kind, period=period) if period else None
-    if "period" in obj:
+    elif kind in DURATION_KINDS:
+        if "period" in obj:
+            c.add(
+                f"{path}.period",
+                f"a {kind} window takes a length such as '7d' or '12h', not a calendar period "
+                "(for calendar periods use kind expanding, period or next_period)",
+            )
+        length = parse_duration(obj.get("length"))
+        if length is None:
+            c.add(
+                f"{path}.length",
+                f"{obj.get('length')!r} is not a duration; expected a positive whole number "
+                "and a unit (us, ms, s, m, h, d, w), such as '7d' or '12h'"
+                f"{_unit_hint(obj.get('length'))}",
+            )
+    else:
+        for key in ("period", "length"):
+            if key in obj:
+                c.add(
+                    f"{path}.{key}",
+                    f"a {kind} window is the n-th passing transaction {which} this row, with "
+                    f"no {key}; choose the event with n (default 1)",
+                )
+
+    offset = 0
+    if "offset" in obj and kind == "future":
+        offset = _future_offset(c, obj["offset"], f"{path}.offset")
+    elif "offset" in obj and kind == "next_period":
+        offset = _period_offset(c, obj["offset"], f"{path}.offset", period)
+    include_current = obj.get("include_current", True)
+    if kind in WINDOW_PARAMETERS["include_current"] and not isinstance(include_current, bool):
         c.add(
-            f"{path}.period",
-            f"a {kind} window takes a length such as '7d' or '12h', not a calendar period "
-            "(for calendar periods use kind expanding, period or next_period)",
+            f"{path}.include_current",
+            f"expected true or false (false leaves this row out), got {_show(include_current)}",
         )
-    length = parse_duration(obj.get("length"))
-    if length is None:
+    n = obj.get("n", 1)
+    if kind in EVENT_KINDS and (
+        isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N
+    ):
         c.add(
-            f"{path}.length",
-            f"{obj.get('length')!r} is not a duration; expected a positive whole number and "
-            "a unit (us, ms, s, m, h, d, w), such as '7d' or '12h'"
-            f"{_unit_hint(obj.get('length'))}",
+            f"{path}.n",
+            f"{n!r} is not allowed; n is a whole number from 1 to {MAX_N} "
+            f"(1: the {kind} transaction, 2: the one {which} that)",
         )
+    if len(c.issues) > n_before:
         return None
-    return Window(kind, length=length)
+    return Window(
+        kind, period=period, length=length, offset=offset,
+        include_current=include_current if kind in ("expanding", "rolling") else True,
+        n=n if kind in EVENT_KINDS else 1,
+    )  # fmt: skip
+
+
+def _future_offset(c: _Collector, raw: object, path: str) -> int:
+    """A future window's offset: a duration like its length, 0 allowed (``0d`` or 0)."""
+    us = parse_duration(raw, allow_zero=True)
+    if us is None:
+        c.add(
+            path,
+            f"{raw!r} is not a duration; a future window's offset is a whole number and a unit "
+            f"(us, ms, s, m, h, d, w), such as '1d', or 0{_unit_hint(raw)}",
+        )
+        return 0
+    return us
+
+
+def _period_offset(c: _Collector, raw: object, path: str, period: str | None) -> int:
+    """A next_period window's offset: how many whole periods after the next one."""
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_OFFSET_PERIODS:
+        unit = f"{period}s" if period else "periods"
+        hint = ""
+        if parse_duration(raw) is not None:
+            hint = "; for a duration use a future window with a length and an offset"
+        c.add(
+            path,
+            f"{raw!r} is not allowed; a next_period window's offset is a whole number of {unit} "
+            f"from 0 (the next one) to {MAX_OFFSET_PERIODS}{hint}",
+        )
+        return 0
+    return raw
 
 
 def _unit_hint(text: object) -> str:

@@ -34,6 +34,7 @@ import datetime as dt
 import math
 import re
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -53,8 +54,11 @@ EPOCH = dt.datetime(1970, 1, 1)
 DAY_US = UNIT_US["day"]
 UTC = zoneinfo.ZoneInfo("UTC")
 
-#: Aggregations whose output is an integer; every other one gives float64 (top_k a list).
+#: Aggregations whose output is an integer; every other one gives float64 (top_k and
+#: distribution a list), except first / last / mode of the spec's mcc column (MCC codes, int64).
 INTEGER_AGGS = ("count", "count_distinct")
+#: Aggregations that read the spec's mcc column as MCC codes (class labels), not as numbers.
+MCC_LABEL_AGGS = ("first", "last", "mode")
 
 
 def reference_table(ts: TargetSet, table: pa.Table) -> pa.Table:
@@ -101,7 +105,7 @@ def reference_table(ts: TargetSet, table: pa.Table) -> pa.Table:
             start = k
 
     filters = {t.name: passes_filter(ts, t, table) for t in ts.targets}
-    values = {t.name: agg_values(t, table) for t in ts.targets}
+    values = {t.name: agg_values(ts, t, table) for t in ts.targets}
     period_keys = {
         t.window.period: period_keys_of(clock.local, t.window.period, ts.week_start_index)
         for t in ts.targets
@@ -118,10 +122,21 @@ def reference_table(ts: TargetSet, table: pa.Table) -> pa.Table:
             in_filter = filters[target.name][rows]
             keys = period_keys[target.window.period][rows] if target.window.period else None
             for k, row in enumerate(rows):
-                window = window_mask(target.window, k, elapsed, keys)
-                members = rows[window & in_filter]  # input positions, in event order
-                window_values = [values[target.name][m] for m in members]
-                results[target.name][row] = aggregate(target, window_values)
+                if target.window.kind in ("next", "previous"):
+                    window = nth_event_mask(target.window, k, in_filter)
+                else:
+                    window = window_mask(target.window, k, elapsed, keys)
+                inside = np.flatnonzero(window & in_filter)  # positions in rows, event order
+                if target.agg == "elapsed":
+                    window_values = [
+                        elapsed_seconds(target.window, int(elapsed[k]), int(elapsed[j]))
+                        for j in inside
+                    ]
+                else:
+                    window_values = [values[target.name][rows[j]] for j in inside]
+                results[target.name][row] = aggregate(
+                    target, window_values, mcc_codes=reads_mcc_codes(ts, target)
+                )
 
     take = pa.array(order, type=pa.int64())
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
@@ -134,7 +149,7 @@ def reference_table(ts: TargetSet, table: pa.Table) -> pa.Table:
         columns["row_id"] = take
     for target in ts.targets:
         ordered = [results[target.name][i] for i in order]
-        columns[target.name] = pa.array(ordered, type=output_type(target))
+        columns[target.name] = pa.array(ordered, type=output_type(target, ts))
     return pa.table(columns)
 
 
@@ -161,12 +176,16 @@ def _periods_output(
             for target in ts.targets:
                 if target.window.kind == "period":
                     wanted = start
-                else:  # next_period
-                    wanted = next_period_start(start, period)
+                else:  # next_period, `offset` periods after the next one
+                    wanted = start
+                    for _ in range(1 + target.window.offset):
+                        wanted = next_period_start(wanted, period)
                 window = keys == wanted.toordinal()
                 members = rows[window & filters[target.name][rows]]
                 window_values = [values[target.name][m] for m in members]
-                results[target.name].append(aggregate(target, window_values))
+                results[target.name].append(
+                    aggregate(target, window_values, mcc_codes=reads_mcc_codes(ts, target))
+                )
 
     take = pa.array(first_rows, type=pa.int64())
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
@@ -174,7 +193,7 @@ def _periods_output(
         "period_start": pa.array(starts, type=pa.date32()),
     }
     for target in ts.targets:
-        columns[target.name] = pa.array(results[target.name], type=output_type(target))
+        columns[target.name] = pa.array(results[target.name], type=output_type(target, ts))
     return pa.table(columns)
 
 
@@ -188,7 +207,7 @@ def _check_input(ts: TargetSet, table: pa.Table) -> None:
     wanted = [ts.columns.user, ts.columns.time]
     if ts.columns.id:
         wanted.append(ts.columns.id)
-    if any(t.mcc is not None for t in ts.targets):
+    if any(t.mcc is not None or t.agg == "distribution" for t in ts.targets):
         wanted.append(ts.columns.mcc)
     wanted += [t.value for t in ts.targets]
     for name in dict.fromkeys(wanted):
@@ -359,41 +378,118 @@ def window_mask(window: Window, k: int, e: np.ndarray, keys: np.ndarray | None) 
     """Which of a user's events (in event order) fall into the window of its k-th event.
 
     ``e`` is the elapsed time (µs) of each event and ``keys`` its period key (for calendar
-    windows).
+    windows). Event windows (``next`` / ``previous``) depend on the filter: see
+    :func:`nth_event_mask`.
+
+    >>> day = 86_400_000_000
+    >>> e = np.array([0, 0, 1, 2, 3]) * day
+    >>> window_mask(Window("rolling", length=2 * day), 2, e, None).tolist()
+    [True, True, True, False, False]
+    >>> window_mask(Window("rolling", length=2 * day, include_current=False), 2, e, None).tolist()
+    [True, True, False, False, False]
+    >>> window_mask(Window("future", length=day, offset=day), 0, e, None).tolist()
+    [False, False, False, True, False]
     """
     if window.kind == "expanding":
         assert keys is not None
-        at_or_before = np.arange(len(e)) <= k
+        if window.include_current:
+            at_or_before = np.arange(len(e)) <= k
+        else:
+            at_or_before = np.arange(len(e)) < k  # strictly before this row in event order
         return (keys == keys[k]) & at_or_before
     if window.kind == "period":
         assert keys is not None
         return keys == keys[k]
     if window.kind == "next_period":
         assert keys is not None and window.period is not None
-        this = dt.date.fromordinal(int(keys[k]))
-        return keys == next_period_start(this, window.period).toordinal()
+        wanted = dt.date.fromordinal(int(keys[k]))
+        for _ in range(1 + window.offset):  # the next period, then `offset` more
+            wanted = next_period_start(wanted, window.period)
+        return keys == wanted.toordinal()
     assert window.length is not None
     if window.kind == "rolling":
-        return (e > e[k] - window.length) & (e <= e[k])
+        if window.include_current:
+            return (e > e[k] - window.length) & (e <= e[k])
+        return (e > e[k] - window.length) & (e < e[k])  # this time, ties too, left out
     if window.kind == "future":
-        return (e > e[k]) & (e <= e[k] + window.length)
+        start = e[k] + window.offset
+        return (e > start) & (e <= start + window.length)
     raise ValueError(f"unknown window kind {window.kind!r}")
+
+
+def nth_event_mask(window: Window, k: int, passes: np.ndarray) -> np.ndarray:
+    """``next`` / ``previous``: the n-th event that passes the filter, strictly after / before
+    the k-th event in event order (one True, or none when there are fewer than n).
+
+    >>> passes = np.array([True, False, True, True, True])
+    >>> nth_event_mask(Window("next", n=2), 0, passes).tolist()
+    [False, False, False, True, False]
+    >>> nth_event_mask(Window("previous"), 2, passes).tolist()
+    [True, False, False, False, False]
+    >>> nth_event_mask(Window("previous", n=2), 2, passes).tolist()
+    [False, False, False, False, False]
+    """
+    if window.kind == "next":
+        candidates = [j for j in range(k + 1, len(passes)) if passes[j]]
+    elif window.kind == "previous":
+        candidates = [j for j in range(k - 1, -1, -1) if passes[j]]  # nearest first
+    else:
+        raise ValueError(f"{window.kind!r} is not an event window")
+    mask = np.zeros(len(passes), dtype=bool)
+    if len(candidates) >= window.n:
+        mask[candidates[window.n - 1]] = True
+    return mask
+
+
+def elapsed_seconds(window: Window, this_us: int, event_us: int) -> float:
+    """Seconds from this event to the next one, or from the previous one to this one, on the
+    elapsed clock (µs), as a double.
+
+    >>> elapsed_seconds(Window("next"), 1_000_000, 3_500_000)
+    2.5
+    >>> elapsed_seconds(Window("previous"), 1_000_000, 3_500_000)
+    -2.5
+    """
+    if window.kind == "next":
+        return (event_us - this_us) / 1_000_000
+    return (this_us - event_us) / 1_000_000
 
 
 # ---------------------------------------------------------------------------------------------
 # values and aggregation
 
 
-def agg_values(target: Target, table: pa.Table) -> list[Any]:
+def reads_mcc_codes(ts: TargetSet, target: Target) -> bool:
+    """``first``, ``last`` and ``mode`` of the spec's mcc column read MCC codes (class labels)
+    and output them as int64."""
+    return target.agg in MCC_LABEL_AGGS and target.value == ts.columns.mcc
+
+
+def agg_values(ts: TargetSet, target: Target, table: pa.Table) -> list[Any]:
     """Per input row, the value the target aggregates (None for null).
 
-    ``count_distinct`` sees the raw values; ``count`` only needs to know the rows exist;
-    every other aggregation reads the column as float64.
+    ``count_distinct`` sees the raw values; ``count`` and ``elapsed`` read no value;
+    ``first`` / ``last`` / ``mode`` of the mcc column read MCC codes (an integer, or a string
+    of digits; anything else is null); ``distribution`` reads (slot, value) pairs; every
+    other aggregation reads the column as float64.
     """
     column = table.column(target.value)
     raw = column.to_pylist()
-    if target.agg in ("count", "count_distinct"):
+    if target.agg in ("count", "count_distinct", "elapsed"):
         return raw
+    if reads_mcc_codes(ts, target):
+        return [mcc_code(v) for v in raw]
+    if target.agg == "distribution":
+        codes = [mcc_code(v) for v in table.column(ts.columns.mcc).to_pylist()]
+        slots = [distribution_slot(target, code) for code in codes]
+        if target.measure == "count":
+            return [(slot, None) for slot in slots]
+        return list(zip(slots, _numbers(target, column), strict=True))
+    return _numbers(target, column)
+
+
+def _numbers(target: Target, column: pa.ChunkedArray) -> list[float | None]:
+    """A numeric column as floats (None for null); any other type is an error."""
     kind = column.type
     if not (
         pa.types.is_integer(kind)
@@ -401,11 +497,29 @@ def agg_values(target: Target, table: pa.Table) -> list[Any]:
         or pa.types.is_decimal(kind)
         or pa.types.is_boolean(kind)
     ):
+        also = " or the spec's mcc column" if target.agg == "mode" else ""
         raise DataError(
-            f"target {target.name!r}: {target.agg} needs a numeric value column; "
+            f"target {target.name!r}: {target.agg} needs a numeric value column{also}; "
             f"{target.value!r} has type {kind}"
         )
-    return [None if v is None else float(v) for v in raw]
+    return [None if v is None else float(v) for v in column.to_pylist()]
+
+
+def distribution_slot(target: Target, code: int | None) -> int:
+    """The slot of a transaction in a distribution: the first group whose ranges hold its
+    MCC code, else the last slot, "other" (also for a null or non-digit MCC).
+
+    >>> t = Target("d", "distribution", Window("period", period="day"), "amount",
+    ...            by=(((5411, 5499),), ((5400, 5500), (5812, 5812))), by_names=("a", "b"))
+    >>> [distribution_slot(t, c) for c in (5411, 5450, 5400, 5812, 6011, None)]
+    [0, 0, 1, 1, 2, 2]
+    """
+    assert target.by is not None
+    if code is not None:
+        for slot, ranges in enumerate(target.by):
+            if any(lo <= code <= hi for lo, hi in ranges):
+                return slot
+    return len(target.by)
 
 
 def _order_key(v: float) -> tuple[int, float]:
@@ -420,8 +534,55 @@ def _distinct_key(v: Any) -> Any:
     return v
 
 
-def aggregate(target: Target, window_values: Sequence[Any]) -> Any:
-    """``target.agg`` over the values of the window's transactions, in event order."""
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile by linear interpolation between order statistics.
+
+    Sorted ascending with NaN as the largest value: m values, h = (m - 1)·q, j = floor(h),
+    g = h - j; x_j when g == 0, else (1 - g)·x_j + g·x_{j+1}.
+
+    >>> quantile([4.0, 1.0, 2.0, 3.0], 0.5), quantile([1.0, 2.0], 0.25), quantile([7.0], 0.9)
+    (2.5, 1.25, 7.0)
+    >>> quantile([1.0, float("nan"), 2.0], 0.5), quantile([1.0, float("nan")], 0.5)
+    (2.0, nan)
+    """
+    xs = sorted(values, key=_order_key)
+    h = (len(xs) - 1) * q
+    j = math.floor(h)
+    g = h - j
+    if g == 0:
+        return xs[j]
+    return (1 - g) * xs[j] + g * xs[j + 1]
+
+
+def mode(values: Sequence[Any]) -> Any:
+    """The most frequent value; ties go to the smallest (NaN is the largest, all NaN are one
+    value, -0.0 equals 0.0).
+
+    >>> mode([3.0, 1.0, 3.0, 1.0, 2.0]), mode([float("nan"), float("nan"), 5.0])
+    (1.0, nan)
+    >>> mode([-0.0, 0.0, 1.0]), mode([5411, 5812, 5812])
+    (0.0, 5812)
+    """
+    counts: Counter[Any] = Counter()
+    for v in values:
+        if isinstance(v, float) and math.isnan(v):
+            counts["NaN"] += 1
+        elif isinstance(v, float) and v == 0.0:
+            counts[0.0] += 1  # -0.0 and 0.0 are one value
+        else:
+            counts[v] += 1
+    most = max(counts.values())
+    tied = [v for v, c in counts.items() if c == most]
+    numbers = [v for v in tied if v != "NaN"]
+    return min(numbers) if numbers else math.nan
+
+
+def aggregate(target: Target, window_values: Sequence[Any], mcc_codes: bool = False) -> Any:
+    """``target.agg`` over the values of the window's transactions, in event order.
+
+    ``mcc_codes``: the values are MCC codes (``first`` / ``last`` / ``mode`` of the mcc
+    column), so the result and its fill are integers.
+    """
     agg = target.agg
     fill = target.fill
     present = [v for v in window_values if v is not None]
@@ -439,17 +600,35 @@ def aggregate(target: Target, window_values: Sequence[Any]) -> Any:
         largest = sorted(present, key=_order_key, reverse=True)[: target.k]
         pad = None if fill is None else float(fill)
         return largest + [pad] * (target.k - len(largest))
+    if agg == "distribution":
+        assert target.by is not None
+        slots = [0.0] * (len(target.by) + 1)
+        for slot, value in window_values:
+            if target.measure == "count":
+                slots[slot] += 1.0
+            elif value is not None:
+                slots[slot] += value
+        if not target.normalize:
+            return slots
+        total = sum(slots)
+        if total == 0:
+            return [None] * len(slots)  # no shares of nothing (also an empty window)
+        return [x / total for x in slots]
 
-    empty = None if fill is None else float(fill)
+    if fill is None:
+        empty = None
+    else:
+        empty = int(fill) if mcc_codes else float(fill)
     if agg == "sum":
         if not present:
             return 0.0 if fill is None else float(fill)
         return float(sum(present))
-    if agg == "std":
+    if agg in ("std", "var"):  # sample (n - 1); std is the square root of var
         if len(present) < 2:
             return empty
+        spread = np.std if agg == "std" else np.var
         with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN amounts give inf/NaN
-            return float(np.std(np.array(present, dtype=np.float64), ddof=1))
+            return float(spread(np.array(present, dtype=np.float64), ddof=1))
     if not present:
         return empty
     if agg == "mean":
@@ -458,18 +637,25 @@ def aggregate(target: Target, window_values: Sequence[Any]) -> Any:
         return min(present, key=_order_key)
     if agg == "max":
         return max(present, key=_order_key)
-    if agg == "first":
+    if agg in ("first", "elapsed"):  # an event window holds at most one transaction
         return present[0]
     if agg == "last":
         return present[-1]
+    if agg == "median":
+        return quantile(present, 0.5)
+    if agg == "quantile":
+        assert target.q is not None
+        return quantile(present, target.q)
+    if agg == "mode":
+        return mode(present)
     raise ValueError(f"unknown agg {agg!r}")
 
 
-def output_type(target: Target) -> pa.DataType:
+def output_type(target: Target, ts: TargetSet) -> pa.DataType:
     """Arrow type of a target's output column."""
-    if target.agg in INTEGER_AGGS:
+    if target.agg in INTEGER_AGGS or reads_mcc_codes(ts, target):
         return pa.int64()
-    if target.agg == "top_k":
+    if target.agg in ("top_k", "distribution"):
         return pa.list_(pa.float64())
     return pa.float64()
 
