@@ -28,7 +28,7 @@ from sqltargets.compile.spec import (
 # Spark) do not compute them yet. While PENDING_ISSUE_12 is True, random targets use none of
 # them and the property and Spark tests skip their combinations. Set it to False (or delete
 # this block) when the engines land.
-PENDING_ISSUE_12 = True
+PENDING_ISSUE_12 = False
 NEW_AGGS = ("var", "median", "quantile", "mode", "distribution", "elapsed")
 NEW_KINDS = ("next", "previous")
 

@@ -47,7 +47,7 @@ class Aggregation:
 AGGREGATIONS: dict[str, Aggregation] = {
     a.name: a
     for a in (
-        Aggregation("sum", "number", "double", "zero", ("sum",), "sum", windows="any"),
+        Aggregation("sum", "number", "double", "zero", ("sum",), "sum"),
         Aggregation(
             "count", "nothing", "int64", "zero", ("count_star",), "count", 0, windows="all"
         ),
@@ -55,11 +55,11 @@ AGGREGATIONS: dict[str, Aggregation] = {
         Aggregation("min", "number", "double", "null", ("min",), "min"),
         Aggregation("max", "number", "double", "null", ("max",), "max"),
         Aggregation("std", "number", "double", "null", ("std",), "std", 2),
-        Aggregation("var", "number", "double", "null", ("var",), "var", 2),
         Aggregation("first", "number_or_code", "value", "null", ("first",), "first", windows="all"),
         Aggregation("last", "number_or_code", "value", "null", ("last",), "last", windows="all"),
         Aggregation("count_distinct", "raw", "int64", "zero", ("count_distinct",), "distinct"),
         Aggregation("top_k", "number", "list", "nulls", ("top_k",), "top_k", params=("k",)),
+        Aggregation("var", "number", "double", "null", ("var",), "var", 2),
         Aggregation("median", "number", "double", "null", ("median",), "quantile"),
         Aggregation(
             "quantile", "number", "double", "null", ("quantile",), "quantile", params=("q",)
@@ -79,6 +79,11 @@ AGGREGATIONS: dict[str, Aggregation] = {
         ),
     )
 }
+
+#: The aggregations a one-event window (``next`` / ``previous``) takes.
+EVENT_AGGS = tuple(a.name for a in AGGREGATIONS.values() if a.windows in ("all", "event"))
+#: Aggregations that output MCC codes (int64) when their value is the spec's MCC column.
+MCC_LABEL_AGGS = tuple(a.name for a in AGGREGATIONS.values() if a.reads == "number_or_code")
 
 
 def output_type(agg: str, value_is_mcc: bool) -> str:

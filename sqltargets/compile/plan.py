@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .aggregates import AGGREGATIONS, output_type, reads
-from .spec import PERIODS, Target, TargetSet
+from .spec import PERIODS, Target, TargetSet, Window
 
 TIME_KINDS = ("timestamptz", "timestamp", "date", "integer")
 
@@ -58,17 +58,38 @@ class Measure:
     value: Value | None
     filter: Filter | None
     k: int | None = None
+    q: float | None = None
 
 
 @dataclass(frozen=True)
 class Frame:
-    """A window evaluated with OVER: expanding (ROWS), rolling and future (RANGE on time)."""
+    """A window evaluated with OVER: expanding (ROWS), rolling and future (RANGE on time),
+    next and previous events; one per distinct window (parameters included)."""
 
     id: str
-    kind: str
-    period: str | None
-    length: int | None
+    window: Window
     measures: tuple[Measure, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.window.kind
+
+    @property
+    def period(self) -> str | None:
+        return self.window.period
+
+    @property
+    def length(self) -> int | None:
+        return self.window.length
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The group (slot) of each row for a distribution: the first of ``groups`` (MCC ranges)
+    holding its MCC, else the last slot, ``len(groups)``."""
+
+    id: str
+    groups: tuple[tuple[tuple[int, int], ...], ...]
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,7 @@ class Output:
     relation: str  # "e" for frames; "cur_<period>" / "next_<period>" for grouped windows
     measures: dict[str, Measure] = field(hash=False)
     type: str = "double"  # "int64", "double" or "list" (list<double>)
+    slot: Slot | None = None  # distribution: the slot of each row
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,7 @@ class Plan:
     needs_order_key: bool  # first/last present
     mcc_text: bool = False  # the MCC column holds strings (of digits, we hope)
     extra: tuple[Value, ...] = ()  # values asked for beyond the targets' (see build)
+    slots: tuple[Slot, ...] = ()  # distribution groups of rows
 
 
 def build(
@@ -128,7 +151,8 @@ def build(
 
     filters: dict[tuple[object, ...], Filter] = {}
     values: dict[tuple[str, bool], Value] = {}
-    frames: dict[tuple[object, ...], dict[tuple[object, ...], Measure]] = {}
+    frames: dict[Window, dict[tuple[object, ...], Measure]] = {}
+    slots: dict[tuple[object, ...], Slot] = {}
     groups: dict[str, dict[tuple[object, ...], Measure]] = {}
     joins: dict[str, set[str]] = {}
     outputs: list[Output] = []
@@ -143,9 +167,11 @@ def build(
         kind = reads(t.agg, t.value == ts.columns.mcc)
         if fn != "count_star" and kind != "nothing":
             v = values.setdefault((t.value, kind), Value(f"v{len(values)}", t.value, kind))
-        key = (fn, v.id if v else None, f.id if f else None, t.k if fn == "top_k" else None)
+        k = t.k if fn == "top_k" else None
+        q = t.q if fn == "quantile" else None
+        key = (fn, v.id if v else None, f.id if f else None, k, q, t.by, t.measure)
         if key not in bucket:
-            bucket[key] = Measure(f"m{counter[0]}", fn, v, f, t.k if fn == "top_k" else None)
+            bucket[key] = Measure(f"m{counter[0]}", fn, v, f, k, q)
             counter[0] += 1
         return bucket[key]
 
@@ -161,17 +187,19 @@ def build(
             joins.setdefault(w.period, set()).add(w.kind)
             relation = ("cur_" if w.kind == "period" else "next_") + w.period
         else:
-            bucket = frames.setdefault((w.kind, w.period, w.length), {})
+            bucket = frames.setdefault(w, {})
             relation = "e"
         fns = AGGREGATIONS[t.agg].measures
         if t.agg == "mean" and (t.value, t.mcc, t.where, t.window) not in summed:
             fns = ("avg",)
         ms = {fn: measure(bucket, fn, t) for fn in fns}
-        outputs.append(Output(t, relation, ms, output_type(t.agg, t.value == ts.columns.mcc)))
+        slot = None
+        if t.agg == "distribution" and t.by is not None:
+            slot = slots.setdefault(t.by, Slot(f"s{len(slots)}", t.by))
+        outputs.append(Output(t, relation, ms, output_type(t.agg, t.value == ts.columns.mcc), slot))
 
     frame_list = tuple(
-        Frame(f"w{i}", kind, period, length, tuple(b.values()))
-        for i, ((kind, period, length), b) in enumerate(frames.items())
+        Frame(f"w{i}", w, tuple(b.values())) for i, (w, b) in enumerate(frames.items())
     )
     group_list = tuple(
         Grouped(
@@ -193,6 +221,7 @@ def build(
     return Plan(
         spec=ts,
         extra=extras,
+        slots=tuple(slots.values()),
         time_kind=time_kind,
         filters=tuple(filters.values()),
         values=tuple(values.values()),

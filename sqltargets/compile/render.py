@@ -127,6 +127,8 @@ def _env() -> jinja2.Environment:
 
 
 def _frame_sql(fr: Frame, elapsed: str, order: str) -> str:
+    if fr.kind in ("next", "previous"):  # LEAD / LAG over the user's events in event order
+        return f"PARTITION BY _u ORDER BY {order}"
     if fr.kind == "expanding":
         return (
             f"PARTITION BY _u, _p_{fr.period} ORDER BY {order} "
@@ -175,6 +177,14 @@ def _filter_sql(
     if where is not None:
         parts.append("(" + where_mod.to_sql(where_mod.parse(where)) + ")")
     return " AND ".join(parts)
+
+
+def _slot_sql(groups: tuple[tuple[tuple[int, int], ...], ...], mcc_col: str, text: bool) -> str:
+    """The slot of a row: the first group holding its MCC code, else ``len(groups)``."""
+    whens = " ".join(
+        f"WHEN {_filter_sql(g, None, mcc_col, text)} THEN {i}" for i, g in enumerate(groups)
+    )
+    return f"CAST(CASE {whens} ELSE {len(groups)} END AS SMALLINT)"
 
 
 def _value_sql(kind: str, column: str, mcc_col: str, text: bool) -> str:
@@ -226,6 +236,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
             v.id: _value_sql(v.kind, ident(v.column), ident(cols.mcc), plan.mcc_text)
             for v in plan.values
         },
+        "slot_sql": {s.id: _slot_sql(s.groups, ident(cols.mcc), plan.mcc_text) for s in plan.slots},
         "frame_sql": {
             fr.id: _frame_sql(
                 fr,

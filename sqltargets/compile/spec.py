@@ -32,11 +32,10 @@ from typing import Any
 from ..errors import SourceError, SpecError, SpecIssue, did_you_mean, one_of
 from . import mcc as mcc_catalog
 from . import where as where_mod
+from .aggregates import AGGREGATIONS, EVENT_AGGS, MCC_LABEL_AGGS
 
-AGGS = (
-    "sum", "count", "mean", "min", "max", "std", "first", "last", "count_distinct", "top_k",
-    "var", "median", "quantile", "mode", "distribution", "elapsed",
-)  # fmt: skip
+#: The aggregations, in the order errors list them (sqltargets/compile/aggregates.py).
+AGGS = tuple(AGGREGATIONS)
 WINDOW_KINDS = ("expanding", "period", "rolling", "future", "next_period", "next", "previous")
 #: Window kinds over a calendar period, over an elapsed length, and over one event.
 CALENDAR_KINDS = ("expanding", "period", "next_period")
@@ -44,10 +43,6 @@ DURATION_KINDS = ("rolling", "future")
 EVENT_KINDS = ("next", "previous")
 #: Window kinds that see only this row and earlier rows; every other kind looks ahead.
 PAST_KINDS = ("expanding", "rolling", "previous")
-#: The aggregations an event window (``next`` / ``previous``) takes.
-EVENT_AGGS = ("first", "last", "count", "elapsed")
-#: Aggregations that output MCC codes (int64) when their value is the spec's mcc column.
-MCC_LABEL_AGGS = ("first", "last", "mode")
 #: What ``distribution`` adds up per group.
 MEASURES = ("sum", "count")
 #: Window parameters and the kinds they apply to.

@@ -139,6 +139,7 @@ def build(
         if kind in SLIDING or t.agg == "elapsed":
             elapsed = elapsed_column(plan)
         agg = AGGREGATIONS[t.agg]
+        slots = f"_{o.slot.id}" if o.slot is not None else None
         calls.append(
             Call(
                 name=t.name,
@@ -152,10 +153,14 @@ def build(
                 period=period,
                 fill=t.fill,
                 k=t.k,
-                q=getattr(t, "q", None),
+                q=0.5 if t.agg == "median" else t.q,
+                slots=slots,
+                n_slots=len(t.by) + 1 if t.by is not None else 0,
+                measure=t.measure,
+                normalize=t.normalize,
             )
         )
-        for col in (value, filt, period):
+        for col in (value, filt, period, slots):
             if col is not None and col not in columns:
                 columns.append(col)
     columns += [f"_{v.id}" for v in plan.extra if f"_{v.id}" not in columns]

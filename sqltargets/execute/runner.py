@@ -280,6 +280,8 @@ def run_call(
         dtype = np.int64 if call.type == "int64" else np.float64
         return np.zeros((0, *width), dtype), np.zeros((0, *width), bool)
     value_col = call.value if call.reads in ("number", "code") else None
+    if call.kernel == "distribution" and call.measure == "count":
+        value_col = None  # counts transactions, whether or not their value is null
     act = ev.active(call.filter, value_col)
     if call.reads == "raw":
         codes, _n_codes = ev.codes(call.value)  # type: ignore[arg-type]
@@ -303,26 +305,22 @@ def run_call(
     hi = scratch.get("hi", np.int64)
     if w.kind == "expanding":
         seg = ev.segments(key, perm, ("k", call.period))  # type: ignore[arg-type]
-        K.expanding_ranges(seg, getattr(w, "include_current", True), lo, hi)
+        K.expanding_ranges(seg, w.include_current, lo, hi)
     elif w.kind == "period":
         K.period_ranges(ev.segments(key, perm, ("k", call.period)), lo, hi)  # type: ignore[arg-type]
     elif w.kind == "next_period":
         seg = ev.segments(key, perm, ("k", call.period))  # type: ignore[arg-type]
         k_s = scan(key)  # type: ignore[arg-type]
-        wanted = shift_period(k_s, w.period, 1 + int(getattr(w, "offset", 0)))  # type: ignore[arg-type]
+        wanted = shift_period(k_s, w.period, 1 + int(w.offset))  # type: ignore[arg-type]
         K.next_period_ranges(seg, user, k_s, wanted, lo, hi)
     elif w.kind == "rolling":
-        K.sliding_ranges(
-            user, scan(key), -int(w.length), 0, getattr(w, "include_current", True), lo, hi
-        )  # type: ignore[arg-type]
+        K.sliding_ranges(user, scan(key), -int(w.length), 0, w.include_current, lo, hi)  # type: ignore[arg-type]
     elif w.kind == "future":
-        off = int(getattr(w, "offset", 0))
+        off = int(w.offset)
         K.sliding_ranges(user, scan(key), off, off + int(w.length), True, lo, hi)  # type: ignore[arg-type]
     elif w.kind in EVENT:
         # the n-th event passing the filter, whether or not its value is null
-        K.nth_event_ranges(
-            user, ev.filter(call.filter), int(getattr(w, "n", 1)), w.kind == "next", lo, hi
-        )
+        K.nth_event_ranges(user, ev.filter(call.filter), int(w.n), w.kind == "next", lo, hi)
     else:  # pragma: no cover - the spec refuses other kinds
         raise ValueError(f"unknown window kind {w.kind!r}")
 
@@ -505,8 +503,8 @@ def finish(
     if call.fill is not None:
         values[empty] = call.fill
         return values, None
-    if AGGREGATIONS[call.agg].empty in ("zero", "zeros"):
-        values[empty] = 0
+    if AGGREGATIONS[call.agg].empty in ("zero", "zeros") and not call.normalize:
+        values[empty] = 0  # (shares of nothing stay null)
         return values, None
     if ok.all():
         return values, None

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ..compile.aggregates import reads
 from ..compile.plan import Plan, build
 from ..compile.render import (
     ROW_ID_COLUMN,
@@ -233,10 +234,11 @@ def check_columns(ts: TargetSet, types: dict[str, str]) -> str:
         )
     for i, t in enumerate(ts.targets):
         vtype = need(t.value, f"targets[{i}].value")
-        if t.agg != "count_distinct" and t.agg != "count" and not is_numeric(vtype):
+        if reads(t.agg, t.value == c.mcc) == "number" and not is_numeric(vtype):
             raise DataError(
                 f"targets[{i}].value: column {t.value!r} has type {vtype}; agg {t.agg!r} needs "
-                "a numeric column (count and count_distinct take any type)"
+                "a numeric column (count and count_distinct take any type; first, last and "
+                "mode also the MCC column)"
             )
         for col in sorted(t.where_columns()):
             need(col, f"targets[{i}].where")
