@@ -165,7 +165,7 @@ def sliding_ranges(user, e, lo_after, hi_after, hi_inclusive, lo, hi):  # type: 
     (``hi_inclusive``) or ``(e + lo_after, e + hi_after)``; ``e`` increases within a user.
 
     rolling (t - L, t]: lo_after = -L, hi_after = 0; future (t + o, t + o + L]:
-    lo_after = o, hi_after = o + L. Offsets are applied without overflow.
+    lo_after = o, hi_after = o + L. A bound beyond the int64 range leaves that side open.
     """
     n = e.size
     a = 0
@@ -176,26 +176,27 @@ def sliding_ranges(user, e, lo_after, hi_after, hi_inclusive, lo, hi):  # type: 
             start = i
             a = i
             b = i
-        if a < start:
-            a = start
-        if b < start:
-            b = start
         t = e[i]
-        if lo_after >= 0:
-            low = _add_saturating(t, lo_after)
+        # the lower bound t + lo_after: below int64 excludes nothing; above, everything
+        if lo_after < 0 and t < -_INT64_MAX - 1 - lo_after:
+            a = start
         else:
-            low = t + lo_after if t >= -_INT64_MAX - 1 - lo_after else -_INT64_MAX - 1
-        high = _add_saturating(t, hi_after) if hi_after >= 0 else t + hi_after
-        while a < n and user[a] == user[i] and e[a] <= low:
-            a += 1
+            low = _add_saturating(t, lo_after) if lo_after >= 0 else t + lo_after
+            while a < n and user[a] == user[i] and e[a] <= low:
+                a += 1
         if b < a:
             b = a
-        if hi_inclusive:
-            while b < n and user[b] == user[i] and e[b] <= high:
+        if hi_after > 0 and t > _INT64_MAX - hi_after:  # above int64: every later row
+            while b < n and user[b] == user[i]:
                 b += 1
         else:
-            while b < n and user[b] == user[i] and e[b] < high:
-                b += 1
+            high = t + hi_after
+            if hi_inclusive:
+                while b < n and user[b] == user[i] and e[b] <= high:
+                    b += 1
+            else:
+                while b < n and user[b] == user[i] and e[b] < high:
+                    b += 1
         lo[i] = a
         hi[i] = b
 
@@ -453,23 +454,23 @@ def moments_two_pass(x, act, lo, hi, out_m2, out_count):  # type: ignore[no-unty
 def sum_order_risk(x, act, lo, hi):  # type: ignore[no-untyped-def]
     """An upper bound of (rows in the window) x (sum of |x| in the window) over all windows,
     or inf when a value is not finite: a sum in another order than event order differs from
-    the sequential one by less than about 2.2e-16 times this."""
+    the sequential one by less than about 2.2e-16 times this. The sums of |x| are themselves
+    summed without subtraction (two stacks), so a huge value elsewhere cannot hide them."""
     n = lo.size
-    cum = np.empty(x.size + 1)
-    cnt = np.empty(x.size + 1, np.int64)
-    cum[0] = 0.0
-    cnt[0] = 0
+    ax = np.empty(x.size)
     for j in range(x.size):
-        v = abs(x[j]) if act[j] else 0.0
         if act[j] and not np.isfinite(x[j]):
             return np.inf
-        cum[j + 1] = cum[j] + v
-        cnt[j + 1] = cnt[j] + (1 if act[j] else 0)
+        ax[j] = abs(x[j])
+    sums = np.empty(n)
+    swag(ax, act, lo, hi, SUM, sums, np.empty(x.size))
+    cnt = np.empty(x.size + 1, np.int64)
+    active_count(act, cnt)
     worst = 0.0
     for i in range(n):
-        w = (cnt[hi[i]] - cnt[lo[i]]) * (cum[hi[i]] - cum[lo[i]])
-        if w > worst:
-            worst = w
+        w = (cnt[hi[i]] - cnt[lo[i]]) * sums[i] * (1.0 + 1e-9)
+        if not w <= worst:  # also NaN or inf (sums that overflowed)
+            worst = w if w == w else np.inf
     return worst
 
 
