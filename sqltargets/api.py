@@ -60,6 +60,7 @@ def generate(
     temp_directory: str | None = None,
     store: str | Path | None = None,
     engine: str = "native",
+    past_only: bool = False,
 ) -> pa.Table:
     """Compute every target of ``specs`` over ``source``; one Arrow table.
 
@@ -75,6 +76,10 @@ def generate(
     the portable statement that ``explain(..., engine="sql")`` prints. Both give the same
     values (both are tested against the reference).
 
+    ``past_only=True`` refuses a spec with a future-looking target (any window but
+    ``expanding``, ``rolling`` and ``previous``), naming them: for targets used as
+    features, which must not see the future.
+
     >>> import pyarrow as pa
     >>> t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [2.5], "m": [5411]})
     >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
@@ -84,6 +89,8 @@ def generate(
     [{'u': 1, 't': 0, 'row_id': 0, 'n': 1}]
     """
     ts = load(specs)
+    if past_only:
+        ts.check_past_only()
     if store is not None:
         source = _through_store(ts, source, store, threads, memory_limit, temp_directory)
     con, close = _connection(connection, threads, memory_limit, temp_directory)
@@ -152,6 +159,7 @@ def generate_batches(
     temp_directory: str | None = None,
     on_total: Callable[[int], None] | None = None,
     engine: str = "native",
+    past_only: bool = False,
 ) -> pa.RecordBatchReader:
     """Like :func:`generate`, as a ``pyarrow.RecordBatchReader`` of ``batch_size`` rows.
 
@@ -166,6 +174,8 @@ def generate_batches(
     [1.0, 2.0]
     """
     ts = load(specs)
+    if past_only:
+        ts.check_past_only()
     con, _ = _connection(connection, threads, memory_limit, temp_directory)
     try:
         return _engine.execute_batches(
@@ -330,6 +340,7 @@ def write(
     progress: Callable[[int, int], None] | None = None,
     on_shard: Callable[[int, int, int], None] | None = None,
     engine: str = "native",
+    past_only: bool = False,
 ) -> int:
     """Compute targets and write them to Parquet, atomically; returns the rows written.
 
@@ -349,6 +360,8 @@ def write(
     if shards < 1 or jobs < 1:
         raise OutputError(f"shards and jobs must be positive, got shards={shards}, jobs={jobs}")
     ts = load(specs)
+    if past_only:
+        ts.check_past_only()
     _engine.check_engine(engine)
     settings = {
         "threads": threads, "memory_limit": memory_limit, "temp_directory": temp_directory,

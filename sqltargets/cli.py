@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         "--shards", type=int, default=1, help="split users into N shards; the output is a folder"
     )
     sp.add_argument("--jobs", type=int, default=1, help="shards computed in parallel processes")
+    sp.add_argument(
+        "--past-only",
+        action="store_true",
+        help="refuse targets that look past the current row (period, future, next_period, next)",
+    )
     engine_arg(sp)
     resources(sp)
 
@@ -176,6 +181,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from .compile.spec import load
 
     ts = load(a.spec)
+    if a.past_only:
+        ts.check_past_only()
     progress = _Progress(not a.quiet, f"computing {len(ts.targets)} targets over {a.input}")
     source = a.input
     if a.store:
@@ -296,7 +303,13 @@ def _cmd_validate(a: argparse.Namespace) -> int:
     ts = load(a.spec)
     _print(f"ok: {len(ts.targets)} targets, output {ts.output}, time zone {ts.timezone}")
     for t in ts.targets:
-        _print(f"  {t.name}: {t.agg} over {t.window.describe()}")
+        _print(f"  {t.name}: {t.agg} over {t.window.describe()} ({t.looks}-looking)")
+    ahead = ts.future_targets()
+    _print(
+        f"{len(ahead)} future-looking target(s): labels, not features (run --past-only refuses them)"
+        if ahead
+        else "every target is past-looking: safe as features (run --past-only accepts it)"
+    )
     return 0
 
 

@@ -270,10 +270,14 @@ def _setup(
     connection: duckdb.DuckDBPyConnection | None,
     threads: int | None,
     memory_limit: str | None,
+    past_only: bool = False,
 ) -> _Setup:
     """Validate specs and source, build the programs, list the users. Opens and closes
     DuckDB (a table of ``connection`` is read into Arrow, for processes without it)."""
     tss = _load_specs(specs)
+    if past_only:
+        for ts in tss:
+            ts.check_past_only()
     ts0 = tss[0]
     con = (
         connection.cursor()
@@ -586,9 +590,10 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
         threads: int | None = None,
         memory_limit: str | None = None,
         temp_directory: str | None = None,
+        past_only: bool = False,
     ) -> None:
         _check_common(max_len, keep, users_per_chunk)
-        setup = _setup(specs, source, features, connection, threads, memory_limit)
+        setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
         self.max_len = max_len
         self.keep = keep
         runner = _Runner(
@@ -714,9 +719,10 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         threads: int | None = None,
         memory_limit: str | None = "1GB",
         temp_directory: str | None = None,
+        past_only: bool = False,
     ) -> None:
         _check_common(max_len, keep, users_per_chunk)
-        self._setup = _setup(specs, source, features, connection, threads, memory_limit)
+        self._setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
         self._items = _Items(self._setup, max_len, keep)
         self.users_per_chunk = users_per_chunk
         self.shuffle = bool(shuffle)

@@ -277,3 +277,36 @@ def test_value_must_be_numeric(tx: pa.Table) -> None:
     ref = sqltargets.reference(spec, tx)
     assert diff(out, ref, ["x"], ["user_id", "row_id"]) == []
     assert max(out.column("x").to_pylist()) <= 3
+
+
+def test_past_only_refuses_future_looking_targets(tx: pa.Table, tmp_path: Path) -> None:
+    past = {
+        **SPEC,
+        "targets": [
+            {"name": "run", "agg": "sum", "window": {"kind": "expanding", "period": "day"}},
+            {"name": "roll", "agg": "max", "window": {"kind": "rolling", "length": "7d"}},
+            {"name": "prev", "agg": "elapsed", "window": {"kind": "previous"}},
+        ],
+    }
+    ahead = {
+        **past,
+        "targets": [
+            *past["targets"],
+            {"name": "nxt", "agg": "first", "window": {"kind": "next"}},
+            {"name": "whole", "agg": "sum", "window": {"kind": "period", "period": "month"}},
+        ],
+    }
+    got = sqltargets.generate(past, tx, past_only=True)
+    assert got.column_names[-3:] == ["run", "roll", "prev"]
+    for call in (
+        lambda: sqltargets.generate(ahead, tx, past_only=True),
+        lambda: sqltargets.generate_batches(ahead, tx, past_only=True),
+        lambda: sqltargets.write(ahead, tx, tmp_path / "o.parquet", past_only=True),
+    ):
+        with pytest.raises(
+            sqltargets.SpecError,
+            match=r"past_only: 2 target\(s\).*nxt \(next#1\), whole \(period/month\)",
+        ):
+            call()
+    assert not (tmp_path / "o.parquet").exists()
+    assert sqltargets.generate(ahead, tx).num_columns == 8  # without the guard: computed

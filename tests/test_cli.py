@@ -352,3 +352,29 @@ def test_python_dash_m(tmp_path: Path) -> None:
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 1
     assert r.stderr.strip() == f"Error: spec file {str(tmp_path / 'x.yaml')!r} does not exist"
+
+
+def test_past_only_and_validate_show_what_looks_ahead(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, data: Path
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        BASE
+        + "targets:\n"
+        + "  - {name: run, agg: sum, window: {kind: expanding, period: day}}\n"
+        + "  - {name: nxt, agg: sum, window: {kind: future, length: 7d}}\n"
+    )
+    code, out, _ = run(capsys, "validate", spec)
+    assert code == 0
+    assert "run: sum over expanding/day (past-looking)" in out
+    assert "nxt: sum over future/1w (future-looking)" in out
+    assert "1 future-looking target(s)" in out
+    out_file = tmp_path / "o.parquet"
+    code, _, err = run(capsys, "run", spec, "--input", data, "--output", out_file, "--past-only")
+    assert code == 1 and not out_file.exists()
+    assert err.startswith(
+        "Error: past_only: 1 target(s) look past the current row: nxt (future/1w)"
+    )
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "explain", spec)
+    assert "(past-looking)" in out and "(future-looking)" in out

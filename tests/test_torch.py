@@ -473,3 +473,20 @@ def _small_spec() -> dict[str, Any]:
 
 def _target(name: str) -> dict[str, Any]:
     return {"name": name, "agg": "count", "window": {"kind": "expanding", "period": "day"}}
+
+
+def test_datasets_refuse_future_looking_targets_when_past_only() -> None:
+    tx = pa.table({"u": [1, 1], "t": pa.array([0, 1], pa.int64()), "a": [1.0, 2.0], "m": [1, 2]})
+    spec = {
+        "columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+        "time": {"unit": "s"},
+        "targets": [
+            {"name": "run", "agg": "sum", "window": {"kind": "expanding", "period": "day"}},
+            {"name": "label", "agg": "sum", "window": {"kind": "next_period", "period": "day"}},
+        ],
+    }
+    for make in (TargetDataset, StreamingTargetDataset):
+        with pytest.raises(SpecError, match=r"past_only: 1 target\(s\).*label"):
+            make(spec, tx, past_only=True)
+    past = {**spec, "targets": spec["targets"][:1]}
+    assert TargetDataset(past, tx, past_only=True)[0]["run"].tolist() == [1.0, 3.0]

@@ -240,6 +240,17 @@ class TargetSet:
         ``rolling`` and ``previous``): what a past-only run refuses."""
         return [t for t in self.targets if t.looks == "future"]
 
+    def check_past_only(self) -> None:
+        """Refuse a spec with future-looking targets (for ``past_only`` runs, which feed
+        targets to a model as features that must not leak the future), naming them."""
+        ahead = self.future_targets()
+        if ahead:
+            names = ", ".join(f"{t.name} ({t.window.describe()})" for t in ahead)
+            raise SpecError(
+                f"past_only: {len(ahead)} target(s) look past the current row: {names}; "
+                "a past-only run takes only expanding, rolling and previous windows"
+            )
+
     def outputs_mcc_code(self, target: Target) -> bool:
         """True when ``target`` outputs MCC codes as int64 class labels: ``first``, ``last``
         or ``mode`` of the spec's mcc column."""

@@ -73,7 +73,11 @@ class Call:
         where = f" where {self.filter}" if self.filter else ""
         key = f" (key {self.period})" if self.period else ""
         fill = f", fill {self.fill}" if self.fill is not None else ""
-        return f"{self.name}: {what}{where}, {self.window.describe()}{key}{fill} -> {self.type}"
+        looks = self.window.looks
+        return (
+            f"{self.name}: {what}{where}, {self.window.describe()}{key}{fill} -> {self.type} "
+            f"({looks}-looking)"
+        )
 
 
 @dataclass(frozen=True)

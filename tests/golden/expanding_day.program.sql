@@ -1,6 +1,6 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   grocery_daily_running_sum: sum of _v0 where _f0, expanding/day (key _p_day) -> double
+--   grocery_daily_running_sum: sum of _v0 where _f0, expanding/day (key _p_day) -> double (past-looking)
 WITH src AS (
   SELECT
     *,

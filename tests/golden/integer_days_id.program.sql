@@ -1,9 +1,9 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   week_running_max: max of _v0, expanding/week (key _p_week) -> double
---   distinct_merchants_quarter: count_distinct of _v1, period/quarter (key _p_quarter) -> int64
---   next_week_last: last of _v0, next_period/week (key _p_week), fill -1 -> double
---   std_year: std of _v0, expanding/year (key _p_year) -> double
+--   week_running_max: max of _v0, expanding/week (key _p_week) -> double (past-looking)
+--   distinct_merchants_quarter: count_distinct of _v1, period/quarter (key _p_quarter) -> int64 (future-looking)
+--   next_week_last: last of _v0, next_period/week (key _p_week), fill -1 -> double (future-looking)
+--   std_year: std of _v0, expanding/year (key _p_year) -> double (past-looking)
 WITH src AS (
   SELECT
     *

@@ -1,8 +1,8 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   grocery_month: sum of _v0 where _f0, period/month (key _p_month) -> double
---   grocery_next_month: sum of _v0 where _f0, next_period/month (key _p_month) -> double
---   top2: top_k of _v0 (k=2), period/month (key _p_month), fill 0 -> list
+--   grocery_month: sum of _v0 where _f0, period/month (key _p_month) -> double (future-looking)
+--   grocery_next_month: sum of _v0 where _f0, next_period/month (key _p_month) -> double (future-looking)
+--   top2: top_k of _v0 (k=2), period/month (key _p_month), fill 0 -> list (future-looking)
 WITH src AS (
   SELECT
     *,

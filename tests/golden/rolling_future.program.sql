@@ -1,8 +1,8 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   spend_7d: sum of _v0 where _f0, rolling/1w -> double
---   first_24h: first of _v0, rolling/1d -> double
---   drug_next_7d_mean: mean of _v0 where _f1, future/1w -> double
+--   spend_7d: sum of _v0 where _f0, rolling/1w -> double (past-looking)
+--   first_24h: first of _v0, rolling/1d -> double (past-looking)
+--   drug_next_7d_mean: mean of _v0 where _f1, future/1w -> double (future-looking)
 WITH src AS (
   SELECT
     *,

@@ -1,9 +1,9 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   grocery_month_sum: sum of _v0 where _f0, expanding/month (key _p_month) -> double
---   grocery_month_count: count where _f0, expanding/month (key _p_month) -> int64
---   grocery_month_mean: mean of _v0 where _f0, expanding/month (key _p_month) -> double
---   grocery_month_max: max of _v0 where _f0, expanding/month (key _p_month) -> double
+--   grocery_month_sum: sum of _v0 where _f0, expanding/month (key _p_month) -> double (past-looking)
+--   grocery_month_count: count where _f0, expanding/month (key _p_month) -> int64 (past-looking)
+--   grocery_month_mean: mean of _v0 where _f0, expanding/month (key _p_month) -> double (past-looking)
+--   grocery_month_max: max of _v0 where _f0, expanding/month (key _p_month) -> double (past-looking)
 WITH src AS (
   SELECT
     *,
