@@ -44,6 +44,7 @@ PERIODS = ("day", "week", "month", "quarter", "year")
 # except by jumping past everything held (sums there are sequential, bit for bit)
 EXACT_KINDS = ("expanding", "expanding_excl", "period", "next_period", "next", "previous")
 SLIDING_KINDS = ("rolling", "rolling_excl", "future")
+GROWING_KINDS = ("expanding", "expanding_excl", "period", "next_period")
 KINDS = EXACT_KINDS + SLIDING_KINDS
 
 
@@ -742,6 +743,21 @@ def test_order_statistics(w: tuple, qs: list[float], largest: bool) -> None:
                 if vals:
                     want = oracle_quantile(vals, qs[k])
                     assert same(out[i, k], want), (kind, i, qs[k], out[i, k], want)
+
+
+@settings(max_examples=examples(150))
+@given(w=windows(kinds=GROWING_KINDS), k=st.integers(1, 4))
+def test_top_k_growing(w: tuple, k: int) -> None:
+    # calendar windows only grow or jump past everything held: one small sorted buffer
+    ev, kind, lo, hi = w
+    out, valid = np.empty((ev.n, k)), np.empty((ev.n, k), np.bool_)
+    K.top_k_growing(ev.x, ev.act, lo, hi, k, out, valid)
+    for i in range(ev.n):
+        top = sorted_nan_last(active_in(ev, lo, hi, i), reverse=True)
+        for j in range(k):
+            assert valid[i, j] == (j < len(top)), (kind, i, j)
+            if j < len(top):
+                assert same(out[i, j], top[j]), (kind, i, j, out[i, j], top[j])
 
 
 def test_quantile_examples() -> None:

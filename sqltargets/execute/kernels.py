@@ -641,6 +641,57 @@ def order_statistics(rank, sorted_x, first, act, lo, hi, most, qs, largest, out,
 
 
 @_jit
+def _topk_insert(buf, held, k, v):  # type: ignore[no-untyped-def]
+    # keep buf[:held] sorted descending (NaN largest); returns the new count held
+    if held == k:
+        last = buf[k - 1]
+        if not (v != v and last == last) and not (v > last):
+            return held  # not larger than the smallest kept (NaN only beats numbers)
+        pos = k - 1
+    else:
+        pos = held
+        held += 1
+    while pos > 0:
+        prev = buf[pos - 1]
+        if (v != v and prev == prev) or v > prev:  # v ranks above prev
+            buf[pos] = prev
+            pos -= 1
+        else:
+            break
+    buf[pos] = v
+    return held
+
+
+@_jit
+def top_k_growing(x, act, lo, hi, k, out, valid):  # type: ignore[no-untyped-def]
+    """The k largest active values (largest first, NaN largest) of windows that only grow
+    or jump to rows after everything held (calendar windows: expanding, period, next
+    period): one small sorted buffer, O(k) per row. ``valid[i, j]`` is False past the
+    window's values."""
+    buf = np.empty(k)
+    held = 0
+    cur_lo = 0
+    cur_hi = 0
+    for i in range(lo.size):
+        lw = lo[i]
+        hw = hi[i]
+        if lw != cur_lo or hw < cur_hi:  # a new window: start afresh
+            cur_lo = lw
+            cur_hi = lw
+            held = 0
+        while cur_hi < hw:
+            if act[cur_hi]:
+                held = _topk_insert(buf, held, k, x[cur_hi])
+            cur_hi += 1
+        for j in range(k):
+            if j < held:
+                out[i, j] = buf[j]
+                valid[i, j] = True
+            else:
+                valid[i, j] = False
+
+
+@_jit
 def user_value_codes(user, x, act, code, values, first):  # type: ignore[no-untyped-def]
     """Per user, number the distinct active values in ascending order (NaN last and one
     value, -0.0 equal to 0.0) into ``code`` (per row); ``values[first[i] + c]`` is the value
@@ -796,3 +847,4 @@ def warm_up() -> None:
     most = user_value_codes(i64, x, b, rank, sx, first)
     mode(rank, sx, first, b, lo, hi, most, f, np.empty(n, np.bool_))
     elapsed(i64, lo, hi, True, f, np.empty(n, np.bool_))
+    top_k_growing(x, b, lo, hi, 2, np.empty((n, 2)), np.empty((n, 2), np.bool_))

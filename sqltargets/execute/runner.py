@@ -424,6 +424,12 @@ def _aggregate(
         ok = at >= 0
         xe = ev.values(call.value)[0]  # type: ignore[arg-type]
         return xe[np.where(ok, at, 0)], ok
+    if kern == "top_k" and call.window.kind in CALENDAR + EVENT:  # windows that only grow
+        k = int(call.k)  # type: ignore[arg-type]
+        out = np.empty((n, k))
+        ok2 = np.empty((n, k), dtype=bool)
+        K.top_k_growing(x, act, lo, hi, k, out, ok2)
+        return out, ok2
     if kern in ("top_k", "quantile"):
         rank = np.empty(n, np.int64)
         sorted_x = np.empty(n)
