@@ -760,6 +760,40 @@ def test_top_k_growing(w: tuple, k: int) -> None:
                 assert same(out[i, j], top[j]), (kind, i, j, out[i, j], top[j])
 
 
+@settings(max_examples=examples(200))
+@given(
+    ev=events(),
+    kind=st.sampled_from(("expanding", "expanding_excl", "period")),
+    op=st.sampled_from(("sum", "min", "max", "first", "last")),
+)
+def test_calendar_fold(ev: Ev, kind: str, op: str) -> None:
+    # one pass over expanding / period windows: the same values as the window loops
+    if kind == "period":
+        lo, hi = oracle_period(ev.seg.tolist())
+    else:
+        lo, hi = oracle_expanding(ev.seg.tolist(), kind == "expanding")
+    code = {"sum": K.SUM, "min": K.MIN, "max": K.MAX, "first": K.FIRST, "last": K.LAST}[op]
+    out, count = new(ev.n), new(ev.n, np.int64)
+    K.calendar_fold(
+        ev.seg, ev.act, ev.x, code, kind == "period", kind != "expanding_excl", out, count
+    )
+    for i in range(ev.n):
+        vals = [ev.x[r] for r in range(lo[i], hi[i]) if ev.act[r]]
+        assert count[i] == len(vals)
+        if not vals:
+            continue
+        if op == "sum":
+            acc = 0.0
+            for v in vals:
+                acc += v
+            assert same_bits(out[i], acc), (i, out[i], acc)  # bit for bit: row order
+        elif op in ("first", "last"):
+            assert same(out[i], vals[0] if op == "first" else vals[-1])
+        else:
+            want = oracle_min(vals) if op == "min" else oracle_max(vals)
+            assert same(out[i], want), (i, op, out[i], want)
+
+
 def test_quantile_examples() -> None:
     # one window of [3, NaN, 1, 2]: sorted 1, 2, 3, NaN
     x = np.array([3.0, NAN, 1.0, 2.0])

@@ -415,6 +415,50 @@ def swag_moments(x, act, lo, hi, out_m2, out_count, fc, fm, fs):  # type: ignore
 
 
 # ---------------------------------------------------------------------------------------------
+# calendar windows in one pass (the common case, without materialised ranges)
+
+#: Further operations of :func:`calendar_fold`: the first / last active value.
+FIRST, LAST = 3, 4
+
+
+@_jit
+def calendar_fold(seg_start, act, x, op, whole, inclusive, out, count):  # type: ignore[no-untyped-def]
+    """SUM, MIN, MAX, FIRST or LAST of the active ``x`` over calendar windows, and the
+    active count, in one pass over the rows: running within each segment (expanding; the
+    rows before this one with ``inclusive`` False) or over the whole segment (``whole``:
+    period). Sums accumulate in row order: the same as :func:`swag` over
+    :func:`expanding_ranges` / :func:`period_ranges`, without materialising the ranges.
+    Empty windows get 0, NaN, -inf or NaN (the caller masks them with ``count``)."""
+    n = seg_start.size
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and not seg_start[j]:
+            j += 1
+        acc = _identity(op) if op <= 2 else np.nan
+        c = 0
+        for r in range(i, j):
+            if not whole and not inclusive:
+                out[r] = acc
+                count[r] = c
+            if act[r]:
+                v = x[r]
+                if op <= 2:
+                    acc = _combine(op, acc, v)
+                elif op == LAST or c == 0:
+                    acc = v
+                c += 1
+            if not whole and inclusive:
+                out[r] = acc
+                count[r] = c
+        if whole:
+            for r in range(i, j):
+                out[r] = acc
+                count[r] = c
+        i = j
+
+
+# ---------------------------------------------------------------------------------------------
 # exact fallbacks: every window re-added in event order
 
 
@@ -848,3 +892,4 @@ def warm_up() -> None:
     mode(rank, sx, first, b, lo, hi, most, f, np.empty(n, np.bool_))
     elapsed(i64, lo, hi, True, f, np.empty(n, np.bool_))
     top_k_growing(x, b, lo, hi, 2, np.empty((n, 2)), np.empty((n, 2), np.bool_))
+    calendar_fold(b, b, x, SUM, False, True, f, np.empty(n, np.int64))

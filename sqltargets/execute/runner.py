@@ -301,6 +301,15 @@ def run_call(
 
     user = scan(ev.user)
     act_s = scan(act)
+    if w.kind in ("expanding", "period") and call.kernel in _FOLDS:
+        seg = ev.segments(key, perm, ("k", call.period))  # type: ignore[arg-type]
+        values, ok = _fold(
+            call, ev, scratch, act_s, scan, seg, w.kind == "period", w.include_current
+        )
+        if perm is not None:
+            values = _unscan(values, perm)
+            ok = None if ok is None else _unscan(ok, perm)
+        return finish(call, values, ok)
     lo = scratch.get("lo", np.int64)
     hi = scratch.get("hi", np.int64)
     if w.kind == "expanding":
@@ -342,6 +351,40 @@ def run_call(
         values = _unscan(values, perm)
         ok = None if ok is None else _unscan(ok, perm)
     return finish(call, values, ok)
+
+
+#: Kernels computed over expanding and period windows in one pass (kernels.calendar_fold).
+_FOLDS = {"sum": K.SUM, "count": K.SUM, "mean": K.SUM, "min": K.MIN, "max": K.MAX,
+          "first": K.FIRST, "last": K.LAST}  # fmt: skip
+
+
+def _fold(
+    call: Call,
+    ev: Events,
+    scratch: Scratch,
+    act: np.ndarray,
+    scan: Callable[[np.ndarray], np.ndarray],
+    seg: np.ndarray,
+    whole: bool,
+    inclusive: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    n = ev.n
+    kern = call.kernel
+    x = scan(ev.values(call.value)[0]) if call.value is not None and kern != "count" else act
+    out = np.empty(n)
+    count = np.empty(n, np.int64) if kern == "count" else scratch.get("count", np.int64)
+    K.calendar_fold(
+        seg, act, x.astype(np.float64, copy=False), _FOLDS[kern], whole, inclusive, out, count
+    )
+    if kern == "count":
+        return count, (count > 0) if call.fill is not None else None
+    if kern == "sum":
+        return out, (count > 0) if call.fill is not None else None
+    nonempty = count > 0
+    if kern == "mean":
+        with np.errstate(all="ignore"):
+            np.divide(out, count, out=out, where=nonempty)
+    return out, nonempty
 
 
 def _unscan(a: np.ndarray, perm: np.ndarray) -> np.ndarray:
