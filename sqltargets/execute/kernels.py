@@ -458,6 +458,52 @@ def calendar_fold(seg_start, act, x, op, whole, inclusive, out, count):  # type:
         i = j
 
 
+@_jit
+def next_period_fold(seg_start, user, key, wanted, act, x, op, out, count):  # type: ignore[no-untyped-def]
+    """:func:`calendar_fold` over the next period's segment: each segment's whole-period
+    aggregate is computed once, then given to the rows of the segment of the same user
+    whose key is ``wanted`` (read at each segment's first row; keys increase within a
+    user, in scan order). Rows with no such segment get an empty window (count 0)."""
+    n = seg_start.size
+    m = 0
+    for i in range(n):
+        if seg_start[i]:
+            m += 1
+    first = np.empty(m + 1, np.int64)
+    agg = np.empty(m)
+    cnt = np.zeros(m, np.int64)
+    s = -1
+    for i in range(n):
+        if seg_start[i]:
+            s += 1
+            first[s] = i
+            agg[s] = _identity(op) if op <= 2 else np.nan
+        if act[i]:
+            if op <= 2:
+                agg[s] = _combine(op, agg[s], x[i])
+            elif op == LAST or cnt[s] == 0:
+                agg[s] = x[i]
+            cnt[s] += 1
+    first[m] = n
+    t = 0  # candidate target segment, never behind the current one's successor
+    for s in range(m):
+        if t <= s:
+            t = s + 1
+        i = first[s]
+        u = user[i]
+        w = wanted[i]
+        while t < m and user[first[t]] == u and key[first[t]] < w:
+            t += 1
+        hit = t < m and user[first[t]] == u and key[first[t]] == w
+        for r in range(i, first[s + 1]):
+            if hit:
+                out[r] = agg[t]
+                count[r] = cnt[t]
+            else:
+                out[r] = _identity(op) if op <= 2 else np.nan
+                count[r] = 0
+
+
 # ---------------------------------------------------------------------------------------------
 # exact fallbacks: every window re-added in event order
 
@@ -492,6 +538,52 @@ def moments_two_pass(x, act, lo, hi, out_m2, out_count):  # type: ignore[no-unty
                     s += d * d
         out_m2[i] = s
         out_count[i] = c
+
+
+@_jit
+def sum_order_risk_by_user(user, x, act, cum, lo, hi):  # type: ignore[no-untyped-def]
+    """A cheaper, looser bound than :func:`sum_order_risk`, without allocating: per user,
+    (the most active rows in one of its windows) x (the sum of |x| over the user); inf when
+    a value is not finite. ``cum`` is the active prefix count (:func:`active_count`)."""
+    n = lo.size
+    worst = 0.0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and user[j] == user[i]:
+            j += 1
+        total = 0.0
+        most = 0
+        for r in range(i, j):
+            if act[r]:
+                if not np.isfinite(x[r]):
+                    return np.inf
+                total += abs(x[r])
+            c = cum[hi[r]] - cum[lo[r]]
+            if c > most:
+                most = c
+        w = most * total * (1.0 + 1e-9)
+        if not w <= worst:
+            worst = w if w == w else np.inf
+        i = j
+    return worst
+
+
+@_jit
+def moments_are_safe(x, act, limit):  # type: ignore[no-untyped-def]
+    """Every active value finite and below ``limit`` in magnitude."""
+    for j in range(x.size):  # noqa: SIM110 - numba compiles loops, not generators
+        if act[j] and not (abs(x[j]) < limit):
+            return False
+    return True
+
+
+@_jit
+def finish_moments(m2, count, take_root):  # type: ignore[no-untyped-def]
+    """In place: the sample variance (m2 / (count - 1)), or its square root."""
+    for i in range(m2.size):
+        v = m2[i] / max(count[i] - 1.0, 1.0)
+        m2[i] = np.sqrt(v) if take_root else v
 
 
 @_jit
@@ -880,6 +972,9 @@ def warm_up() -> None:
     moments_two_pass(x, b, lo, hi, f, np.empty(n))
     sum_sequential(x, b, lo, hi, f)
     sum_order_risk(x, b, lo, hi)
+    sum_order_risk_by_user(i64, x, b, cum, lo, hi)
+    moments_are_safe(x, b, 1e150)
+    finish_moments(f, np.ones(n), True)
     count_distinct(i64, b, lo, hi, 2, np.empty(n, np.int64))
     rank = np.empty(n, np.int64)
     sx = np.empty(n)
@@ -893,3 +988,4 @@ def warm_up() -> None:
     elapsed(i64, lo, hi, True, f, np.empty(n, np.bool_))
     top_k_growing(x, b, lo, hi, 2, np.empty((n, 2)), np.empty((n, 2), np.bool_))
     calendar_fold(b, b, x, SUM, False, True, f, np.empty(n, np.int64))
+    next_period_fold(b, i64, i64, i64 + 1, b, x, SUM, f, np.empty(n, np.int64))

@@ -41,9 +41,10 @@ from . import kernels as K
 from .program import CALENDAR, EVENT, SLIDING, Call, Program
 
 #: A bound on (rows x sum of |values|) of a sliding window below which a sum in another
-#: order than event order stays within 2.2e-16 x this = 2.2e-8 of the sequential sum (far
-#: inside the comparison tolerance); above it, sums are re-added in event order.
-SAFE_SUM_SCALE = 1e8
+#: order than event order stays within 2.2e-16 x this = 2.2e-7 of the sequential sum (inside
+#: the comparison tolerance, 1e-6 absolute, with a margin of 4); above it, sums are re-added
+#: in event order.
+SAFE_SUM_SCALE = 1e9
 #: |values| below which squared deviations cannot overflow: Welford's updates are used;
 #: above it (or with NaN or infinities), every window's moments are computed in two passes.
 SAFE_MOMENT_VALUE = 1e150
@@ -174,6 +175,7 @@ class Scratch:
     def __init__(self, n: int) -> None:
         self.n = n
         self._arrays: dict[str, np.ndarray] = {}
+        self.user: np.ndarray = np.zeros(0, np.int64)  # the current call's user codes
 
     def get(self, name: str, dtype: Any, extra: int = 0) -> np.ndarray:
         a = self._arrays.get(name)
@@ -300,12 +302,15 @@ def run_call(
         return a if perm is None else a[perm]
 
     user = scan(ev.user)
+    scratch.user = user
     act_s = scan(act)
-    if w.kind in ("expanding", "period") and call.kernel in _FOLDS:
+    if w.kind in CALENDAR and call.kernel in _FOLDS:
         seg = ev.segments(key, perm, ("k", call.period))  # type: ignore[arg-type]
-        values, ok = _fold(
-            call, ev, scratch, act_s, scan, seg, w.kind == "period", w.include_current
-        )
+        k_s = scan(key)  # type: ignore[arg-type]
+        wanted = None
+        if w.kind == "next_period":
+            wanted = _wanted(k_s, seg, w.period, 1 + int(w.offset), scratch)  # type: ignore[arg-type]
+        values, ok = _fold(call, ev, scratch, act_s, scan, seg, w, user, k_s, wanted)
         if perm is not None:
             values = _unscan(values, perm)
             ok = None if ok is None else _unscan(ok, perm)
@@ -320,7 +325,7 @@ def run_call(
     elif w.kind == "next_period":
         seg = ev.segments(key, perm, ("k", call.period))  # type: ignore[arg-type]
         k_s = scan(key)  # type: ignore[arg-type]
-        wanted = shift_period(k_s, w.period, 1 + int(w.offset))  # type: ignore[arg-type]
+        wanted = _wanted(k_s, seg, w.period, 1 + int(w.offset), scratch)  # type: ignore[arg-type]
         K.next_period_ranges(seg, user, k_s, wanted, lo, hi)
     elif w.kind == "rolling":
         K.sliding_ranges(user, scan(key), -int(w.length), 0, w.include_current, lo, hi)  # type: ignore[arg-type]
@@ -358,6 +363,17 @@ _FOLDS = {"sum": K.SUM, "count": K.SUM, "mean": K.SUM, "min": K.MIN, "max": K.MA
           "first": K.FIRST, "last": K.LAST}  # fmt: skip
 
 
+def _wanted(
+    key: np.ndarray, seg: np.ndarray, period: str, steps: int, scratch: Scratch
+) -> np.ndarray:
+    """Per row, the key of the period ``steps`` after its own, set at each segment's first
+    row only (where the kernels read it): the calendar arithmetic runs once a segment."""
+    starts = np.flatnonzero(seg)
+    wanted = scratch.get("wanted", np.int64)
+    wanted[starts] = shift_period(key[starts], period, steps)
+    return wanted
+
+
 def _fold(
     call: Call,
     ev: Events,
@@ -365,17 +381,25 @@ def _fold(
     act: np.ndarray,
     scan: Callable[[np.ndarray], np.ndarray],
     seg: np.ndarray,
-    whole: bool,
-    inclusive: bool,
+    w: Any,
+    user: np.ndarray,
+    key: np.ndarray,
+    wanted: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     n = ev.n
     kern = call.kernel
-    x = scan(ev.values(call.value)[0]) if call.value is not None and kern != "count" else act
+    if kern == "count":  # counts only: any doubles will do as values
+        x = scratch.get("front", np.float64)
+    else:
+        x = scan(ev.values(call.value)[0])  # type: ignore[arg-type]
     out = np.empty(n)
     count = np.empty(n, np.int64) if kern == "count" else scratch.get("count", np.int64)
-    K.calendar_fold(
-        seg, act, x.astype(np.float64, copy=False), _FOLDS[kern], whole, inclusive, out, count
-    )
+    if wanted is not None:
+        K.next_period_fold(seg, user, key, wanted, act, x, _FOLDS[kern], out, count)
+    else:
+        K.calendar_fold(
+            seg, act, x, _FOLDS[kern], w.kind == "period", w.include_current, out, count
+        )
     if kern == "count":
         return count, (count > 0) if call.fill is not None else None
     if kern == "sum":
@@ -397,11 +421,25 @@ def _sum(
     x: np.ndarray, act: np.ndarray, lo: np.ndarray, hi: np.ndarray, sliding: bool, scratch: Scratch
 ) -> np.ndarray:
     out = np.empty(lo.size)
-    if sliding and K.sum_order_risk(x, act, lo, hi) > SAFE_SUM_SCALE:
+    if sliding and _risky(x, act, lo, hi, scratch):
         K.sum_sequential(x, act, lo, hi, out)
     else:
         K.swag(x, act, lo, hi, K.SUM, out, scratch.get("front", np.float64))
     return out
+
+
+def _risky(
+    x: np.ndarray, act: np.ndarray, lo: np.ndarray, hi: np.ndarray, scratch: Scratch
+) -> bool:
+    """Whether sliding windows' sums, added in another order than event order, could move
+    by more than the bound SAFE_SUM_SCALE allows: a cheap per-user bound first, the tight
+    per-window one only when that fails."""
+    cum = scratch.get("cum_risk", np.int64, extra=1)
+    K.active_count(act, cum)
+    user = scratch.user
+    if K.sum_order_risk_by_user(user, x, act, cum, lo, hi) <= SAFE_SUM_SCALE:
+        return False
+    return bool(K.sum_order_risk(x, act, lo, hi) > SAFE_SUM_SCALE)
 
 
 def _aggregate(
@@ -448,18 +486,16 @@ def _aggregate(
         return out, nonempty
     if kern in ("std", "var"):
         m2 = np.empty(n)
-        c = np.empty(n)
-        xa = x[act]
-        if xa.size and (not np.all(np.isfinite(xa)) or np.max(np.abs(xa)) >= SAFE_MOMENT_VALUE):
+        c = scratch.get("moment_count", np.float64)
+        if not K.moments_are_safe(x, act, SAFE_MOMENT_VALUE):
             K.moments_two_pass(x, act, lo, hi, m2, c)
         else:
             K.swag_moments(
                 x, act, lo, hi, m2, c, scratch.get("fc", np.float64),
                 scratch.get("fm", np.float64), scratch.get("fs", np.float64),
             )  # fmt: skip
-        with np.errstate(all="ignore"):
-            var = m2 / np.maximum(c - 1.0, 1.0)
-        return (np.sqrt(var) if kern == "std" else var), nonempty
+        K.finish_moments(m2, c, kern == "std")
+        return m2, nonempty
     if kern in ("first", "last"):
         pos = np.arange(n, dtype=np.int64) if perm is None else perm
         at = np.empty(n, np.int64)
