@@ -794,6 +794,63 @@ def test_calendar_fold(ev: Ev, kind: str, op: str) -> None:
             assert same(out[i], want), (i, op, out[i], want)
 
 
+@settings(max_examples=examples(200))
+@given(
+    ev=events(),
+    step=st.integers(1, 3),
+    op=st.sampled_from(("sum", "min", "max", "first", "last")),
+)
+def test_next_period_fold(ev: Ev, step: int, op: str) -> None:
+    # each segment's whole aggregate, given to the rows of the segment `step` keys before
+    user, key = ev.user.tolist(), ev.key.tolist()
+    wanted = [k + step for k in key]
+    lo, hi = oracle_next_period(user, key, wanted)
+    code = {"sum": K.SUM, "min": K.MIN, "max": K.MAX, "first": K.FIRST, "last": K.LAST}[op]
+    out, count = new(ev.n), new(ev.n, np.int64)
+    K.next_period_fold(
+        ev.seg, ev.user, ev.key, np.array(wanted, np.int64), ev.act, ev.x, code, out, count
+    )
+    for i in range(ev.n):
+        vals = [ev.x[r] for r in range(lo[i], hi[i]) if ev.act[r]]
+        assert count[i] == len(vals), i
+        if not vals:
+            continue
+        if op == "sum":
+            acc = 0.0
+            for v in vals:
+                acc += v
+            assert same_bits(out[i], acc), (i, out[i], acc)
+        elif op in ("first", "last"):
+            assert same(out[i], vals[0] if op == "first" else vals[-1])
+        else:
+            want = oracle_min(vals) if op == "min" else oracle_max(vals)
+            assert same(out[i], want), (i, op, out[i], want)
+
+
+@settings(max_examples=examples(150))
+@given(w=windows(kinds=SLIDING_KINDS, special=False))
+def test_the_per_user_risk_bounds_the_per_window_one(w: tuple) -> None:
+    ev, _kind, lo, hi = w
+    cum = new(ev.n + 1, np.int64)
+    K.active_count(ev.act, cum)
+    cheap = K.sum_order_risk_by_user(ev.user, ev.x, ev.act, cum, lo, hi)
+    assert cheap >= K.sum_order_risk(ev.x, ev.act, lo, hi) * (1 - 1e-9)
+    assert cheap >= oracle_risk(ev, lo, hi)
+
+
+def test_moments_helpers() -> None:
+    act = np.array([True, True, False])
+    assert K.moments_are_safe(np.array([1.0, -1e149, NAN]), act, 1e150)
+    assert not K.moments_are_safe(np.array([1.0, 1e150, 0.0]), act, 1e150)
+    assert not K.moments_are_safe(np.array([INF, 0.0, 0.0]), act, 1e150)
+    m2 = np.array([8.0, 3.0, 0.0])
+    K.finish_moments(m2, np.array([3.0, 1.0, 0.0]), False)
+    assert m2.tolist() == [4.0, 3.0, 0.0]  # m2 / max(count - 1, 1); empty windows masked later
+    m2 = np.array([8.0])
+    K.finish_moments(m2, np.array([3.0]), True)
+    assert m2.tolist() == [2.0]
+
+
 def test_quantile_examples() -> None:
     # one window of [3, NaN, 1, 2]: sorted 1, 2, 3, NaN
     x = np.array([3.0, NAN, 1.0, 2.0])
