@@ -149,22 +149,29 @@ def load_spec(path: str | Path) -> HandSpec:
 # ------------------------------------------------------------------------------- Polars
 
 
-def polars_targets(spec: HandSpec, files: list[str]):  # -> pl.DataFrame
+def polars_targets(spec: HandSpec, files: list[str], presorted: bool = False):  # -> pl.DataFrame
     """Every target of ``spec`` over ``files`` with Polars' eager API.
+
+    ``presorted``: ``files`` is a copy of the input already sorted by (user, time, row_id)
+    with the input position in a ``row_id`` column (:func:`write_presorted`); no sort.
 
     Expanding windows are ``cum_*`` over (user, period); rolling windows ``rolling_*_by``
     over the user; future windows the same over the negated time of the reversed frame;
     period and next_period one ``group_by`` per period, joined back on the period (or the
     one before it). first / last in sliding windows pick the row by its position in event
     order (``rolling_min_by`` / ``rolling_max_by`` of the position, then ``gather``);
-    count_distinct and top_k in sliding windows, which have no ``rolling_*_by``, use
-    ``DataFrame.rolling``."""
+    count_distinct and top_k in sliding windows and expanding top_k, which have no
+    ``rolling_*_by`` / ``cum_*``, use ``DataFrame.rolling`` (slow; mix.yaml has none)."""
     import polars as pl
 
     u, t = spec.user, spec.time
-    # files in name order; the row index continues across files: the input position
-    df = pl.read_parquet(files, columns=spec.input_columns(), row_index_name="row_id")
-    df = df.with_columns(pl.col("row_id").cast(pl.Int64)).sort([u, t, "row_id"])
+    if presorted:
+        df = pl.read_parquet(files, columns=[*spec.input_columns(), "row_id"])
+        df = df.with_columns(pl.col(u).set_sorted())  # what we know: sorted by user first
+    else:
+        # files in name order; the row index continues across files: the input position
+        df = pl.read_parquet(files, columns=spec.input_columns(), row_index_name="row_id")
+        df = df.with_columns(pl.col("row_id").cast(pl.Int64)).sort([u, t, "row_id"])
     df = df.with_row_index("_i")  # the position in event order
     periods = sorted({x.period for x in spec.targets if x.period})
     df = df.with_columns(pl.col(t).dt.truncate(_EVERY[p]).alias(f"_{p}") for p in periods)
@@ -261,6 +268,17 @@ def polars_targets(spec: HandSpec, files: list[str]):  # -> pl.DataFrame
             # no row at all in the next period: the empty window's value
             df = df.with_columns(_empty(pl, x, pl.col(x.name)) for x in nxt)
     return df.select(u, t, "row_id", *(x.name for x in spec.targets))
+
+
+def write_presorted(files: list[str], out: str | Path, user: str, time: str) -> None:
+    """Write the input once more as one Parquet file sorted by (user, time, row_id), with
+    the input position as a ``row_id`` column (zstd, 122,880-row groups, like a
+    sqltargets store), for :func:`polars_targets` with ``presorted=True``."""
+    import polars as pl
+
+    df = pl.read_parquet(files, row_index_name="row_id")
+    df = df.with_columns(pl.col("row_id").cast(pl.Int64)).sort([user, time, "row_id"])
+    df.write_parquet(out, compression="zstd", row_group_size=122_880)
 
 
 def _running(pl: Any, x: HandTarget, v: Any, passes: Any, everything: str) -> Any:
