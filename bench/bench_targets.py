@@ -1,7 +1,7 @@
 """Side-by-side benchmark: sqltargets vs the NumPy reference vs pandas and Polars by hand.
 
     python bench/bench_targets.py            # 2000 users x 4096 transactions (8.2M rows)
-    python bench/bench_targets.py --quick    # 200 users: a smoke run in a few minutes
+    python bench/bench_targets.py --quick    # 200 users: a smoke run (~10 min on 2 cores)
     python bench/bench_targets.py --users N  # N users (its own data folder)
     python bench/bench_targets.py --quick --specs mix --no-mixes --no-scaling   # one spec
 
@@ -403,6 +403,23 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.0f}" if x >= 10 else f"{x:.2f}"
 
 
+def busy_note(loads: list[float], cores: int | None) -> list[str]:
+    """A warning bullet when other processes shared the CPU during the runs.
+
+    The 1-min load average at the start of a run still counts the previous run's threads,
+    so an otherwise idle machine reads up to about its core count; above core count + 1,
+    something else was running."""
+    cores = cores or 1
+    if not loads or max(loads) <= cores + 1:
+        return []
+    return [
+        f"- **busy machine**: the 1-min load average reached {max(loads):.1f} at the start of "
+        f"a run ({cores} cores): other processes shared the CPU, so these seconds (and their "
+        "ratios, where the load changed between runs) are slower and noisier than on an idle "
+        "machine; peak RSS is not affected"
+    ]
+
+
 def _rss_ratio(r: dict[str, Any], polars_rss: dict[str, float]) -> str:
     if r["system"] == "reference" or r["spec"] not in polars_rss:
         return "—"
@@ -440,6 +457,7 @@ def report(
             if run_loads
             else ""
         ),
+        *busy_note(run_loads, info["usable_cores"]),
         f"- input: `{_rel(folder)}/` — {n_users:,} users x {GEN['tx_per_user']} transactions, "
         f"rows in random order, {GEN['files']} zstd Parquet files "
         f"(`sqltargets.demo.write_demo(..., seed={GEN['seed']}, shuffle=True)`)",
@@ -565,6 +583,26 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def render(raw: dict[str, Any]) -> str:
+    """The markdown report of a results .json (as written by :func:`main`)."""
+    rows = raw["results"]
+    results = [r for r in rows if r["system"] in SYSTEMS and not r.get("threads")]
+    warm = [r for r in rows if r["system"] in WARM_SYSTEMS]
+    scaling = [r for r in rows if r.get("threads")]
+    once = raw.get("one_time") or {}
+    setup = {"prepare": {k: {"seconds": v} for k, v in (once.get("prepare_s") or {}).items()}}
+    if once.get("presort_s") is not None:
+        setup["presort"] = {"seconds": once["presort_s"]}
+    folder = Path(raw.get("input", DATA / "seed"))
+    loads = (tuple(raw["load"][0]), tuple(raw["load"][1]))
+    from warmup import compile_line
+
+    return report(
+        results, warm, setup, scaling, raw["machine"], raw["users"], raw["rows"], folder, loads,
+        raw.get("check_users", 10), compile_line(raw["numba_compile"]),
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--users", type=int, help=f"users to generate (default {FULL_USERS})")
@@ -581,10 +619,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mixes", action="store_true", help="skip period/rolling/future/...")
     ap.add_argument("--no-store", action="store_true", help="skip the prepared-store table")
     ap.add_argument("--out", help="results file stem in bench/ (default results[-quick])")
+    ap.add_argument("--report", metavar="JSON", help="only render the report of a results .json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         child(json.loads(args.child))
+        return 0
+    if args.report:
+        sys.stdout.write(render(json.loads(Path(args.report).read_text())))
         return 0
 
     main_specs = [x for x in args.specs.split(",") if x]
@@ -707,10 +749,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     load1 = os.getloadavg()
 
-    text = report(
-        results, warm, setup, scaling, info, len(all_users), n_rows, folder, (load0, load1),
-        len(chosen), compile_text,
-    )  # fmt: skip
+    keep = [{k: v for k, v in r.items() if k not in ("job", "sample")}
+            for r in results + warm + scaling]  # fmt: skip
+    raw = {"machine": info, "users": len(all_users), "rows": n_rows, "load": [load0, load1],
+           "input": str(folder), "check_users": len(chosen), "numba_compile": compile_res,
+           "results": keep,
+           "one_time": {"presort_s": setup.get("presort", {}).get("seconds"),
+                        "prepare_s": {k: v["seconds"] for k, v in setup["prepare"].items()}}}  # fmt: skip
+    text = render(raw)
     print()
     print(text)
     print(f"(whole run: {time.perf_counter() - t_start:.0f} s)")
@@ -724,12 +770,6 @@ def main(argv: list[str] | None = None) -> int:
         "results-quick" if args.quick else "results" if users == FULL_USERS else f"results-{users}"
     )
     (BENCH / f"{stem}.md").write_text(text)
-    keep = [{k: v for k, v in r.items() if k not in ("job", "sample")}
-            for r in results + warm + scaling]  # fmt: skip
-    raw = {"machine": info, "users": len(all_users), "rows": n_rows, "load": [load0, load1],
-           "numba_compile": compile_res, "results": keep,
-           "one_time": {"presort_s": setup.get("presort", {}).get("seconds"),
-                        "prepare_s": {k: v["seconds"] for k, v in setup["prepare"].items()}}}  # fmt: skip
     (BENCH / f"{stem}.json").write_text(json.dumps(raw, indent=1) + "\n")
     print(f"wrote {_rel(BENCH / f'{stem}.md')} and {_rel(BENCH / f'{stem}.json')}")
     return 0

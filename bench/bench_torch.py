@@ -150,6 +150,8 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
 
 def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace,
            compile_text: str) -> str:  # fmt: skip
+    import bench_targets
+
     v = info["versions"]
     lines = [
         f"# sqltargets torch datasets: {args.users:,} users x {args.tx_per_user} transactions",
@@ -161,6 +163,7 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         f"numba {v['numba']}",
         f"- date: {info['date']}; 1-min load average at the start of each run "
         f"{min(r['load1'] for r in rows):.2f} to {max(r['load1'] for r in rows):.2f}",
+        *bench_targets.busy_note([r["load1"] for r in rows], info["usable_cores"]),
         f"- specs: `examples/demo.yaml` (20 targets) and its first target alone; batch "
         f"{args.batch_size}, users_per_chunk {args.users_per_chunk}, `shuffle=True` for "
         "the streaming dataset, `shuffle=True` in the DataLoader for the map-style one",
