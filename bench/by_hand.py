@@ -2,7 +2,7 @@
 
 Benchmark-only code (Polars and pandas are not dependencies of sqltargets). Each function
 reads the same Parquet files as sqltargets (``files`` in name order), and computes the same
-values as the library (``/work/shared/TARGETS.md``, the contract) for the specs the
+values as the library (the contract in TARGETS.md) for the specs the
 benchmark uses:
 
 - ``row_id`` = the input position (files in name order, rows in file order);
