@@ -1,44 +1,56 @@
-"""DataLoader throughput of the torch datasets, in users per second.
+"""DataLoader throughput of the torch datasets beside ``sqltargets.generate``, in users/s.
 
-The seed workload: demo users with exactly 4096 transactions each (written once, reproducibly,
+The workload: demo users with exactly 4096 transactions each (written once, reproducibly,
 by :func:`sqltargets.demo.write_demo` into ``.bench/``), the 20 targets of
 ``examples/demo.yaml`` or only its first one, batches of 32 users padded by
-:func:`sqltargets.torch.collate`. Each configuration is one full epoch through a fresh
-DataLoader, timed from the dataset's construction to the last batch:
+:func:`sqltargets.torch.collate`. Every configuration runs in a fresh Python process (as in
+``bench_targets.py``: imports untimed, 6 GB of memory touched in a throwaway process first):
 
+- ``generate``: ``sqltargets.generate(spec, data)``, every target column materialised in an
+  Arrow table: the rate the datasets are measured against (``× generate``);
 - ``TargetDataset`` (map-style) computes every target in ``__init__`` (``build``), then
   the DataLoader only slices and pads (``iterate``);
-- ``StreamingTargetDataset`` computes targets inside the workers while iterating, so
-  ``iterate`` includes worker start-up, reading the input and the target SQL.
+- ``StreamingTargetDataset(spec, data, users_per_chunk=..., shuffle=True)`` computes targets
+  inside the workers while iterating, so ``iterate`` includes worker start-up, reading the
+  input and computing the targets.
 
-    python bench/bench_torch.py                    # 384 users, under a minute on 2 idle cores
-    python bench/bench_torch.py --users 512 --workers 0,2,4
+Each dataset row is one full epoch through a fresh DataLoader, timed from the dataset's
+construction to the last batch; users/s = users / (build + iterate). Before anything is
+timed, a throwaway process runs generate and both datasets on a tiny input with the same
+specs, so numba's on-disk cache is warm (``bench/warmup.py``); one line reports the
+first-call cost with a cold and a warm cache. The report goes to stdout and to
+``bench/results-torch.md`` (``--out``).
+
+    python bench/bench_torch.py                    # 1024 users, 2 workers: a few minutes
+    python bench/bench_torch.py --users 256 --workers 0,2 --out results-torch-quick
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import os
-import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import duckdb
-import torch
-from torch.utils.data import DataLoader
+import yaml
 
-import sqltargets
-from sqltargets.demo import write_demo
-from sqltargets.torch import StreamingTargetDataset, TargetDataset, collate
-
-ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+DEMO_SPEC = ROOT / "examples" / "demo.yaml"
+NAMES = {"generate": "sqltargets.generate", "map": "TargetDataset",
+         "stream": "StreamingTargetDataset"}  # fmt: skip
 
 
 def demo_data(users: int, tx_per_user: int, seed: int) -> Path:
     """The bench's Parquet input, written once per (users, tx_per_user, seed)."""
+    from sqltargets.demo import write_demo
+
     out = ROOT / ".bench" / f"torch-{users}u-{tx_per_user}tx-s{seed}"
     done = out / ".complete"
     if not done.exists():
@@ -47,33 +59,16 @@ def demo_data(users: int, tx_per_user: int, seed: int) -> Path:
     return out
 
 
-def run(
-    kind: str, spec: sqltargets.TargetSet, data: Path, workers: int, args: argparse.Namespace
-) -> dict[str, float]:
-    """One epoch; returns seconds spent building and iterating, CPU seconds (this process
-    and its finished workers), and the users and events seen."""
-    cpu0 = _cpu()
-    t0 = time.perf_counter()
-    if kind == "map":
-        ds = TargetDataset(spec, data, users_per_chunk=args.users_per_chunk)
-    else:
-        ds = StreamingTargetDataset(spec, data, users_per_chunk=args.users_per_chunk, shuffle=True)
-    t1 = time.perf_counter()
-    loader = DataLoader(
-        ds,
-        batch_size=args.batch_size,
-        shuffle=kind == "map",
-        num_workers=workers,
-        collate_fn=collate,
-    )
-    users = events = 0
-    for batch in loader:
-        users += len(batch["length"])
-        events += int(batch["length"].sum())
-    t2 = time.perf_counter()
-    del loader  # workers are joined: their CPU time is counted
-    cpu = _cpu() - cpu0
-    return {"build": t1 - t0, "iterate": t2 - t1, "cpu": cpu, "users": users, "events": events}
+def spec_files(folder: Path) -> dict[int, Path]:
+    """examples/demo.yaml (20 targets) and the same spec with its first target only."""
+    full = yaml.safe_load(DEMO_SPEC.read_text())
+    one = {**full, "targets": full["targets"][:1]}
+    path = folder / "demo-first-target.yaml"
+    path.write_text(yaml.safe_dump(one, sort_keys=False))
+    return {len(full["targets"]): DEMO_SPEC, 1: path}
+
+
+# ------------------------------------------------------------------------- a child
 
 
 def _cpu() -> float:
@@ -82,64 +77,185 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def child(job: dict[str, Any]) -> dict[str, Any]:
+    """One configuration in this fresh process: seconds, CPU seconds, users, events, RSS."""
+    import torch
+
+    import sqltargets
+
+    # DataLoader workers run torch with one thread; so does the main process here, so that
+    # padding never competes with the target computation for the cores.
+    torch.set_num_threads(1)
+    from torch.utils.data import DataLoader
+
+    from sqltargets.torch import StreamingTargetDataset, TargetDataset, collate
+
+    spec, data, kind = job["spec"], job["data"], job["kind"]
+    cpu0 = _cpu()
+    t0 = time.perf_counter()
+    if kind == "generate":
+        table = sqltargets.generate(spec, data)
+        t1 = t2 = time.perf_counter()
+        users = len(table.column(0).unique())
+        events = table.num_rows
+        del table
+    else:
+        if kind == "map":
+            ds = TargetDataset(spec, data, users_per_chunk=job["users_per_chunk"])
+        else:
+            ds = StreamingTargetDataset(
+                spec, data, users_per_chunk=job["users_per_chunk"], shuffle=True
+            )
+        t1 = time.perf_counter()
+        loader = DataLoader(
+            ds,
+            batch_size=job["batch_size"],
+            shuffle=kind == "map",
+            num_workers=job["workers"],
+            collate_fn=collate,
+        )
+        users = events = 0
+        for batch in loader:
+            users += len(batch["length"])
+            events += int(batch["length"].sum())
+        t2 = time.perf_counter()
+        del loader  # workers are joined: their CPU time and peak memory are counted
+    return {
+        "build": t1 - t0,
+        "iterate": t2 - t1,
+        "cpu": _cpu() - cpu0,
+        "users": users,
+        "events": events,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "load1": os.getloadavg()[0],
+    }
+
+
+def run_child(job: dict[str, Any]) -> dict[str, Any]:
+    import bench_targets
+
+    bench_targets.warm_memory()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+        raise SystemExit(f"FAILED: {job['kind']} exited with status {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------- the parent
+
+
+def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace,
+           compile_text: str) -> str:  # fmt: skip
+    import bench_targets
+
+    v = info["versions"]
+    lines = [
+        f"# sqltargets torch datasets: {args.users:,} users x {args.tx_per_user} transactions",
+        "",
+        f"- machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
+        f"{info['ram_gb']} GB RAM, {info['os']}, Python {info['python']}",
+        f"- versions: sqltargets {v['sqltargets']} (commit {info['commit']}), torch "
+        f"{v['torch']}, duckdb {v['duckdb']}, pyarrow {v['pyarrow']}, numpy {v['numpy']}, "
+        f"numba {v['numba']}",
+        f"- date: {info['date']}; 1-min load average at the start of each run "
+        f"{min(r['load1'] for r in rows):.2f} to {max(r['load1'] for r in rows):.2f}",
+        *bench_targets.busy_note([r["load1"] for r in rows], info["usable_cores"]),
+        f"- specs: `examples/demo.yaml` (20 targets) and its first target alone; batch "
+        f"{args.batch_size}, users_per_chunk {args.users_per_chunk}, `shuffle=True` for "
+        "the streaming dataset, `shuffle=True` in the DataLoader for the map-style one",
+        "- each row: a fresh process, one epoch from a fresh dataset (generate: one call, its "
+        "seconds under build); users/s = users / (build + iterate); × generate = users/s over `sqltargets.generate`'s users/s at the "
+        "same targets; users/cpu-s = users / CPU seconds of the process and its workers; peak "
+        "RSS = `ru_maxrss` of the process / of its largest worker",
+        f"- {compile_text}",
+        "",
+        "| what | targets | workers | build s | iterate s | users/s | × generate | users/cpu-s "
+        "| peak RSS MB (main / worker) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    gen = {r["targets"]: r["rate"] for r in rows if r["kind"] == "generate"}
+    for r in rows:
+        ratio = f"{r['rate'] / gen[r['targets']]:.2f}" if r["targets"] in gen else "—"
+        gen_row = r["kind"] == "generate"
+        workers = "—" if gen_row else str(r["workers"])
+        iterate = "—" if gen_row else f"{r['iterate']:.2f}"
+        worker_rss = f"{r['worker_rss_mb']:,.0f}" if r["workers"] else "—"
+        lines.append(
+            f"| {NAMES[r['kind']]} | {r['targets']} | {workers} | {r['build']:.2f} | "
+            f"{iterate} | {r['rate']:,.1f} | {ratio} | {r['users'] / r['cpu']:,.1f} | "
+            f"{r['rss_mb']:,.0f} / {worker_rss} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the grid and print the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--users", type=int, default=384)
+    p.add_argument("--users", type=int, default=1024)
     p.add_argument("--tx-per-user", type=int, default=4096)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--users-per-chunk", type=int, default=64)
-    p.add_argument("--workers", default="0,2", help="comma-separated num_workers values")
+    p.add_argument("--workers", default="2", help="comma-separated num_workers values")
     p.add_argument("--targets", default="1,20", help="comma-separated: 1 and/or 20")
     p.add_argument("--kinds", default="map,stream", help="map and/or stream")
+    p.add_argument("--out", default="results-torch", help="report file stem in bench/")
+    p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
 
-    # DataLoader workers run torch with one thread; so does the main process here, so that
-    # padding never competes with DuckDB's threads for the cores.
-    torch.set_num_threads(1)
+    sys.path.insert(0, str(BENCH))
+    import bench_targets
+    import warmup
+
     t = time.perf_counter()
     data = demo_data(args.users, args.tx_per_user, args.seed)
-    print(
-        f"data: {data} ({args.users} users x {args.tx_per_user} tx, {time.perf_counter() - t:.1f}s)"
-    )
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"duckdb {duckdb.__version__}; batch {args.batch_size}, "
-        f"users_per_chunk {args.users_per_chunk}, start method "
-        f"{torch.multiprocessing.get_start_method()}"
-    )
-    full = sqltargets.load(ROOT / "examples" / "demo.yaml")
-    specs = {n: dataclasses.replace(full, targets=full.targets[:n]) for n in (1, 20)}
-    names = {"map": "TargetDataset", "stream": "StreamingTargetDataset"}
-
-    rows = []
-    header = (
-        f"| {'dataset':<22} | targets | workers | build s | iterate s | users/s | users/cpu-s |"
-    )
+    print(f"data: {data} ({args.users} users x {args.tx_per_user} tx, "
+          f"{time.perf_counter() - t:.1f}s)")  # fmt: skip
+    info = bench_targets.machine(extra=("torch",))
+    with tempfile.TemporaryDirectory(prefix="bench-torch-") as tmp:
+        specs = spec_files(Path(tmp))
+        counts = [int(x) for x in args.targets.split(",")]
+        used = [str(specs[n]) for n in counts]
+        tiny = warmup.tiny_input(Path(tmp) / "tiny")
+        compile_text = warmup.compile_line(warmup.compile_times(used, tiny))
+        print(compile_text)
+        res = warmup.warm_up(used, tiny, torch=True)
+        print(f"(warm-up on a tiny input: {res['seconds']:.1f} s)")
+        grid = [("generate", n, 0) for n in counts]
+        grid += [
+            (kind, n, int(w))
+            for kind in args.kinds.split(",")
+            for n in counts
+            for w in args.workers.split(",")
+        ]
+        rows = []
+        for kind, n, workers in grid:
+            job = {"kind": kind, "spec": str(specs[n]), "data": str(data), "workers": workers,
+                   "users_per_chunk": args.users_per_chunk, "batch_size": args.batch_size}  # fmt: skip
+            r = run_child(job)
+            if r["users"] != args.users or r["events"] != args.users * args.tx_per_user:
+                raise SystemExit(f"{kind}: {r['users']} users, {r['events']} events seen")
+            r.update(kind=kind, targets=n, workers=workers)
+            r["rate"] = r["users"] / (r["build"] + r["iterate"])
+            rows.append(r)
+            print(
+                f"  {NAMES[kind]:<22} {n:>2} targets, {workers} workers: build "
+                f"{r['build']:6.2f} s, iterate {r['iterate']:6.2f} s, {r['rate']:7.1f} users/s",
+                flush=True,
+            )
+    text = report(rows, info, args, compile_text)
     print()
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for kind in args.kinds.split(","):
-        for n in (int(x) for x in args.targets.split(",")):
-            for workers in (int(x) for x in args.workers.split(",")):
-                r = run(kind, specs[n], data, workers, args)
-                assert r["users"] == args.users, r
-                assert r["events"] == args.users * args.tx_per_user, r
-                rate = r["users"] / (r["build"] + r["iterate"])
-                rows.append((kind, n, workers, rate))
-                print(
-                    f"| {names[kind]:<22} | {n:>7} | {workers:>7} | {r['build']:>7.2f} "
-                    f"| {r['iterate']:>9.2f} | {rate:>7.1f} | {r['users'] / r['cpu']:>11.1f} |",
-                    flush=True,
-                )
-    print(
-        "\nusers/s = users / (build + iterate): one epoch from scratch, worker start-up included;"
-        "\nusers/cpu-s = users / CPU seconds of this process and its workers (less sensitive to"
-        "\nother load on the machine). Load average now: "
-        + ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    )
+    print(text)
+    out = BENCH / f"{args.out}.md"
+    out.write_text(text)
+    print(f"wrote {out}")
     return 0
 
 

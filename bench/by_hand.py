@@ -2,25 +2,34 @@
 
 Benchmark-only code (Polars and pandas are not dependencies of sqltargets). Each function
 reads the same Parquet files as sqltargets (``files`` in name order), and computes the same
-values as the library for the subset of specs the benchmark uses:
+values as the library (the contract in TARGETS.md) for the specs the
+benchmark uses:
 
 - ``row_id`` = the input position (files in name order, rows in file order);
 - events ordered by (user, time, row_id);
-- calendar keys: day = the date, week = the Monday-start ISO week, month; naive UTC times;
+- calendar keys: day, week (Monday first), month, quarter, year; naive UTC times;
 - ``expanding`` = the running aggregate within (user, period) in event order; ``period`` =
-  the whole (user, period); ``rolling`` = time in (t - length, t]; ``future`` = time in
-  (t, t + length]; ``next_period`` = the whole next period of the same user;
-- filters: the target's MCC set (group names resolved by ``sqltargets.compile.mcc.resolve``);
-- empty windows: sum and count -> 0; mean, min and max -> null.
+  the whole (user, period); ``rolling`` = time in (t - length, t], same-time rows together;
+  ``future`` = time in (t, t + length]; ``next_period`` = the whole next period of the user;
+- filters: the target's MCC set (group names resolved by sqltargets' MCC catalog) and a
+  ``where`` of the simple form ``<column> <op> <literal>`` (``amount > 0``,
+  ``channel = 'online'``); both apply;
+- ``value``: the aggregated column (default: the amount); nulls are skipped;
+- aggregations: sum, count, mean, min, max, std (sample), first / last (the earliest /
+  latest value in event order), count_distinct, top_k (the k largest values, largest first,
+  padded with nulls to exactly k);
+- empty windows: sum, count and count_distinct -> 0; the others -> null (top_k: k nulls).
 
-Only ``agg`` sum / count / mean / min / max and ``mcc`` filters are supported (no ``where``,
-``value``, ``fill``, time zones or week starts): anything else raises ``NotImplementedError``.
-The result materialises every target column in memory: columns user, time, row_id, then one
-column per target, rows ordered by (user, time, row_id).
+Polars computes every window kind and aggregation above; pandas only ``expanding`` windows
+with sum / count / mean / min / max and MCC filters. Anything else (``fill``, time zones,
+week starts, offsets, ``include_current``, ``output: periods``) raises
+``NotImplementedError``. The result materialises every target column in memory: columns
+user, time, row_id, then one column per target, rows ordered by (user, time, row_id).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +39,17 @@ import yaml
 
 from sqltargets.compile.mcc import resolve
 
-AGGS = ("sum", "count", "mean", "min", "max")
+AGGS = ("sum", "count", "mean", "min", "max", "std", "first", "last", "count_distinct", "top_k")
 KINDS = ("expanding", "period", "rolling", "future", "next_period")
-PERIODS = ("day", "week", "month")
+PERIODS = ("day", "week", "month", "quarter", "year")
+#: Polars' truncate / offset spelling of each calendar period ("1w" truncates to Monday)
+_EVERY = {"day": "1d", "week": "1w", "month": "1mo", "quarter": "1q", "year": "1y"}
 _UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "min": 60_000_000,
             "h": 3_600_000_000, "d": 86_400_000_000, "w": 7 * 86_400_000_000}  # fmt: skip
+_WHERE = re.compile(
+    r"\s*(?P<col>[A-Za-z_]\w*)\s*(?P<op>>=|<=|!=|<>|==|=|>|<)\s*"
+    r"(?P<lit>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|'[^']*')\s*"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,9 @@ class HandTarget:
     period: str | None  # expanding / period / next_period
     length_us: int | None  # rolling / future
     codes: tuple[int, ...] | None  # None: no MCC filter
+    where: tuple[str, str, float | str] | None = None  # (column, operator, literal)
+    value: str | None = None  # None: the amount column
+    k: int | None = None  # top_k
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,17 @@ class HandSpec:
     mcc: str
     targets: tuple[HandTarget, ...]
 
+    def value(self, x: HandTarget) -> str:
+        return x.value or self.amount
+
+    def input_columns(self) -> list[str]:
+        """The columns to read: user, time, and what filters and values need."""
+        cols = [self.user, self.time]
+        for x in self.targets:
+            cols += [self.value(x), *([self.mcc] if x.codes is not None else [])]
+            cols += [x.where[0]] if x.where else []
+        return list(dict.fromkeys(cols))
+
 
 def _length_us(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s*([a-z]+)\s*", str(text))
@@ -65,10 +94,19 @@ def _length_us(text: str) -> int:
     return int(m.group(1)) * _UNIT_US[m.group(2)]
 
 
+def _where(text: str) -> tuple[str, str, float | str]:
+    m = _WHERE.fullmatch(text)
+    if not m:
+        raise NotImplementedError(f"where {text!r}: only '<column> <op> <literal>' by hand")
+    lit = m["lit"]
+    op = {"=": "==", "<>": "!="}.get(m["op"], m["op"])
+    return m["col"], op, lit[1:-1] if lit.startswith("'") else float(lit)
+
+
 def load_spec(path: str | Path) -> HandSpec:
     """Read a bench spec (YAML) into what the hand-written code needs."""
     raw: dict[str, Any] = yaml.safe_load(Path(path).read_text())
-    for key in ("time", "where", "fill"):
+    for key in ("time", "fill"):
         if key in raw:
             raise NotImplementedError(f"spec key {key!r}")
     if raw.get("timezone", "UTC") != "UTC" or raw.get("week_start", "monday") != "monday":
@@ -78,10 +116,12 @@ def load_spec(path: str | Path) -> HandSpec:
     cols = raw["columns"]
     targets = []
     for t in raw["targets"]:
-        extra = set(t) - {"name", "agg", "mcc", "window"}
-        if extra or t["agg"] not in AGGS or t["window"]["kind"] not in KINDS:
-            raise NotImplementedError(f"target {t}")
+        extra = set(t) - {"name", "agg", "mcc", "where", "value", "k", "window"}
         w = t["window"]
+        if extra or t["agg"] not in AGGS or w["kind"] not in KINDS:
+            raise NotImplementedError(f"target {t}")
+        if set(w) - {"kind", "period", "length"}:
+            raise NotImplementedError(f"window {w}")
         if "period" in w and w["period"] not in PERIODS:
             raise NotImplementedError(f"period {w['period']!r}")
         codes = None
@@ -95,6 +135,9 @@ def load_spec(path: str | Path) -> HandSpec:
                 period=w.get("period"),
                 length_us=_length_us(w["length"]) if "length" in w else None,
                 codes=codes,
+                where=_where(t["where"]) if t.get("where") else None,
+                value=t.get("value"),
+                k=int(t.get("k", 1)) if t["agg"] == "top_k" else None,
             )
         )
     return HandSpec(cols["user"], cols["time"], cols["amount"], cols["mcc"], tuple(targets))
@@ -103,112 +146,252 @@ def load_spec(path: str | Path) -> HandSpec:
 # ------------------------------------------------------------------------------- Polars
 
 
-def polars_targets(spec: HandSpec, files: list[str]):  # -> pl.DataFrame
-    """Every target of ``spec`` over ``files`` with Polars' eager API."""
+def polars_targets(spec: HandSpec, files: list[str], presorted: bool = False):  # -> pl.DataFrame
+    """Every target of ``spec`` over ``files`` with Polars' eager API.
+
+    ``presorted``: ``files`` is a copy of the input already sorted by (user, time, row_id)
+    with the input position in a ``row_id`` column (:func:`write_presorted`); no sort.
+
+    Expanding windows are ``cum_*`` over (user, period); rolling windows ``rolling_*_by``
+    over the user; future windows the same over the negated time of the reversed frame;
+    period and next_period one ``group_by`` per period, joined back on the period (or the
+    one before it). first / last in sliding windows pick the row by its position in event
+    order (``rolling_min_by`` / ``rolling_max_by`` of the position, then ``gather``);
+    count_distinct and top_k in sliding windows and expanding top_k, which have no
+    ``rolling_*_by`` / ``cum_*``, use ``DataFrame.rolling`` (slow; mix.yaml has none)."""
     import polars as pl
 
-    u, t, a, m = spec.user, spec.time, spec.amount, spec.mcc
-    # files in name order; the row index continues across files: the input position
-    df = pl.read_parquet(files, columns=[u, t, a, m], row_index_name="row_id")
-    df = df.with_columns(pl.col("row_id").cast(pl.Int64)).sort([u, t, "row_id"])
-    trunc = {"day": "1d", "week": "1w", "month": "1mo"}  # 1w truncates to Monday
+    u, t = spec.user, spec.time
+    if presorted:
+        df = pl.read_parquet(files, columns=[*spec.input_columns(), "row_id"])
+        df = df.with_columns(pl.col(u).set_sorted())  # what we know: sorted by user first
+    else:
+        # files in name order; the row index continues across files: the input position
+        df = pl.read_parquet(files, columns=spec.input_columns(), row_index_name="row_id")
+        df = df.with_columns(pl.col("row_id").cast(pl.Int64)).sort([u, t, "row_id"])
+    df = df.with_row_index("_i")  # the position in event order
     periods = sorted({x.period for x in spec.targets if x.period})
-    df = df.with_columns(pl.col(t).dt.truncate(trunc[p]).alias(f"_{p}") for p in periods)
+    df = df.with_columns(pl.col(t).dt.truncate(_EVERY[p]).alias(f"_{p}") for p in periods)
+    lit = {"==": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 
     def passes(x: HandTarget) -> pl.Expr:
-        if x.codes is None:
-            return pl.lit(True)
-        return pl.col(m).is_in(x.codes).fill_null(False)
+        tests = []
+        if x.codes is not None:
+            tests.append(pl.col(spec.mcc).is_in(x.codes))
+        if x.where is not None:
+            col, op, value = x.where
+            tests.append(getattr(pl.col(col), lit[op])(value))
+        if not tests:  # a column, not a scalar: rolling_*_by needs one
+            return pl.repeat(True, pl.len())
+        return pl.all_horizontal(tests).fill_null(False)
 
-    def value(x: HandTarget) -> pl.Expr:  # the amount where the filter passes, else null
-        return pl.when(passes(x)).then(pl.col(a))
+    def value(x: HandTarget) -> pl.Expr:  # the value where the filter passes, else null
+        v = pl.col(spec.value(x))
+        if x.agg in ("sum", "mean", "std"):
+            v = v.cast(pl.Float64)
+        return pl.when(passes(x)).then(v)
 
+    def by_kind(kind: str) -> list[HandTarget]:
+        return [x for x in spec.targets if x.kind == kind]
+
+    n = df.height + 1  # a window of n positions holds every earlier row
     out: dict[str, pl.Expr] = {}
+    later: list[pl.DataFrame] = []  # columns computed on their own frame, in df's order
+    picks: dict[str, str] = {}  # first / last: target -> the value column to gather from
+
     # expanding: running aggregates over (user, period) in event order
-    for x in spec.targets:
-        if x.kind != "expanding":
+    for x in by_kind("expanding"):
+        v, keys = value(x), [u, f"_{x.period}"]
+        if x.agg == "top_k":  # a window over the position: every earlier row of the period
+            later.append(_frame_rolling(pl, df, x, v, "_i", f"{n}i", None, keys))
             continue
-        keys = [u, f"_{x.period}"]
-        v = value(x)
-        if x.agg == "sum":
-            e = v.fill_null(0.0).cum_sum()
-        elif x.agg == "count":
-            e = passes(x).cast(pl.Int64).cum_sum()
-        elif x.agg == "mean":
-            n = v.is_not_null().cast(pl.Int64).cum_sum()
-            e = pl.when(n > 0).then(v.fill_null(0.0).cum_sum() / n)
-        elif x.agg == "max":
-            e = v.cum_max().forward_fill()  # cum_max leaves nulls where the filter fails
-        else:
-            e = v.cum_min().forward_fill()
-        out[x.name] = e.over(keys)
-    # period: one value per (user, period)
-    for x in spec.targets:
-        if x.kind != "period":
-            continue
-        out[x.name] = _whole(pl, x, value(x), passes(x)).over([u, f"_{x.period}"])
+        out[x.name] = _running(pl, x, v, passes(x), f"{n}i").over(keys)
+
     # rolling: time in (t - length, t], same-time transactions together
-    for x in spec.targets:
-        if x.kind == "rolling":
-            out[x.name] = _rolling(pl, x, value(x), passes(x), t, f"{x.length_us}us", "right", u)
+    for x in by_kind("rolling"):
+        v, w = value(x), _dt.timedelta(microseconds=x.length_us)
+        if x.agg in ("count_distinct", "top_k"):
+            later.append(_frame_rolling(pl, df, x, v, t, w, None, [u]))
+        else:
+            out[x.name] = _sliding(pl, x, v, passes(x), t, w, "right").over(u)
+            picks.update({x.name: spec.value(x)} if x.agg in ("first", "last") else {})
     if out:
         df = df.with_columns(**out)
+
     # future: time in (t, t + length]: a trailing window [t' - length, t') over t' = -t
-    fut = [x for x in spec.targets if x.kind == "future"]
+    fut = [x for x in by_kind("future") if x.agg not in ("count_distinct", "top_k")]
     if fut:
-        rev = df.select(u, a, m, (-pl.col(t).cast(pl.Int64)).alias("_neg")).reverse()
+        neg = (-pl.col(t).cast(pl.Int64)).alias("_neg")
+        rev = df.select(*spec.input_columns(), "_i", neg).reverse()
         cols = {
-            x.name: _rolling(pl, x, value(x), passes(x), "_neg", f"{x.length_us}i", "left", u)
+            x.name: _sliding(pl, x, value(x), passes(x), "_neg", f"{x.length_us}i", "left").over(u)
             for x in fut
         }
         df = df.hstack(rev.select(**cols).reverse())
-    # next_period: aggregate each (user, period), join it to the rows of the period before
-    step = {"day": "1d", "week": "1w", "month": "1mo"}
-    for p in periods:
-        nxt = [x for x in spec.targets if x.kind == "next_period" and x.period == p]
-        if not nxt:
-            continue
-        agg = df.group_by([u, f"_{p}"]).agg(
-            _whole(pl, x, value(x), passes(x)).alias(x.name) for x in nxt
+        picks.update({x.name: spec.value(x) for x in fut if x.agg in ("first", "last")})
+    for x in by_kind("future"):
+        if x.agg in ("count_distinct", "top_k"):  # offset 0: the window (t, t + length]
+            w = _dt.timedelta(microseconds=x.length_us)
+            later.append(_frame_rolling(pl, df, x, value(x), t, w, _dt.timedelta(0), [u]))
+    if later:
+        df = df.hstack([c for f in later for c in f.get_columns()])
+    if picks:  # first / last in sliding windows: the value at the chosen position
+        df = df.with_columns(
+            pl.col(c).gather(pl.col(name)).alias(name) for name, c in picks.items()
         )
-        agg = agg.with_columns(pl.col(f"_{p}").dt.offset_by(f"-{step[p]}"))
-        df = df.join(agg, on=[u, f"_{p}"], how="left", maintain_order="left")
-        df = df.with_columns(pl.col(x.name).fill_null(0) for x in nxt if x.agg in ("sum", "count"))
+
+    # period and next_period: aggregate each (user, period) once, join it to the rows of
+    # the same period and, shifted back by one period, to the rows of the period before
+    for p in periods:
+        same = [x for x in by_kind("period") if x.period == p]
+        nxt = [x for x in by_kind("next_period") if x.period == p]
+        if not same and not nxt:
+            continue
+        key = [u, f"_{p}"]
+        agg = df.group_by(key).agg(
+            [_whole(pl, x, value(x), passes(x)).alias(x.name) for x in same]
+            + [_whole(pl, x, value(x), passes(x)).alias(f"_next/{x.name}") for x in nxt]
+        )
+        if same:
+            df = df.join(agg.select(*key, *(x.name for x in same)), on=key, how="left",
+                         maintain_order="left")  # fmt: skip
+        if nxt:
+            ahead = agg.select(
+                u,
+                pl.col(f"_{p}").dt.offset_by(f"-{_EVERY[p]}"),
+                *(pl.col(f"_next/{x.name}").alias(x.name) for x in nxt),
+            )
+            df = df.join(ahead, on=key, how="left", maintain_order="left")
+            # no row at all in the next period: the empty window's value
+            df = df.with_columns(_empty(pl, x, pl.col(x.name)) for x in nxt)
     return df.select(u, t, "row_id", *(x.name for x in spec.targets))
 
 
+def write_presorted(files: list[str], out: str | Path, user: str, time: str) -> None:
+    """Write the input once more as one Parquet file sorted by (user, time, row_id), with
+    the input position as a ``row_id`` column (zstd, 122,880-row groups, like a
+    sqltargets store), for :func:`polars_targets` with ``presorted=True``."""
+    import polars as pl
+
+    df = pl.read_parquet(files, row_index_name="row_id")
+    df = df.with_columns(pl.col("row_id").cast(pl.Int64)).sort([user, time, "row_id"])
+    df.write_parquet(out, compression="zstd", row_group_size=122_880)
+
+
+def _running(pl: Any, x: HandTarget, v: Any, passes: Any, everything: str) -> Any:
+    """The running aggregate of ``v`` in event order (to be taken ``over`` the period)."""
+    seen = v.is_not_null().cum_sum()
+    if x.agg == "sum":
+        return v.fill_null(0.0).cum_sum()
+    if x.agg == "count":
+        return passes.cast(pl.Int64).cum_sum()
+    if x.agg == "mean":
+        return pl.when(seen > 0).then(v.fill_null(0.0).cum_sum() / seen)
+    if x.agg in ("min", "max"):  # cum_min / cum_max leave nulls where the filter fails
+        return getattr(v, f"cum_{x.agg}")().forward_fill()
+    if x.agg == "std":  # no cum_std: a window over the position holding every earlier row
+        return v.rolling_std_by("_i", everything, closed="right")
+    if x.agg == "first":
+        return pl.when(seen > 0).then(v.drop_nulls().first())
+    if x.agg == "last":
+        return v.forward_fill()
+    if x.agg == "count_distinct":
+        return (v.is_not_null() & v.is_first_distinct()).cast(pl.Int64).cum_sum()
+    raise NotImplementedError(x.agg)
+
+
+def _sliding(pl: Any, x: HandTarget, v: Any, passes: Any, by: str, w: Any, closed: str) -> Any:
+    """``v`` aggregated over a window of ``by`` (to be taken ``over`` the user); first / last:
+    the position of the row to pick (see ``picks`` above)."""
+
+    def roll(e: Any, how: str) -> Any:
+        return getattr(e, f"rolling_{how}_by")(by, w, closed=closed)
+
+    if x.agg == "count":
+        return roll(passes.cast(pl.Int64), "sum").fill_null(0)
+    if x.agg == "sum":
+        return roll(v.fill_null(0.0), "sum").fill_null(0.0)
+    if x.agg == "mean":
+        n = roll(v.is_not_null().cast(pl.Int64), "sum")
+        return pl.when(n > 0).then(roll(v.fill_null(0.0), "sum") / n)
+    if x.agg in ("min", "max", "std"):  # nulls skipped; std: null under two values
+        return roll(v, x.agg)
+    if x.agg in ("first", "last"):  # the earliest / latest position that has a value
+        at = pl.when(v.is_not_null()).then(pl.col("_i"))
+        return roll(at, "min" if x.agg == "first" else "max")
+    raise NotImplementedError(x.agg)
+
+
 def _whole(pl: Any, x: HandTarget, v: Any, passes: Any) -> Any:
+    """``v`` aggregated over a whole group (``group_by(...).agg``)."""
     if x.agg == "count":
         return passes.cast(pl.Int64).sum()
-    return {"sum": v.sum, "mean": v.mean, "max": v.max, "min": v.min}[x.agg]()  # sum: 0
+    if x.agg in ("sum", "mean", "min", "max", "std"):
+        return getattr(v, x.agg)()  # sum of nothing: 0; the others: null
+    if x.agg in ("first", "last"):
+        return getattr(v.drop_nulls(), x.agg)()
+    return _list_agg(pl, x, v)
 
 
-def _rolling(pl: Any, x: HandTarget, v: Any, passes: Any, by: str, w: str, closed: str, u: str):
-    if x.agg == "count":
-        e = passes.cast(pl.Int64).rolling_sum_by(by, w, closed=closed).fill_null(0)
-    elif x.agg == "sum":
-        e = v.fill_null(0.0).rolling_sum_by(by, w, closed=closed).fill_null(0.0)
-    elif x.agg == "mean":
-        s = v.fill_null(0.0).rolling_sum_by(by, w, closed=closed)
-        n = v.is_not_null().cast(pl.Int64).rolling_sum_by(by, w, closed=closed).fill_null(0)
-        e = pl.when(n > 0).then(s / n)
-    elif x.agg == "max":
-        e = v.rolling_max_by(by, w, closed=closed)
-    else:
-        e = v.rolling_min_by(by, w, closed=closed)
-    return e.over(u)
+def _list_agg(pl: Any, x: HandTarget, v: Any) -> Any:
+    """count_distinct and top_k of ``v`` in an aggregation context."""
+    if x.agg == "count_distinct":
+        return v.drop_nulls().n_unique().cast(pl.Int64)
+    if x.agg == "top_k":
+        return _pad(pl, v.drop_nulls().top_k(x.k).sort(descending=True).implode(), x.k)
+    raise NotImplementedError(x.agg)
+
+
+def _pad(pl: Any, values: Any, k: int) -> Any:
+    """A list of exactly ``k`` items: ``values``' first k, then nulls."""
+    return pl.concat_list([values.list.get(i, null_on_oob=True) for i in range(k)])
+
+
+def _empty(pl: Any, x: HandTarget, e: Any) -> Any:
+    """``e`` where a whole window is missing: the empty window's value."""
+    if x.agg in ("sum", "count", "count_distinct"):
+        return e.fill_null(0)
+    if x.agg == "top_k":
+        return _pad(pl, e, x.k)
+    return e
+
+
+def _frame_rolling(pl: Any, df: Any, x: HandTarget, v: Any, index: str, period: Any,
+                   offset: Any, group_by: list[str]) -> Any:  # fmt: skip
+    """One target column by ``DataFrame.rolling`` (window (t + offset, t + offset + period],
+    the default offset being -period), for aggregations with no ``rolling_*_by``."""
+    kw = {} if offset is None else {"offset": offset}
+    r = df.rolling(index, period=period, closed="right", group_by=group_by, **kw)
+    col = r.agg(_list_agg(pl, x, v).alias(x.name))
+    keys = [*group_by, index]
+    assert col.select(keys).equals(df.select(keys)), "DataFrame.rolling changed the row order"
+    if x.agg == "count_distinct":
+        col = col.with_columns(pl.col(x.name).fill_null(0))
+    return col.select(x.name)
 
 
 # ------------------------------------------------------------------------------- pandas
 
 
+def pandas_supports(spec: HandSpec) -> bool:
+    """Whether :func:`pandas_targets` computes every target of ``spec``."""
+    return all(
+        x.kind == "expanding"
+        and x.agg in ("sum", "count", "mean", "min", "max")
+        and x.where is None
+        and x.value is None
+        for x in spec.targets
+    )
+
+
 def pandas_targets(spec: HandSpec, files: list[str]):  # -> pd.DataFrame
-    """Every ``expanding`` target of ``spec`` over ``files`` with pandas."""
+    """Every ``expanding`` target of ``spec`` over ``files`` with pandas (sum, count, mean,
+    min and max of the amount, MCC filters only)."""
     import numpy as np
     import pandas as pd
 
-    if any(x.kind != "expanding" for x in spec.targets):
-        raise NotImplementedError("pandas by hand: expanding windows only")
+    if not pandas_supports(spec):
+        raise NotImplementedError("pandas by hand: expanding sum/count/mean/min/max, MCC filters")
     u, t, a, m = spec.user, spec.time, spec.amount, spec.mcc
     df = pd.concat(
         [pd.read_parquet(f, columns=[u, t, a, m]) for f in files], ignore_index=True
