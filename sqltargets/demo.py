@@ -584,17 +584,27 @@ def write_demo(
 
     Users are split into ``files`` contiguous blocks by ``user_id`` (fewer files when there
     are fewer users with transactions, at least one), written as ``part-00000.parquet``,
-    ... in ``out_dir`` (created if missing); every user's rows are in exactly one file, in
-    the table's row order. Returns the paths written, in name order; nothing else is
-    written.
+    ... in ``out_dir``; every user's rows are in exactly one file, in the table's row order.
+    Returns the paths written, in name order.
+
+    ``out_dir`` is created if missing. An existing folder must be empty or an earlier
+    ``write_demo`` output (its ``_sqltargets.json`` marker says so), which is then replaced
+    as a whole: the new files are written to a temporary folder beside it and renamed into
+    place, so two data sets never mix and nothing else is deleted.
     """
     import pyarrow.parquet as pq
 
-    if files < 1:
-        raise ValueError(f"files must be >= 1, got {files}")
+    from .errors import ArgumentError, OutputError
+    from .execute import files as files_mod
+
+    if isinstance(files, bool) or not isinstance(files, int) or not 1 <= files <= 100_000:
+        raise ArgumentError(f"files: {files!r} is not allowed; expected 1 to 100,000")
+    if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= 10**8:
+        raise ArgumentError(f"users: {users!r} is not allowed; expected 1 to 100,000,000")
+    out = files_mod.check_output(
+        out_dir, folder=True, what="demo-data output", kinds=("demo-data",)
+    )
     table = make_transactions(users, seed=seed, **kw)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     uid = table.column("user_id").to_numpy()
     ids = np.unique(uid)
     n_files = max(1, min(files, ids.size))
@@ -602,10 +612,19 @@ def write_demo(
     part = np.searchsorted(firsts, uid, side="right") - 1
     order = np.argsort(part, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=n_files))])
-    paths = []
-    for i in range(n_files):
-        path = out / f"part-{i:05d}.parquet"
-        rows = table.take(pa.array(order[bounds[i] : bounds[i + 1]]))
-        pq.write_table(rows, path, compression="zstd")
-        paths.append(path)
-    return paths
+    tmp = files_mod.temp_dir(out)
+    names = [f"part-{i:05d}.parquet" for i in range(n_files)]
+    try:
+        for i, name in enumerate(names):
+            rows = table.take(pa.array(order[bounds[i] : bounds[i + 1]]))
+            pq.write_table(rows, tmp / name, compression="zstd")
+            files_mod.give_umask(tmp / name)
+        files_mod.write_marker(tmp, "demo-data", names)
+        files_mod.replace_dir(tmp, out)
+    except OSError as e:
+        files_mod.remove(tmp)
+        raise OutputError(f"demo-data output {str(out_dir)!r}: cannot be written: {e}") from e
+    except BaseException:
+        files_mod.remove(tmp)
+        raise
+    return [Path(out_dir) / name for name in names]

@@ -351,21 +351,7 @@ def _compile(
             f"SELECT {u} AS u, count(*) AS n FROM {raw} GROUP BY {u} ORDER BY {u}"
         ).to_arrow_table()
         if inp.source.kind == "parquet" and rid:
-            files = inp.source.files
-            offsets = con.execute(
-                f"SELECT filename, count(*) FROM read_parquet({files}, filename = TRUE) "
-                "GROUP BY filename ORDER BY filename"
-            ).fetchall()
-            values, off = [], 0
-            for name, n in offsets:
-                values.append(f"({literal(name)}, {off})")
-                off += int(n)
-            scan = (
-                f"(SELECT f.*, CAST(f.file_row_number + o._st_off AS BIGINT) AS {_POS} "
-                f"FROM read_parquet({files}, filename = TRUE, file_row_number = TRUE) AS f "
-                f"JOIN (VALUES {', '.join(values)}) AS o(_st_file, _st_off) "
-                "ON f.filename = o._st_file)"
-            )
+            scan = inp.positions_sql(_POS)  # the files and positions of every other reader
         else:
             scan = raw
         key = _POS if rid else ts0.columns.id

@@ -414,9 +414,16 @@ def _order_key(v: float) -> tuple[int, float]:
 
 
 def _distinct_key(v: Any) -> Any:
-    """Hashable stand-in for a raw value: every NaN counts as one value."""
+    """Hashable stand-in for a raw value: every NaN counts as one value; lists, structs and
+    maps count by their contents."""
     if isinstance(v, float) and math.isnan(v):
         return ("NaN",)
+    if isinstance(v, list):
+        return ("list", tuple(_distinct_key(x) for x in v))
+    if isinstance(v, dict):
+        return ("struct", tuple((k, _distinct_key(x)) for k, x in v.items()))
+    if isinstance(v, tuple):  # a map's (key, value) pairs
+        return ("pair", tuple(_distinct_key(x) for x in v))
     return v
 
 
