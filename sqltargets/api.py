@@ -60,6 +60,11 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise ArgumentError(f"{name}: expected a function or None, got {type(value).__name__}")
+
+
 def _whole(name: str, value: object, lo: int, hi: int | None = None) -> int:
     """A whole-number argument in [lo, hi], or a one-line error naming it."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -189,6 +194,7 @@ def generate_batches(
     """
     ts = load(specs)
     _whole("batch_size", batch_size, 1, 2**31 - 1)
+    _callable("on_total", on_total)
     con, _ = _connection(connection, threads, memory_limit, temp_directory)
     try:
         return _engine.execute_batches(
@@ -406,12 +412,10 @@ def write(
     lies inside the input (or a store, or, for a folder, the working folder) is refused,
     and so is an existing file or folder that is not an earlier sqltargets output.
     """
-    _whole("shards", shards, 1, MAX_SHARDS)
-    _whole("jobs", jobs, 1, 1024)
-    _whole("batch_size", batch_size, 1, 2**31 - 1)
-    ts = load(specs)
-    _engine.check_engine(engine)
-    out = _files.check_output(output, inputs=_files.input_paths(source), folder=shards > 1)
+    ts, out = check_write(
+        specs, source, output, shards=shards, jobs=jobs, batch_size=batch_size,
+        progress=progress, on_shard=on_shard, engine=engine,
+    )  # fmt: skip
     settings = {
         "threads": threads, "memory_limit": memory_limit, "temp_directory": temp_directory,
         "engine": engine,
@@ -440,6 +444,31 @@ def write(
         _files.remove(tmp)
         raise
     return rows
+
+
+def check_write(
+    specs: SpecLike,
+    source: Any,
+    output: str | Path,
+    *,
+    shards: int = 1,
+    jobs: int = 1,
+    batch_size: int = 262_144,
+    progress: Callable[[int, int], None] | None = None,
+    on_shard: Callable[[int, int, int], None] | None = None,
+    engine: str = "scan",
+) -> tuple[TargetSet, Path]:
+    """Everything :func:`write` checks before it computes anything (the arguments, the spec,
+    the input's files, the output's place): the spec, and the output as an absolute path."""
+    _whole("shards", shards, 1, MAX_SHARDS)
+    _whole("jobs", jobs, 1, 1024)
+    _whole("batch_size", batch_size, 1, 2**31 - 1)
+    _callable("progress", progress)
+    _callable("on_shard", on_shard)
+    ts = load(specs)
+    _engine.check_engine(engine)
+    out = _files.check_output(output, inputs=_files.input_paths(source), folder=shards > 1)
+    return ts, out
 
 
 def _write_shards_in_processes(

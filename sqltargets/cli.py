@@ -150,16 +150,21 @@ class _Progress:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from .api import write
-    from .compile.spec import load
+    from .api import check_write, write
+    from .execute import files
 
-    ts = load(a.spec)
+    # every check that needs no computing comes first: a mistake is one line, nothing else
+    ts, _ = check_write(a.spec, a.input, a.output, shards=a.shards, jobs=a.jobs, engine=a.engine)
     progress = _Progress(not a.quiet, f"computing {len(ts.targets)} targets over {a.input}")
     source = a.input
     if a.store:
         from .execute.store import is_fresh
 
         if not is_fresh(a.store, a.input):
+            files.check_output(
+                a.store, inputs=files.input_paths(a.input), folder=True, what="store",
+                kinds=("store",),
+            )  # fmt: skip
             progress.stage(f"preparing store {a.store} ...")
             prepare(ts, a.input, a.store, a)
         source = a.store

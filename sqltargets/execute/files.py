@@ -545,6 +545,8 @@ def check_output(
     working folder; an existing file or folder that sqltargets did not write (a folder's
     marker must name one of ``kinds``, a file must carry sqltargets' Parquet metadata).
     """
+    if not isinstance(output, (str, os.PathLike)):
+        raise OutputError(f"{what}: expected a path, got {type(output).__name__}")
     text = os.fspath(output)
     if not isinstance(text, str) or not text.strip():
         raise OutputError(f"{what}: expected a path, got {text!r}")

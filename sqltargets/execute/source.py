@@ -286,7 +286,7 @@ def align(table: pa.Table, schema: pa.Schema) -> pa.Table:
     for f, col in zip(table.schema, table.columns):
         if f.name in schema.names:
             want = schema.field(f.name).type
-            if want != f.type:
+            if _kind(want) != _kind(f.type):
                 try:
                     col = col.cast(want)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -296,6 +296,22 @@ def align(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             columns.append(col)
     return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _kind(t: pa.DataType) -> str:
+    """A type's family, where a difference in family changes values (a duration read as an
+    integer), and a difference within it does not (a time zone's name, a string's width)."""
+    for name, test in (
+        ("timestamp", pa.types.is_timestamp),
+        ("string", lambda x: pa.types.is_string(x) or pa.types.is_large_string(x)),
+        ("binary", lambda x: pa.types.is_binary(x) or pa.types.is_large_binary(x)),
+        ("list", lambda x: pa.types.is_list(x) or pa.types.is_large_list(x)),
+        ("struct", pa.types.is_struct),
+        ("map", pa.types.is_map),
+    ):
+        if test(t):
+            return name
+    return str(t)
 
 
 def duckdb_schema(inp: Input, con: duckdb.DuckDBPyConnection) -> pa.Schema:
@@ -375,7 +391,8 @@ def describe(inp: Input, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         rows = con.sql(f"DESCRIBE SELECT * FROM {inp.scan_sql()}").fetchall()
     except duckdb.Error as e:
         raise SourceError(f"cannot read input {inp.label!r}: {_msg(e)}") from e
-    inp.types = {r[0]: r[1] for r in rows}
+    internal = {inp.source.rid_column} if inp.source.rid_column != "rowid" else set()
+    inp.types = {r[0]: r[1] for r in rows if ident(r[0]) not in internal}
     return inp.types
 
 
