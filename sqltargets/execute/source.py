@@ -144,7 +144,7 @@ def parquet_input(path: str, *, absolute: bool = True, label: str | None = None)
     casts = {c: duck_type(t) for c, t in schema.casts.items()}
     src = parquet_source(
         files, multi=listing.multi, rid=True, columns=schema.schema.names, casts=casts,
-        union=not schema.same,
+        union=not schema.same, explicit=not schema.same,
     )  # fmt: skip
     return Input(src, label=label or path, listing=listing, file_schema=schema)
 
@@ -511,6 +511,13 @@ def prepare(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Plan:
     ``con`` is sqltargets' own connection or a cursor, never the user's session itself.
     """
     con.execute(f"SET TimeZone = {literal(ts.timezone)}")
+    partial = inp.file_schema.partial if inp.file_schema is not None else {}
+    for col in ts.input_columns():
+        if col in partial:
+            raise DataError(
+                f"column {col!r}, which the spec reads, is missing from input file "
+                f"{partial[col]!r} (a column must be in every file of the input)"
+            )
     types = describe(inp, con)
     time_kind = check_columns(ts, types)
     return build(ts, time_kind=time_kind, numeric=numeric_columns(types))
