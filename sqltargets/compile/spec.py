@@ -262,9 +262,10 @@ def _read_yaml(text: str, name: str) -> Any:
             return self.construct_document(node)
 
     def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
-        loader.flatten_mapping(node)
         seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in node.value:  # the mapping's own keys (merged ones may repeat)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             if not isinstance(key_node, yaml.ScalarNode):
                 kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
                 raise SpecError(
@@ -278,6 +279,7 @@ def _read_yaml(text: str, name: str) -> Any:
                     f"{_short(key)} (first at line {seen[key]})"
                 )
             seen[key] = key_node.start_mark.line + 1
+        loader.flatten_mapping(node)
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
@@ -628,13 +630,20 @@ def _fill(c: _Collector, fill: object, agg: str | None, path: str) -> float | in
     """A finite number (a whole int64 for counts): one meaning in every engine and the
     reference, so NaN, infinities and values beyond the output type are refused."""
     if isinstance(fill, bool) or not isinstance(fill, (int, float)):
-        c.add(path, f"{_short(fill)} is not a number; fill is the value of an empty window")
+        hint = ""
+        if isinstance(fill, str):
+            try:
+                float(fill)
+                hint = " (YAML reads 1e30 as text: write 1.0e+30)"
+            except ValueError:
+                pass
+        c.add(path, f"{_short(fill)} is not a number; fill is the value of an empty window{hint}")
         return None
     if isinstance(fill, float) and not math.isfinite(fill):
         c.add(path, f"{fill!r} is not allowed; fill must be a finite number")
         return None
     if agg in COUNTING:
-        if not float(fill).is_integer():
+        if isinstance(fill, float) and not fill.is_integer():
             c.add(path, f"{fill!r}: {agg} gives whole numbers, so fill must be an integer")
             return None
         whole = int(fill)
