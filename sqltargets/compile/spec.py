@@ -282,7 +282,14 @@ def _read_yaml(text: str, name: str) -> Any:
         loader.flatten_mapping(node)
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
+    def construct_timestamp(loader: Any, node: Any) -> Any:
+        try:
+            return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+        except ValueError:  # 2024-13-45: the validator names the field and the value
+            return loader.construct_scalar(node)
+
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
     try:
         data = yaml.load(text, Loader=Loader)
     except yaml.MarkedYAMLError as e:
