@@ -371,9 +371,10 @@ def verify(
             ref.schema.get_field_index("row_id"), "row_id", pa.array(positions[rid], pa.int64())
         )
     sql = _source.for_duckdb(sql)  # pyarrow cannot filter some types it can hold
-    sql = sql.filter(
-        pc.is_in(sql.column(ucol), value_set=pa.array(chosen, type=sql.schema.field(ucol).type))
-    )
+    users_out = sql.column(ucol)
+    if pa.types.is_dictionary(users_out.type):
+        users_out = users_out.cast(users_out.type.value_type)
+    sql = sql.filter(pc.is_in(users_out, value_set=pa.array(chosen, type=users_out.type)))
     key = [ucol, ts.key_column()] if ts.output == "events" else [ucol, "period_start"]
     names = [t.name for t in ts.targets]
     return VerifyReport(chosen, ref.num_rows, names, diff(sql, ref, names, key, limit=1000))

@@ -142,6 +142,9 @@ def parquet_input(path: str, *, absolute: bool = True, label: str | None = None)
         )
     files = [os.path.abspath(f) if absolute else f for f in listing.files]
     casts = {c: duck_type(t) for c, t in schema.casts.items()}
+    for f in schema.schema:  # zoned nanoseconds: as microseconds (see for_duckdb)
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns" and f.type.tz is not None:
+            casts[f.name] = "TIMESTAMPTZ"
     src = parquet_source(
         files, multi=listing.multi, rid=True, columns=schema.schema.names, casts=casts,
         union=not schema.same, explicit=not schema.same,
@@ -265,6 +268,11 @@ def for_duckdb(table: pa.Table) -> pa.Table:
             want = pa.string()
         elif pa.types.is_binary_view(t):
             want = pa.binary()
+        elif pa.types.is_timestamp(t) and t.unit == "ns" and t.tz is not None:
+            # DuckDB's TIMESTAMPTZ_NS has few functions: microseconds, rounded down as
+            # DuckDB casts them (and as the reference reads nanoseconds)
+            col = _floor_to_us(col, t.tz)
+            changed = True
         if want != t:
             try:
                 col = col.cast(want, safe=not pa.types.is_floating(want))
@@ -275,6 +283,16 @@ def for_duckdb(table: pa.Table) -> pa.Table:
     if not changed:
         return table
     return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _floor_to_us(col: pa.ChunkedArray | pa.Array, tz: str) -> pa.Array:
+    import numpy as np
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    ns = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    us = np.floor_divide(ns, 1000)
+    mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    return pa.array(us, pa.int64(), mask=mask).cast(pa.timestamp("us", tz=tz))
 
 
 def align(table: pa.Table, schema: pa.Schema) -> pa.Table:
