@@ -512,3 +512,90 @@ def test_ctrl_c_twice_stops_parallel_shards(tmp_path: Path) -> None:
     alive = [w for w in workers if Path(f"/proc/{w}").exists()
              and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0]]  # fmt: skip
     assert alive == [], "worker processes outlived the run"
+
+
+# ---------------------------------------------------------------------------------------------
+# verify compares only what it should: odd but legal data, and odd data refused in one line
+
+
+def test_verify_at_years_1_and_9999(tmp_path: Path) -> None:
+    import datetime as dt
+
+    targets = [
+        {"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "week"}},
+        {"name": "n", "agg": "max", "window": {"kind": "next_period", "period": "year"}},
+        {"name": "f", "agg": "count", "window": {"kind": "future", "length": "30d"}},
+    ]
+    times = [dt.datetime(1, 1, 1), dt.datetime(1, 1, 3), dt.datetime(9999, 12, 31, 23, 59),
+             dt.datetime(9999, 12, 25)]  # fmt: skip
+    t = pa.table({"u": [1, 1, 2, 2], "t": pa.array(times, pa.timestamp("us")),
+                  "a": [1.0, 2.0, 3.0, 4.0], "m": [1, 2, 3, 4]})  # fmt: skip
+    pq.write_table(t, tmp_path / "x.parquet")
+    for tz in ("UTC", "America/New_York"):
+        spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+                "timezone": tz, "week_start": "sunday", "targets": targets}  # fmt: skip
+        assert sqltargets.verify(spec, tmp_path / "x.parquet").ok
+    # a zoned instant whose local time is in year 10000: the reference says so in one line
+    zoned = t.set_column(1, "t", t.column("t").cast(pa.timestamp("us", "UTC")))
+    spec["timezone"] = "Asia/Tokyo"
+    assert sqltargets.generate(spec, zoned).num_rows == 4
+    with pytest.raises(sqltargets.DataError, match="outside years 1 to 9999 in time zone Asia"):
+        sqltargets.verify(spec, zoned)
+
+
+def test_verify_with_round_in_where() -> None:
+    import decimal
+
+    t = pa.table({
+        "u": [1] * 6, "t": pa.array(range(6), pa.int64()),
+        "a": [0.15, 0.25, 0.35, 0.45, 2.675, -0.15],
+        "d": pa.array([decimal.Decimal(x) for x in ("0.15", "0.25", "0.35", "0.45", "2.67", "-0.15")],
+                      pa.decimal128(5, 2)),
+        "m": [1] * 6,
+    })  # fmt: skip
+    wheres = ["round(a, 1) = 0.2", "round(a, 1) >= 0.3", "round(0.15, 1) = 0.2",
+              "round(d, 1) = 0.2", "round(a, 2) = 2.67", "round(a * 10, -1) = 0"]  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "time": {"unit": "day"},
+            "targets": [{"name": f"w{i}", "agg": "count", "where": w,
+                         "window": {"kind": "period", "period": "year"}}
+                        for i, w in enumerate(wheres)]}  # fmt: skip
+    got = sqltargets.generate(spec, t).to_pylist()[0]
+    # DuckDB rounds a double's exact value (0.15 is just below), a DECIMAL's digits exactly
+    assert [got[f"w{i}"] for i in range(6)] == [0, 4, 6, 1, 1, 5]
+    assert sqltargets.verify(spec, t).ok
+
+
+def test_verify_refuses_nan_users_in_one_line() -> None:
+    t = pa.table({"u": [1.0, float("nan"), 2.0], "t": pa.array([0, 1, 2], pa.int64()),
+                  "a": [1.0, 2.0, 3.0], "m": [1, 2, 3]})  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "time": {"unit": "day"},
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    with pytest.raises(sqltargets.DataError, match=r"columns\.user: column 'u' has type DOUBLE"):
+        sqltargets.verify(spec, t)
+
+
+def test_batch_size_out_of_range() -> None:
+    t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [1.0], "m": [1]})
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "time": {"unit": "day"},
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    for bad in (0, -1, 1.5, "10", 2**40):
+        with pytest.raises(sqltargets.ArgumentError, match="batch_size"):
+            sqltargets.generate_batches(spec, t, batch_size=bad)
+        with pytest.raises(sqltargets.ArgumentError, match="batch_size"):
+            sqltargets.write(spec, t, "unused.parquet", batch_size=bad)
+    assert not Path("unused.parquet").exists()
+
+
+def test_hive_named_folders_and_brackets_read_their_files(tmp_path: Path) -> None:
+    t = pa.table({"u": [1, 1], "t": pa.array([0, 1], pa.int64()), "a": [1.0, 2.0],
+                  "mcc": [5411, 5411]})  # fmt: skip
+    for folder in ("mcc=grocery", "exports [2024]"):
+        (tmp_path / folder).mkdir()
+        pq.write_table(t, tmp_path / folder / "p.parquet")
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "mcc"}, "time": {"unit": "day"},
+            "targets": [{"name": "g", "agg": "count", "mcc": ["grocery"],
+                         "window": {"kind": "expanding", "period": "year"}}]}  # fmt: skip
+    for source in (tmp_path, tmp_path / "mcc=grocery", tmp_path / "exports [2024]"):
+        out = sqltargets.generate(spec, source)
+        assert out.column("g").to_pylist()[-1] == out.num_rows, source  # every MCC is 5411
+        assert sqltargets.verify(spec, source).ok

@@ -134,12 +134,23 @@ def _parse(text: str) -> exp.Expression:
             raise SpecError(
                 SpecIssue("where", f"{short(text)}: LIKE needs a string literal pattern")
             )
-        if (
-            isinstance(node, exp.Round)
-            and node.args.get("decimals") is not None
-            and not (isinstance(node.args["decimals"], exp.Literal))
-        ):
-            raise SpecError(SpecIssue("where", f"{short(text)}: round() takes literal decimals"))
+        if isinstance(node, exp.Round) and node.args.get("decimals") is not None:
+            places = node.args["decimals"]
+            if isinstance(places, exp.Neg):
+                places = places.this
+            if not (
+                isinstance(places, exp.Literal)
+                and not places.is_string
+                and places.this.isdigit()
+                and int(places.this) <= 400
+            ):
+                raise SpecError(
+                    SpecIssue(
+                        "where",
+                        f"{short(text)}: round() takes whole-number literal decimals "
+                        "from -400 to 400",
+                    )
+                )
     if isinstance(tree, (exp.Literal, exp.Column)) or _is_arithmetic(tree):
         raise SpecError(
             SpecIssue(

@@ -897,7 +897,11 @@ class _Where:
             return self.not_(result) if node.args.get("negate") else result
         if isinstance(node, exp.Round):
             decimals = node.args.get("decimals")
-            places = int(_sql_number(decimals.this)) if decimals is not None else 0
+            places = 0
+            if isinstance(decimals, exp.Neg):  # a literal, checked by where.parse
+                places = -int(decimals.this.this)
+            elif decimals is not None:
+                places = int(decimals.this)
             return self.map(lambda x: _sql_round(x, places), self.exact(node.this))
         if isinstance(node, exp.Coalesce):
             return self.coalesce([self.eval(node.this)] + [self.eval(e) for e in node.expressions])
