@@ -311,19 +311,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except SqlTargetsError as e:
         if _SIGNALLED.is_set() or _interrupted(e.__cause__ or e):
-            sys.stderr.write("Error: interrupted\n")
-            return 130
+            return _stop_interrupted()
         if debug:
             raise
         sys.stderr.write(f"Error: {_one_line(str(e))}\n")
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("Error: interrupted\n")
-        return 130
+        return _stop_interrupted()
     except Exception as e:  # an unexpected failure still gets one line
         if _interrupted(e):  # DuckDB turns Ctrl-C during a query into its own error
-            sys.stderr.write("Error: interrupted\n")
-            return 130
+            return _stop_interrupted()
         if debug:
             raise
         sys.stderr.write(
@@ -331,6 +328,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(run with --debug for the traceback)\n"
         )
         return 1
+
+
+def _stop_interrupted() -> int:
+    """Exit status 130 after Ctrl-C or SIGTERM, when everything is cleaned up. Later Ctrl-Cs
+    are ignored from here on: at interpreter exit Python restores the default handler, and
+    one more Ctrl-C then would kill the process with a signal instead of this status."""
+    import signal
+
+    sys.stderr.write("Error: interrupted\n")
+    sys.stderr.flush()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return 130
 
 
 def _interrupted(e: BaseException) -> bool:
