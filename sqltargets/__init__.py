@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .compile.spec import Target, TargetSet, load
 from .errors import (
+    ArgumentError,
     DataError,
     DroppedRowsWarning,
     OutputError,
@@ -43,6 +44,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "ArgumentError",
     "DataError",
     "DroppedRowsWarning",
     "OutputError",

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +26,10 @@ import duckdb
 import pyarrow as pa
 
 from .compile.spec import TargetSet, load
-from .errors import OutputError, SourceError
+from .errors import ArgumentError, OutputError, SourceError
 from .execute import engine as _engine
+from .execute import files as _files
 from .execute import source as _source
-from .execute.files import parquet_files, replace_dir
 from .verification.compare import Mismatch, diff
 
 SpecLike = str | Path | dict[str, Any] | TargetSet
@@ -44,10 +42,37 @@ def _connection(
     temp_directory: str | None,
 ) -> tuple[duckdb.DuckDBPyConnection, bool]:
     if connection is not None:
-        return connection.cursor(), True
+        if not isinstance(connection, duckdb.DuckDBPyConnection):
+            raise SourceError(
+                f"connection: expected a duckdb connection, got {type(connection).__name__}"
+            )
+        try:
+            return connection.cursor(), True
+        except duckdb.Error as e:
+            raise SourceError(f"connection: cannot be used: {_first_line(e)}") from e
     return _source.connect(
         threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
     ), True
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise ArgumentError(f"{name}: expected a function or None, got {type(value).__name__}")
+
+
+def _whole(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    """A whole-number argument in [lo, hi], or a one-line error naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentError(f"{name}: expected a whole number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        upper = f" to {hi:,}" if hi is not None else " or more"
+        raise ArgumentError(f"{name}: {value!r} is not allowed; expected {lo}{upper}")
+    return value
 
 
 def generate(
@@ -140,6 +165,8 @@ def _through_store(
 
     if not isinstance(source, (str, Path)):
         raise SourceError("store=: only a Parquet path can be read through a store")
+    if not isinstance(store, (str, Path)):
+        raise SourceError(f"store=: expected a folder path, got {type(store).__name__}")
     if not store_mod.is_fresh(store, source):
         store_mod.prepare(
             source, store, user=ts.columns.user, time=ts.columns.time, threads=threads,
@@ -176,6 +203,8 @@ def generate_batches(
     ts = load(specs)
     if past_only:
         ts.check_past_only()
+    _whole("batch_size", batch_size, 1, 2**31 - 1)
+    _callable("on_total", on_total)
     con, _ = _connection(connection, threads, memory_limit, temp_directory)
     try:
         return _engine.execute_batches(
@@ -212,7 +241,7 @@ def explain(
     >>> print(explain(spec, engine="sql").splitlines()[-1])
       e._tb
     >>> print(explain(spec).splitlines()[2])
-    --   s: max of _v0, rolling/1w -> double
+    --   s: max of _v0, rolling/1w -> double (past-looking)
     """
     ts = load(specs)
     return _engine.explain_sql(
@@ -222,25 +251,64 @@ def explain(
 
 
 def read_input(source: Any, *, connection: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """The input as one Arrow table in input order (files in name order, rows in file order)."""
+    """The input as one Arrow table in input order (files in name order, rows in file order).
+
+    Parquet files are the ones every run reads (:func:`sqltargets.execute.files.list_input`),
+    read by pyarrow, each column with the type DuckDB reads it as (the common type of mixed
+    files; a duration as an integer, ...), so that the reference sees what the run sees.
+    """
     import pyarrow.parquet as pq
 
-    if isinstance(source, Path):
-        source = str(source)
+    from .execute import store as store_mod
+
+    path = isinstance(source, Path)
+    if path:
+        source = os.fspath(source)
     if isinstance(source, str):
-        if connection is not None and not _source.looks_like_path(source):
-            return (
-                connection.cursor()
-                .sql(f"SELECT * FROM {_rel(source)} ORDER BY rowid")
-                .to_arrow_table()
-            )
-        _, files, _ = parquet_files(source)
-        tables = [pq.read_table(f) for f in files]
-        return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        if not path and connection is not None:
+            con, _ = _connection(connection, None, None, None)
+            try:
+                if _source._is_relation(source, con):
+                    inp = _source._relation_input(source, None, con)  # the checks of a run
+                    order = " ORDER BY rowid" if inp.source.rid_column == "rowid" else ""
+                    return con.sql(f"SELECT * FROM {inp.source.relation}{order}").to_arrow_table()
+            finally:
+                con.close()
+        if store_mod.is_store(source):
+            return store_mod.read_store(source)
+        inp = _source.parquet_input(source)
+        assert inp.listing is not None and inp.file_schema is not None
+        schema = inp.file_schema
+        tables = []
+        for f in inp.listing.files:
+            try:
+                table = pq.ParquetFile(f).read()
+            except (OSError, ValueError, pa.ArrowException) as e:
+                raise SourceError(f"input file {f!r} cannot be read: {_first_line(e)}") from e
+            tables.append(table if schema.same else schema.cast(table))
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return _source.align(table, _duckdb_schema(inp))
     source = _source.as_arrow(source)
     if isinstance(source, pa.Table):
-        return source
+        table = _source.for_duckdb(source)
+        name = "_sqltargets_read"
+        inp = _source.Input(_rel_source(name), label="Arrow table", arrow_table=table, name=name)
+        return _source.align(table, _duckdb_schema(inp))
     raise SourceError(f"input: cannot read {type(source).__name__}")
+
+
+def _rel_source(name: str) -> Any:
+    from .compile.render import relation_source
+
+    return relation_source(name, rid_column="")
+
+
+def _duckdb_schema(inp: Any) -> pa.Schema:
+    con = _source.connect(threads=1)
+    try:
+        return _source.duckdb_schema(inp, con)
+    finally:
+        con.close()
 
 
 def _rel(name: str) -> str:
@@ -288,7 +356,8 @@ def verify(
     """Run the SQL path and the NumPy reference on ``users`` sampled users; compare cells.
 
     The SQL runs over the whole input (row ids stay input positions); the reference runs on
-    the sampled users' rows only, in input order.
+    the sampled users' rows only, in input order. Both read the same rows: the files of one
+    listing, with the same column types.
     """
     import numpy as np
     import pyarrow.compute as pc
@@ -296,33 +365,42 @@ def verify(
     from .verification.reference import reference_table
 
     ts = load(specs)
+    _whole("users", users, 1)
+    _whole("seed", seed, -(2**63))
+    if isinstance(source, (pa.RecordBatchReader, pa.RecordBatch)):
+        source = _source.as_arrow(source)
+    # the run first: it checks the input against the spec before the reference reads it
+    sql = generate(
+        ts, source, connection=connection, threads=threads, memory_limit=memory_limit,
+        engine=engine,
+    )  # fmt: skip
     table = read_input(source, connection=connection)
     ucol = ts.columns.user
     all_users = pc.unique(table.column(ucol).drop_null()).to_pylist()
     rng = random.Random(seed)
     chosen = sorted(rng.sample(all_users, min(users, len(all_users))))
-    mask = pc.is_in(
-        table.column(ucol), value_set=pa.array(chosen, type=table.schema.field(ucol).type)
-    )
+    utype = table.schema.field(ucol).type
+    mask = pc.is_in(table.column(ucol), value_set=pa.array(chosen, type=utype))
     positions = np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
-    subset = table.take(pa.array(positions))
+    subset = table.take(pa.array(positions, pa.int64()))
     ref = reference_table(ts, subset)
     if ts.columns.id is None and ts.output == "events":
         rid = ref.column("row_id").to_numpy()
         ref = ref.set_column(
             ref.schema.get_field_index("row_id"), "row_id", pa.array(positions[rid], pa.int64())
         )
-    again = table if isinstance(source, (pa.RecordBatchReader, pa.RecordBatch)) else source
-    sql = generate(
-        ts, again, connection=connection, threads=threads, memory_limit=memory_limit,
-        engine=engine,
-    )  # fmt: skip
-    sql = sql.filter(
-        pc.is_in(sql.column(ucol), value_set=pa.array(chosen, type=sql.schema.field(ucol).type))
-    )
+    sql = _source.for_duckdb(sql)  # pyarrow cannot filter some types it can hold
+    users_out = sql.column(ucol)
+    if pa.types.is_dictionary(users_out.type):
+        users_out = users_out.cast(users_out.type.value_type)
+    sql = sql.filter(pc.is_in(users_out, value_set=pa.array(chosen, type=users_out.type)))
     key = [ucol, ts.key_column()] if ts.output == "events" else [ucol, "period_start"]
     names = [t.name for t in ts.targets]
     return VerifyReport(chosen, ref.num_rows, names, diff(sql, ref, names, key, limit=1000))
+
+
+#: More shards than this is a mistake (each shard is a query over the whole input).
+MAX_SHARDS = 100_000
 
 
 def write(
@@ -350,30 +428,24 @@ def write(
     ``jobs`` parallel processes, and the output is a folder of ``part-NNNNN.parquet`` files
     whose union equals the unsharded output; it too appears only when every shard is done.
     ``on_shard(i, n, rows)`` is called as each shard completes.
+
+    Nothing is overwritten that sqltargets did not write: an output that is, contains or
+    lies inside the input (or a store, or, for a folder, the working folder) is refused,
+    and so is an existing file or folder that is not an earlier sqltargets output.
     """
-    out = Path(output)
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"output {str(out)!r}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"output {str(out)!r}: folder {str(folder)!r} is not writable")
-    if shards < 1 or jobs < 1:
-        raise OutputError(f"shards and jobs must be positive, got shards={shards}, jobs={jobs}")
-    ts = load(specs)
+    ts, out = check_write(
+        specs, source, output, shards=shards, jobs=jobs, batch_size=batch_size,
+        progress=progress, on_shard=on_shard, engine=engine,
+    )  # fmt: skip
     if past_only:
         ts.check_past_only()
-    _engine.check_engine(engine)
     settings = {
         "threads": threads, "memory_limit": memory_limit, "temp_directory": temp_directory,
         "engine": engine,
     }  # fmt: skip
     if shards == 1:
-        if out.is_dir():
-            raise OutputError(f"output {str(out)!r} is a folder; expected a file name")
         return _write_file(ts, source, out, None, connection, settings, batch_size, progress)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output {str(out)!r} is a file; with shards the output is a folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=folder))
+    tmp = _files.temp_dir(out)
     rows = 0
     try:
         parts = [(i, tmp / f"part-{i:05d}.parquet") for i in range(shards)]
@@ -386,27 +458,118 @@ def write(
                 if on_shard:
                     on_shard(i, shards, n)
         else:
-            import concurrent.futures as cf
-            import multiprocessing as mp
-
-            ctx = mp.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                futures = {
-                    pool.submit(
-                        _write_shard, ts, source, path, (i, shards), settings, batch_size
-                    ): i
-                    for i, path in parts
-                }
-                for fut in cf.as_completed(futures):
-                    n = fut.result()
-                    rows += n
-                    if on_shard:
-                        on_shard(futures[fut], shards, n)
-        replace_dir(tmp, out)
+            rows = _write_shards_in_processes(
+                ts, source, parts, shards, jobs, settings, batch_size, on_shard
+            )
+        _files.write_marker(tmp, "targets", [p.name for _, p in parts])
+        _files.replace_dir(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _files.remove(tmp)
         raise
     return rows
+
+
+def check_write(
+    specs: SpecLike,
+    source: Any,
+    output: str | Path,
+    *,
+    shards: int = 1,
+    jobs: int = 1,
+    batch_size: int = 262_144,
+    progress: Callable[[int, int], None] | None = None,
+    on_shard: Callable[[int, int, int], None] | None = None,
+    engine: str = "scan",
+) -> tuple[TargetSet, Path]:
+    """Everything :func:`write` checks before it computes anything (the arguments, the spec,
+    the input's files, the output's place): the spec, and the output as an absolute path."""
+    _whole("shards", shards, 1, MAX_SHARDS)
+    _whole("jobs", jobs, 1, 1024)
+    _whole("batch_size", batch_size, 1, 2**31 - 1)
+    _callable("progress", progress)
+    _callable("on_shard", on_shard)
+    ts = load(specs)
+    _engine.check_engine(engine)
+    out = _files.check_output(output, inputs=_files.input_paths(source), folder=shards > 1)
+    return ts, out
+
+
+def _write_shards_in_processes(
+    ts: TargetSet,
+    source: Any,
+    parts: list[tuple[int, Path]],
+    shards: int,
+    jobs: int,
+    settings: dict[str, Any],
+    batch_size: int,
+    on_shard: Callable[[int, int, int], None] | None,
+) -> int:
+    """Shards in ``jobs`` worker processes. Workers ignore Ctrl-C; on any failure or
+    interrupt here they are terminated before this returns, so no worker writes on."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+    rows = 0
+    try:
+        futures = {
+            pool.submit(_write_shard, ts, source, path, (i, shards), settings, batch_size): i
+            for i, path in parts
+        }
+        for fut in cf.as_completed(futures):
+            n = fut.result()
+            rows += n
+            if on_shard:
+                on_shard(futures[fut], shards, n)
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+    return rows
+
+
+def _worker_init() -> None:
+    # a terminal's Ctrl-C reaches the whole process group; the parent decides what stops
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: Any) -> None:
+    """Terminate a process pool's workers and wait (briefly) until they are gone; a second
+    Ctrl-C meanwhile does not cut this short (it would leave workers running)."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        _terminate(pool)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _terminate(pool: Any) -> None:
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    try:
+        pool.shutdown(wait=False, cancel_futures=True)
+    except Exception:  # pragma: no cover - a broken pool
+        pass
+    for p in processes:
+        try:
+            p.terminate()
+        except Exception:  # pragma: no cover - already gone
+            pass
+    for p in processes:
+        try:
+            p.join(timeout=10)
+            if p.is_alive():  # pragma: no cover - ignores SIGTERM
+                p.kill()
+                p.join(timeout=5)
+        except Exception:  # pragma: no cover
+            pass
 
 
 def _write_shard(
@@ -419,6 +582,17 @@ def _write_shard(
 ) -> int:
     # runs in a worker process: its own DuckDB connection
     return _write_file(ts, source, path, shard, None, settings, batch_size, None)
+
+
+def _output_schema(schema: pa.Schema) -> pa.Schema:
+    """The output's schema, with the metadata that marks files sqltargets wrote."""
+    import json
+
+    from . import __version__
+
+    meta = dict(schema.metadata or {})
+    meta[_files.OUTPUT_KEY] = json.dumps({"version": __version__}).encode()
+    return schema.with_metadata(meta)
 
 
 def _write_file(
@@ -451,20 +625,27 @@ def _write_file(
     except BaseException:
         con.close()
         raise
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
     rows = 0
+    tmp = ""
     try:
-        with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
+        tmp = _files.temp_file(out)
+        with pq.ParquetWriter(tmp, _output_schema(reader.schema), compression="zstd") as writer:
             for batch in reader:
                 writer.write_batch(batch)
                 rows += batch.num_rows
                 if progress:
                     progress(rows, total[-1])
         os.replace(tmp, out)
+    except OSError as e:
+        reader.close()
+        if tmp:
+            _files.remove(tmp)
+        raise OutputError(
+            f"output {str(out)!r} cannot be written: {e.strerror or _first_line(e)}"
+        ) from e
     except BaseException:
         reader.close()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp:
+            _files.remove(tmp)
         raise
     return rows

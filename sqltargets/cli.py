@@ -177,10 +177,11 @@ class _Progress:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from .api import write
-    from .compile.spec import load
+    from .api import check_write, write
+    from .execute import files
 
-    ts = load(a.spec)
+    # every check that needs no computing comes first: a mistake is one line, nothing else
+    ts, _ = check_write(a.spec, a.input, a.output, shards=a.shards, jobs=a.jobs, engine=a.engine)
     if a.past_only:
         ts.check_past_only()
     progress = _Progress(not a.quiet, f"computing {len(ts.targets)} targets over {a.input}")
@@ -189,6 +190,10 @@ def _cmd_run(a: argparse.Namespace) -> int:
         from .execute.store import is_fresh
 
         if not is_fresh(a.store, a.input):
+            files.check_output(
+                a.store, inputs=files.input_paths(a.input), folder=True, what="store",
+                kinds=("store",),
+            )  # fmt: skip
             progress.stage(f"preparing store {a.store} ...")
             prepare(ts, a.input, a.store, a)
         source = a.store
@@ -366,19 +371,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except SqlTargetsError as e:
         if _SIGNALLED.is_set() or _interrupted(e.__cause__ or e):
-            sys.stderr.write("Error: interrupted\n")
-            return 130
+            return _stop_interrupted()
         if debug:
             raise
         sys.stderr.write(f"Error: {_one_line(str(e))}\n")
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("Error: interrupted\n")
-        return 130
+        return _stop_interrupted()
     except Exception as e:  # an unexpected failure still gets one line
         if _interrupted(e):  # DuckDB turns Ctrl-C during a query into its own error
-            sys.stderr.write("Error: interrupted\n")
-            return 130
+            return _stop_interrupted()
         if debug:
             raise
         sys.stderr.write(
@@ -386,6 +388,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(run with --debug for the traceback)\n"
         )
         return 1
+
+
+def _stop_interrupted() -> int:
+    """Exit status 130 after Ctrl-C or SIGTERM, when everything is cleaned up. Later Ctrl-Cs
+    are ignored from here on: at interpreter exit Python restores the default handler, and
+    one more Ctrl-C then would kill the process with a signal instead of this status."""
+    import signal
+
+    sys.stderr.write("Error: interrupted\n")
+    sys.stderr.flush()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return 130
 
 
 def _interrupted(e: BaseException) -> bool:

@@ -352,6 +352,11 @@ def _u16(rng: np.random.Generator, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------- generator
 
 
+#: Limits of one demo table (it is built in memory).
+MAX_USERS = 1_000_000
+MAX_ROWS = 500_000_000
+
+
 def make_transactions(
     users: int,
     *,
@@ -372,16 +377,29 @@ def make_transactions(
     then ``ts``, then ``tx_id``; ``tx_id`` is unique and increases in that order, so
     ordering by (user, time, id) recovers it after ``shuffle=True`` (a random row order).
     """
-    if users < 0:
-        raise ValueError(f"users must be >= 0, got {users}")
-    if days < 1:
-        raise ValueError(f"days must be >= 1, got {days}")
-    if tx_per_user is not None and tx_per_user < 0:
-        raise ValueError(f"tx_per_user must be >= 0, got {tx_per_user}")
-    if not 0.0 <= ties <= 1.0:
-        raise ValueError(f"ties must be a fraction in [0, 1], got {ties}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    from .errors import ArgumentError
+
+    def whole(name: str, value: object, lo: int, hi: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ArgumentError(f"{name}: expected a whole number, got {value!r}")
+        if not lo <= value <= hi:
+            raise ArgumentError(f"{name}: {value} is not allowed; expected {lo:,} to {hi:,}")
+
+    whole("users", users, 0, MAX_USERS)
+    whole("days", days, 1, 100_000)
+    if tx_per_user is not None:
+        whole("tx_per_user", tx_per_user, 0, MAX_ROWS)
+    whole("seed", seed, 0, 2**63 - 1)
+    if isinstance(ties, bool) or not isinstance(ties, (int, float)) or not 0.0 <= ties <= 1.0:
+        raise ArgumentError(f"ties: {ties!r} is not allowed; expected a fraction from 0 to 1")
+    if tx_per_user is not None and users * tx_per_user > MAX_ROWS:
+        raise ArgumentError(
+            f"users x tx_per_user: {users * tx_per_user:,} transactions; at most {MAX_ROWS:,}"
+        )
+    try:
+        np.datetime64(start, "D")
+    except (ValueError, TypeError) as e:
+        raise ArgumentError(f"start: {start!r} is not a date; expected YYYY-MM-DD") from e
 
     rng = np.random.default_rng(seed)
     t = _T
@@ -421,10 +439,12 @@ def make_transactions(
     n_bill_rows = n_bills * months
 
     n = int(counts.sum())
+    if n > MAX_ROWS:
+        raise ArgumentError(f"{users:,} users make {n:,} transactions; at most {MAX_ROWS:,}")
     sec_bits = max(int(span_s - 1).bit_length(), 1)
     cat_bits = int(k - 1).bit_length()
     if n_users and (n_users - 1).bit_length() + sec_bits + cat_bits > 63:
-        raise ValueError(f"too many users and days for one table: {users} users, {days} days")
+        raise ArgumentError(f"too many users and days for one table: {users} users, {days} days")
 
     # Rows are made in any order and sorted by one bit-packed int64 key (user, second since
     # the start, kind); the kind is all a row needs to get its code and amount after that.
@@ -584,17 +604,27 @@ def write_demo(
 
     Users are split into ``files`` contiguous blocks by ``user_id`` (fewer files when there
     are fewer users with transactions, at least one), written as ``part-00000.parquet``,
-    ... in ``out_dir`` (created if missing); every user's rows are in exactly one file, in
-    the table's row order. Returns the paths written, in name order; nothing else is
-    written.
+    ... in ``out_dir``; every user's rows are in exactly one file, in the table's row order.
+    Returns the paths written, in name order.
+
+    ``out_dir`` is created if missing. An existing folder must be empty or an earlier
+    ``write_demo`` output (its ``_sqltargets.json`` marker says so), which is then replaced
+    as a whole: the new files are written to a temporary folder beside it and renamed into
+    place, so two data sets never mix and nothing else is deleted.
     """
     import pyarrow.parquet as pq
 
-    if files < 1:
-        raise ValueError(f"files must be >= 1, got {files}")
+    from .errors import ArgumentError, OutputError
+    from .execute import files as files_mod
+
+    if isinstance(files, bool) or not isinstance(files, int) or not 1 <= files <= 100_000:
+        raise ArgumentError(f"files: {files!r} is not allowed; expected 1 to 100,000")
+    if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= MAX_USERS:
+        raise ArgumentError(f"users: {users!r} is not allowed; expected 1 to {MAX_USERS:,}")
+    out = files_mod.check_output(
+        out_dir, folder=True, what="demo-data output", kinds=("demo-data",)
+    )
     table = make_transactions(users, seed=seed, **kw)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     uid = table.column("user_id").to_numpy()
     ids = np.unique(uid)
     n_files = max(1, min(files, ids.size))
@@ -602,10 +632,19 @@ def write_demo(
     part = np.searchsorted(firsts, uid, side="right") - 1
     order = np.argsort(part, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=n_files))])
-    paths = []
-    for i in range(n_files):
-        path = out / f"part-{i:05d}.parquet"
-        rows = table.take(pa.array(order[bounds[i] : bounds[i + 1]]))
-        pq.write_table(rows, path, compression="zstd")
-        paths.append(path)
-    return paths
+    tmp = files_mod.temp_dir(out)
+    names = [f"part-{i:05d}.parquet" for i in range(n_files)]
+    try:
+        for i, name in enumerate(names):
+            rows = table.take(pa.array(order[bounds[i] : bounds[i + 1]]))
+            pq.write_table(rows, tmp / name, compression="zstd")
+            files_mod.give_umask(tmp / name)
+        files_mod.write_marker(tmp, "demo-data", names)
+        files_mod.replace_dir(tmp, out)
+    except OSError as e:
+        files_mod.remove(tmp)
+        raise OutputError(f"demo-data output {str(out_dir)!r}: cannot be written: {e}") from e
+    except BaseException:
+        files_mod.remove(tmp)
+        raise
+    return [Path(out_dir) / name for name in names]

@@ -52,12 +52,35 @@ class OutputError(SqlTargetsError):
     """The output cannot be written."""
 
 
+class ArgumentError(SqlTargetsError, ValueError):
+    """An argument of an API function (or a CLI option) is out of its range."""
+
+
 class DroppedRowsWarning(UserWarning):
     """Rows with a null user or time were left out (``null_rows: drop``)."""
 
 
 class VerifyError(SqlTargetsError):
     """The SQL path and the NumPy reference disagree."""
+
+
+def short(obj: object) -> str:
+    """A repr of at most about a line: long strings and deep or long lists and mappings are
+    shortened, so an error message never repeats a huge value.
+
+    >>> short("x" * 200)[:12], short([[[[[1]]]]])
+    ("'xxxxxxxxxxx", '[[[[...]]]]')
+    """
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = 80
+    r.maxlist = r.maxdict = r.maxtuple = r.maxset = r.maxfrozenset = 6
+    r.maxlevel = 3
+    try:
+        return r.repr(obj)
+    except Exception:  # a repr that fails: name the type only
+        return f"<{type(obj).__name__}>"
 
 
 def did_you_mean(value: object, allowed: Iterable[str]) -> str:
@@ -69,7 +92,7 @@ def did_you_mean(value: object, allowed: Iterable[str]) -> str:
     ''
     """
     allowed = list(allowed)
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 100:
         return ""
     lowered = {a.lower(): a for a in allowed}
     match = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
@@ -85,6 +108,6 @@ def one_of(field: str, value: object, allowed: Iterable[str]) -> SpecIssue:
     allowed = list(allowed)
     return SpecIssue(
         field,
-        f"{value!r} is not allowed; expected one of: {', '.join(allowed)}"
+        f"{short(value)} is not allowed; expected one of: {', '.join(allowed)}"
         f"{did_you_mean(value, allowed)}",
     )

@@ -197,7 +197,7 @@ def test_write_is_atomic(tx: pa.Table, tmp_path: Path, monkeypatch: pytest.Monke
         raise OSError("disk full")
 
     monkeypatch.setattr(pq.ParquetWriter, "write_batch", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(sqltargets.OutputError, match="cannot be written: disk full"):
         sqltargets.write(SPEC, tx, out, batch_size=100)
     assert out.read_bytes() == before  # the old output is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import sqltargets
@@ -118,14 +118,21 @@ def test_target_fuzz(base: dict, target: dict) -> None:
         alphabet=st.sampled_from(list("amount><=()'\";-*/ ,0123456789ANDORNTISLEC_x%")), max_size=40
     )
 )
+@example(text="0<'0;'")  # a semicolon inside a string literal is no second statement
 def test_where_fuzz_parses_or_refuses(text: str) -> None:
     try:
         tree = where.parse(text)
     except sqltargets.SpecError:
         return
     sql = where.to_sql(tree)
-    assert ";" not in sql.replace("';'", "")
-    assert "--" not in sql and "/*" not in sql
+    # no second statement and no comment outside string literals ('0;' is a plain string)
+    from sqlglot.tokens import Tokenizer, TokenType
+
+    tokens = Tokenizer().tokenize(sql)
+    assert all(t.token_type != TokenType.SEMICOLON for t in tokens), sql
+    assert all(not t.comments for t in tokens), sql
+    outside = "".join(t.text for t in tokens if t.token_type != TokenType.STRING)
+    assert "--" not in outside and "/*" not in outside
 
 
 @pytest.mark.parametrize(
@@ -239,3 +246,103 @@ def test_string_mccs_must_be_digits() -> None:
     floats = t.set_column(3, "m", pa.array([5411.0] * 7))
     with pytest.raises(sqltargets.DataError, match=r"columns\.mcc: column 'm' has type DOUBLE"):
         sqltargets.generate(spec, floats)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 10: the loader on odd YAML text, and every API argument out of range
+
+yaml_scalars = st.sampled_from(
+    [
+        "1", "-0", "1.0e+30", ".nan", "-.inf", "~", "yes", "2024-01-01", "2024-13-45",
+        "2024-01-01 10:00:00", "!!binary aGk=", "!!str 5", "!!int '7'", "!!float x",
+        "'quoted'", '"tab\\t"', "*a", "&a 1", "!!python/name:os.system", "[]", "{}",
+        "!!set {a, b}", "!!omap [a: 1]", "? [x]\n  : 1", "sum", "day", "7d", "grocery",
+    ]
+)  # fmt: skip
+
+
+@st.composite
+def yaml_texts(draw: st.DrawFn) -> str:
+    depth = draw(st.integers(0, 200))
+    opener = draw(st.sampled_from(["[", "{a: ", "- "]))
+    closer = {"[": "]", "{a: ": "}", "- ": ""}[opener]
+    inner = draw(yaml_scalars)
+    nested = opener * depth + inner + closer * depth if opener != "- " else inner
+    keys = draw(st.lists(st.sampled_from([*KEYS, "<<", "a", "[k]"]), max_size=5))
+    lines = [f"{k}: {draw(yaml_scalars)}" for k in keys]
+    lines.append(f"targets: {nested}")
+    return "\n".join(draw(st.permutations(lines)))
+
+
+@settings(max_examples=examples(600))
+@given(text=yaml_texts())
+def test_yaml_fuzz_ends_in_result_or_one_line_error(text: str, tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip
+    path = tmp_path_factory.getbasetemp() / "fuzz.yaml"
+    path.write_text(text)
+    start = time.monotonic()
+    try:
+        sqltargets.load(path)
+    except sqltargets.SqlTargetsError as e:
+        assert "\n" not in str(e) and len(str(e)) < 5000
+    assert time.monotonic() - start < 5
+
+
+odd_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=6),
+    st.sampled_from([0, -1, 1, 2, 10**9, "4GB", "-1GB", "0", "scan", "sql", b"x", [], {}]),
+)  # fmt: skip
+
+
+@settings(max_examples=examples(300))
+@given(
+    kwargs=st.dictionaries(
+        st.sampled_from(
+            [
+                "threads",
+                "memory_limit",
+                "temp_directory",
+                "engine",
+                "batch_size",
+                "users",
+                "seed",
+                "shards",
+                "jobs",
+                "store",
+                "connection",
+                "on_total",
+            ]
+        ),
+        odd_values,
+        max_size=3,
+    ),
+    fn=st.sampled_from(["generate", "generate_batches", "verify", "write", "reference", "explain"]),
+)
+def test_api_arguments_fuzz(
+    kwargs: dict, fn: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Any keyword value ends in a result or a one-line SqlTargetsError."""
+    import inspect
+
+    t = pa.table({"u": [1, 1, 2], "t": pa.array([0, 1, 2], pa.int64()), "a": [1.0, 2.0, 3.0],
+                  "m": [5411, 1, 2]})  # fmt: skip
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [TARGET]}
+    func = getattr(sqltargets, fn)
+    accepted = inspect.signature(func).parameters
+    kw = {k: v for k, v in kwargs.items() if k in accepted}
+    if "threads" in kw and isinstance(kw["threads"], int) and kw["threads"] > 64:
+        kw["threads"] = 10**6  # refused; never start thousands of threads
+    if "temp_directory" in kw:
+        kw["temp_directory"] = str(tmp_path_factory.getbasetemp() / "spill")
+    args: tuple = (spec, t)
+    if fn == "write":
+        args = (spec, t, tmp_path_factory.mktemp("w") / "o.parquet")
+        if isinstance(kw.get("shards"), int) and kw["shards"] > 4:
+            kw["shards"] = 10**9
+    if fn == "explain":
+        args = (spec,)
+    try:
+        out = func(*args, **kw)
+        if isinstance(out, pa.RecordBatchReader):
+            out.read_all()
+    except sqltargets.SqlTargetsError as e:
+        assert "\n" not in str(e), str(e)

@@ -39,7 +39,9 @@ def test_shards_union_equals_unsharded(data: Path, tmp_path: Path) -> None:
     )
     assert rows == want.num_rows
     assert sorted(i for i, _, _ in seen) == [0, 1, 2] and sum(r for *_, r in seen) == rows
-    parts = sorted(p.name for p in (tmp_path / "out").iterdir())
+    # the parts, and the marker that lets a later run replace the folder it wrote
+    assert sorted(p.name for p in (tmp_path / "out").iterdir())[0] == "_sqltargets.json"
+    parts = sorted(p.name for p in (tmp_path / "out").glob("*.parquet"))
     assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     users = [set(pq.read_table(tmp_path / "out" / p).column("user_id").to_pylist()) for p in parts]
     assert all(u for u in users) and not (
@@ -80,7 +82,11 @@ def test_shards_in_parallel_processes_and_cli(
         == 0
     )
     assert sorted(os.listdir(tmp_path)) == ["o"]
-    assert len(os.listdir(tmp_path / "o")) == 2
+    assert sorted(os.listdir(tmp_path / "o")) == [
+        "_sqltargets.json",
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
 
 
 def test_input_larger_than_memory_limit(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,33 +69,109 @@ class Source:
     """How the statement reads its input: Parquet files, or a named relation."""
 
     kind: str  # "parquet" | "relation"
-    files: str = ""  # SQL literal: a path, a glob, or a list of paths
+    files: str = ""  # SQL literal: a list of paths (each escaped against DuckDB's globbing)
     multi: bool = False  # several files: row positions need per-file offsets
     relation: str = ""  # quoted (schema-qualified) name
     rid_column: str = ""  # column or pseudo-column giving the row position ("rowid", ...)
     rid: bool = True  # whether the plan needs the input position
     shard: tuple[int, int] | None = None  # (i, n): only users whose hash % n == i
+    options: str = ""  # more read_parquet options, each as ", name = value"
+    columns: str = "f.*"  # the select list over the files (alias f): casts for mixed types
+    rid_name: str = ROW_ID_COLUMN  # the row position's column: never an input column's name
+    filename: str = "filename"  # the file name's column (read_parquet's filename option)
+
+    @property
+    def read(self) -> str:
+        """``read_parquet(...)`` of the files, with their options."""
+        return f"read_parquet({self.files}{self.options})"
+
+    @property
+    def filename_option(self) -> str:
+        """The ``filename`` option, named so that it never meets an input column."""
+        if self.filename == "filename":
+            return "filename = TRUE"
+        return f"filename = {literal(self.filename)}"
+
+
+def unused_name(base: str, taken: Iterable[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``...: the first not in ``taken`` (ignoring case, as
+    DuckDB matches identifiers).
+
+    >>> unused_name("_st_rid", ["a", "_ST_RID"])
+    '_st_rid_2'
+    """
+    lower = {t.lower() for t in taken}
+    name, i = base, 1
+    while name.lower() in lower:
+        i += 1
+        name = f"{base}_{i}"
+    return name
 
 
 def parquet_source(
-    paths: str | list[str], *, multi: bool, rid: bool = True, rid_column: str = ""
+    paths: str | list[str],
+    *,
+    multi: bool,
+    rid: bool = True,
+    rid_column: str = "",
+    columns: Iterable[str] = (),
+    casts: dict[str, str] | None = None,
+    union: bool = False,
+    explicit: bool = False,
 ) -> Source:
-    """Read Parquet: one path or glob, or an explicit list of files. ``rid_column`` names a
-    column holding the input position (a prepared store's); else positions come from
-    ``file_row_number`` and per-file offsets."""
+    """Read Parquet files: an explicit list (each path escaped, so DuckDB globs nothing), with
+    Hive partitioning off. ``columns`` are the input's column names (internal names avoid
+    them); ``casts`` (column -> DuckDB type) read mixed types as one, and ``union`` matches
+    the files' columns by name. ``rid_column`` names a column holding the input position (a
+    prepared store's); else positions come from ``file_row_number`` and per-file offsets.
+
+    >>> parquet_source(["d/tx[1].parquet"], multi=False).read
+    "read_parquet(['d/tx[[]1].parquet'], hive_partitioning = FALSE)"
+    """
+    from ..execute.files import duckdb_path
+
     if isinstance(paths, str):
-        files = literal(paths)
-    else:
-        files = "[" + ", ".join(literal(p) for p in paths) + "]"
-    rid_sql = ident(rid_column) if rid_column else ""
-    return Source("parquet", files=files, multi=multi, rid=rid, rid_column=rid_sql)
+        paths = [paths]
+    files = "[" + ", ".join(literal(duckdb_path(p)) for p in paths) + "]"
+    names = list(columns)
+    options = ", hive_partitioning = FALSE" + (", union_by_name = TRUE" if union else "")
+    select = "f.*"
+    casts = casts or {}
+    if casts or explicit:
+        select = ", ".join(
+            f"CAST(f.{ident(c)} AS {casts[c]}) AS {ident(c)}" if c in casts else f"f.{ident(c)}"
+            for c in names
+        )
+    taken = [*names, "filename", "file_row_number", "file_index"]
+    return Source(
+        "parquet",
+        files=files,
+        multi=multi,
+        rid=rid,
+        rid_column=ident(rid_column) if rid_column else "",
+        options=options,
+        columns=select,
+        rid_name=unused_name(ROW_ID_COLUMN, taken),
+        filename=unused_name("filename", names) if "filename" in {n.lower() for n in names}
+        else "filename",
+    )  # fmt: skip
 
 
-def relation_source(name: str, *, schema: str | None = None, rid_column: str = "rowid") -> Source:
-    """Read a table or view by name; ``rid_column`` gives row positions ("" for none)."""
+def relation_source(
+    name: str,
+    *,
+    schema: str | None = None,
+    rid_column: str = "rowid",
+    columns: Iterable[str] = (),
+) -> Source:
+    """Read a table or view by name; ``rid_column`` gives row positions ("" for none).
+    ``columns``: the relation's columns, which the internal row-position name avoids."""
     rel = ident(name) if schema is None else f"{ident(schema)}.{ident(name)}"
     rid = rid_column if rid_column in ("", "rowid") else ident(rid_column)
-    return Source("relation", relation=rel, rid_column=rid, rid=bool(rid_column))
+    return Source(
+        "relation", relation=rel, rid_column=rid, rid=bool(rid_column),
+        rid_name=unused_name(ROW_ID_COLUMN, columns),
+    )  # fmt: skip
 
 
 def shard_condition(user: str, i: int, n: int) -> str:
@@ -104,6 +181,14 @@ def shard_condition(user: str, i: int, n: int) -> str:
     'hash("u") % 4 = 1'
     """
     return f"hash({ident(user)}) % {int(n)} = {int(i)}"
+
+
+def render_source(source: Source) -> str:
+    """The ``src AS (...)`` CTE that reads ``source`` (``templates/source.sql.j2``)."""
+    try:
+        return _env().get_template("source.sql.j2").render(source=source)
+    except jinja2.TemplateError as e:
+        raise SqlTargetsError(f"template source.sql.j2 failed: {e}") from e
 
 
 def _template_dir() -> Path:
@@ -201,7 +286,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
     cols = ts.columns
     elapsed_differs = plan.time_kind == "timestamp" and ts.timezone != "UTC"
     names = set(ts.input_columns()) | {t.name for t in ts.targets}
-    rid = ROW_ID_COLUMN if source.rid else "NULL"
+    rid = source.rid_name if source.rid else "NULL"
     where = []
     if ts.null_rows == "drop":
         where += [f"{ident(cols.user)} IS NOT NULL", f"{ident(cols.time)} IS NOT NULL"]

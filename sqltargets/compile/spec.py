@@ -22,14 +22,16 @@ sqltargets.errors.SpecError: targets[0].agg: 'summ' is not allowed; expected one
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import math
 import re
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError, SpecError, SpecIssue, did_you_mean, one_of
+from ..errors import SourceError, SpecError, SpecIssue, did_you_mean, one_of, short
 from . import mcc as mcc_catalog
 from . import where as where_mod
 from .aggregates import AGGREGATIONS, EVENT_AGGS, MCC_LABEL_AGGS
@@ -62,6 +64,13 @@ OUTPUTS = ("events", "periods")
 COUNTING = ("count", "count_distinct")
 MAX_K = 1000
 MAX_TARGETS = 1000
+#: Problems listed in one SpecError; the rest are counted.
+MAX_ISSUES = 20
+#: The longest window: 10,000 years of microseconds (a time plus or minus it stays far
+#: inside int64, whose microseconds cover about 292,000 years).
+MAX_LENGTH_US = 10_000 * 366 * 86_400_000_000
+#: Fills for count and count_distinct are int64.
+INT64 = (-(2**63), 2**63 - 1)
 
 #: Microseconds per duration unit; the first spelling of each is the canonical one.
 DURATION_UNITS: dict[str, int] = {}
@@ -306,15 +315,23 @@ def load(source: str | Path | dict[str, Any] | TargetSet) -> TargetSet:
     raise SpecError(f"spec: expected a path or a dict, got {type(source).__name__}")
 
 
+#: Limits of a spec file: nesting depth, values after YAML aliases are expanded, bytes.
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+MAX_SPEC_BYTES = 10 * 2**20
+
+
 def read_file(path: Path) -> Any:
     """Read a YAML or JSON spec file; malformed text is an error naming its line."""
-    if not path.exists():
-        raise SourceError(f"spec file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise SourceError(f"spec file {str(path)!r} is a folder; expected a YAML or JSON file")
     try:
+        if not path.exists():
+            raise SourceError(f"spec file {str(path)!r} does not exist")
+        if path.is_dir():
+            raise SourceError(f"spec file {str(path)!r} is a folder; expected a YAML or JSON file")
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: the spec file is larger than {MAX_SPEC_BYTES // 2**20} MB")
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise SourceError(f"spec file {str(path)!r} cannot be read: {e}") from e
     if path.suffix.lower() == ".json":
         try:
@@ -323,28 +340,68 @@ def read_file(path: Path) -> Any:
             raise SpecError(
                 f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
             ) from e
+        except RecursionError as e:
+            raise SpecError(f"{path}: the JSON is nested too deeply") from e
     return _read_yaml(text, str(path))
 
 
 def _read_yaml(text: str, name: str) -> Any:
+    """Parse YAML safely: plain types only, nesting at most :data:`MAX_DEPTH` deep, aliases
+    expanding to at most :data:`MAX_NODES` values (an alias bomb fails at once, before
+    anything is built), keys plain values and not repeated."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise SpecError(
+                        f"{name}: line {mark.line + 1}: nested more than {MAX_DEPTH} levels deep"
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def get_single_data(self) -> Any:
+            node = self.get_single_node()
+            if node is None:
+                return None
+            _check_expansion(node, name)
+            return self.construct_document(node)
 
     def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in node.value:  # the mapping's own keys (merged ones may repeat)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise SpecError(
+                    f"{name}: line {key_node.start_mark.line + 1}: a {kind} is used as a key; "
+                    "keys are plain names"
+                )
             key = loader.construct_object(key_node, deep=deep)
             if key in seen:
                 raise SpecError(
-                    f"{name}: line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                    f"(first at line {seen[key]})"
+                    f"{name}: line {key_node.start_mark.line + 1}: duplicate key "
+                    f"{_short(key)} (first at line {seen[key]})"
                 )
             seen[key] = key_node.start_mark.line + 1
+        loader.flatten_mapping(node)
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
+    def construct_timestamp(loader: Any, node: Any) -> Any:
+        try:
+            return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+        except ValueError:  # 2024-13-45: the validator names the field and the value
+            return loader.construct_scalar(node)
+
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
     try:
         data = yaml.load(text, Loader=Loader)
     except yaml.MarkedYAMLError as e:
@@ -352,10 +409,68 @@ def _read_yaml(text: str, name: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(f"{name}: malformed YAML{where}: {e.problem or e.context}") from e
     except yaml.YAMLError as e:
-        raise SpecError(f"{name}: malformed YAML: {e}") from e
+        raise SpecError(f"{name}: malformed YAML: {_first_line(e)}") from e
+    except RecursionError as e:
+        raise SpecError(f"{name}: the YAML is nested too deeply") from e
+    except (TypeError, ValueError, OverflowError) as e:  # a value PyYAML cannot build
+        raise SpecError(f"{name}: unsupported YAML value: {_first_line(e)}") from e
     if data is None:
         raise SpecError(f"{name}: the spec file is empty")
     return data
+
+
+def _check_expansion(root: Any, name: str) -> None:
+    """Count the values a YAML node graph builds with its aliases expanded (each distinct
+    node once, with memory): refuse recursive aliases and more than MAX_NODES values."""
+    import yaml
+
+    size: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    active: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            if isinstance(node, yaml.SequenceNode):
+                total = 1 + sum(size[id(c)] for c in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                total = 1 + sum(size[id(k)] + size[id(v)] for k, v in node.value)
+            else:
+                total = 1
+            if total > MAX_NODES:
+                raise SpecError(
+                    f"{name}: line {node.start_mark.line + 1}: YAML aliases expand to more "
+                    f"than {MAX_NODES:,} values"
+                )
+            size[key] = total
+            continue
+        if key in size:
+            continue
+        if key in active:
+            raise SpecError(
+                f"{name}: line {node.start_mark.line + 1}: a YAML alias refers to itself"
+            )
+        active.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [x for pair in node.value for x in pair]
+        else:
+            children = []
+        for child in children:
+            if id(child) in active:
+                raise SpecError(
+                    f"{name}: line {child.start_mark.line + 1}: a YAML alias refers to itself"
+                )
+            if id(child) not in size:
+                stack.append((child, False))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +493,7 @@ class _Collector:
                 where = f"{path}.{key}" if path else str(key)
                 self.add(
                     where,
-                    f"unknown key {key!r}; allowed keys: {', '.join(allowed)}"
+                    f"unknown key {_short(key)}; allowed keys: {', '.join(allowed)}"
                     f"{did_you_mean(key, allowed)}",
                 )
 
@@ -403,10 +518,13 @@ class _Collector:
         return None
 
 
+_short = short
+
+
 def _show(obj: object) -> str:
     if obj is None:
         return "nothing (null)"
-    return f"{type(obj).__name__} {obj!r}"
+    return f"{type(obj).__name__} {_short(obj)}"
 
 
 def from_dict(data: Any) -> TargetSet:
@@ -433,6 +551,7 @@ def from_dict(data: Any) -> TargetSet:
         raw_targets = []
     if len(raw_targets) > MAX_TARGETS:
         c.add("targets", f"{len(raw_targets)} targets; at most {MAX_TARGETS} are allowed")
+        raw_targets = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(raw_targets):
         t = _target(c, raw, f"targets[{i}]", columns)
@@ -462,6 +581,9 @@ def from_dict(data: Any) -> TargetSet:
         _check_periods_output(c, raw_targets, targets)
 
     if c.issues:
+        if len(c.issues) > MAX_ISSUES:
+            more = len(c.issues) - MAX_ISSUES
+            c.issues = [*c.issues[:MAX_ISSUES], SpecIssue("", f"and {more} more problems")]
         raise SpecError(c.issues)
     assert columns is not None and week_start is not None and output is not None
     assert null_rows is not None
@@ -520,7 +642,7 @@ def _time(c: _Collector, raw: object) -> TimeSpec | None:
             try:
                 origin = dt.date.fromisoformat(str(o))
             except ValueError:
-                c.add("time.origin", f"{o!r} is not a date; expected YYYY-MM-DD")
+                c.add("time.origin", f"{_short(o)} is not a date; expected YYYY-MM-DD")
     return TimeSpec(unit=unit, origin=origin)
 
 
@@ -533,17 +655,22 @@ def _timezone(c: _Collector, tz: object) -> str | None:
         return None
     if tz.upper() == "UTC":
         return "UTC"
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zones = zoneinfo.available_timezones()
+    zones = _zones()
+    if tz not in zones:
         c.add(
             "timezone",
-            f"{tz!r} is not a known time zone; expected an IANA name such as 'UTC' or "
+            f"{_short(tz)} is not a known time zone; expected an IANA name such as 'UTC' or "
             f"'Europe/Berlin'{did_you_mean(tz, sorted(zones))}",
         )
         return None
     return tz
+
+
+@functools.lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    """IANA zone names that Python and DuckDB both know ('localtime' is this machine's zone,
+    a file that DuckDB does not read, and whose meaning moves with the machine)."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
 
 
 def _target(c: _Collector, raw: object, path: str, columns: Columns | None) -> Target | None:
@@ -557,7 +684,7 @@ def _target(c: _Collector, raw: object, path: str, columns: Columns | None) -> T
     if not isinstance(name, str) or not _NAME.match(name) or len(name) > 120:
         c.add(
             f"{path}.name",
-            f"{name!r} is not a valid target name; use letters, digits and underscores, "
+            f"{_short(name)} is not a valid target name; use letters, digits and underscores, "
             "starting with a letter or underscore (at most 120 characters)",
         )
     agg = c.choice(obj.get("agg"), AGGS, f"{path}.agg")
@@ -602,20 +729,13 @@ def _target(c: _Collector, raw: object, path: str, columns: Columns | None) -> T
         if k is None:
             c.add(f"{path}.k", f"missing; top_k needs k, a whole number from 1 to {MAX_K}")
         elif isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            c.add(f"{path}.k", f"{k!r} is not allowed; k is a whole number from 1 to {MAX_K}")
+            c.add(f"{path}.k", f"{_short(k)} is not allowed; k is a whole number from 1 to {MAX_K}")
     elif k is not None:
         c.add(f"{path}.k", f"k applies only to agg top_k, not {agg!r}; remove it")
 
     fill = obj.get("fill")
     if fill is not None:
-        if isinstance(fill, bool) or not isinstance(fill, (int, float)):
-            c.add(f"{path}.fill", f"{fill!r} is not a number; fill is the value of an empty window")
-        elif agg in COUNTING and not float(fill).is_integer():
-            c.add(
-                f"{path}.fill", f"{fill!r}: {agg} gives whole numbers, so fill must be an integer"
-            )
-        elif agg in COUNTING:
-            fill = int(fill)
+        fill = _fill(c, fill, agg, f"{path}.fill")
 
     _agg_fits_window(c, agg, _kind_of(obj.get("window")), path)
     q = _quantile_q(c, obj, agg, path)
@@ -795,7 +915,45 @@ def _label_fill(c: _Collector, fill: Any, agg: str, path: str) -> Any:
             "an integer",
         )
         return fill
+    if not INT64[0] <= int(fill) <= INT64[1]:
+        c.add(f"{path}.fill", f"{_short(fill)} is outside int64, the type of MCC codes")
+        return fill
     return int(fill)
+
+
+def _fill(c: _Collector, fill: object, agg: str | None, path: str) -> float | int | None:
+    """A finite number (a whole int64 for counts): one meaning in every engine and the
+    reference, so NaN, infinities and values beyond the output type are refused."""
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)):
+        hint = ""
+        if isinstance(fill, str):
+            try:
+                float(fill)
+                hint = " (YAML reads 1e30 as text: write 1.0e+30)"
+            except ValueError:
+                pass
+        c.add(path, f"{_short(fill)} is not a number; fill is the value of an empty window{hint}")
+        return None
+    if isinstance(fill, float) and not math.isfinite(fill):
+        c.add(path, f"{fill!r} is not allowed; fill must be a finite number")
+        return None
+    if agg in COUNTING:
+        if isinstance(fill, float) and not fill.is_integer():
+            c.add(path, f"{fill!r}: {agg} gives whole numbers, so fill must be an integer")
+            return None
+        whole = int(fill)
+        if not INT64[0] <= whole <= INT64[1]:
+            c.add(path, f"{_short(fill)} is outside int64, the type of {agg}")
+            return None
+        return whole
+    try:
+        as_float = float(fill)
+    except OverflowError:
+        as_float = math.inf
+    if not math.isfinite(as_float):
+        c.add(path, f"{_short(fill)} is too large for a double, the type of {agg or 'this'}")
+        return None
+    return as_float if isinstance(fill, int) and abs(fill) > 2**53 else fill
 
 
 def _window(c: _Collector, raw: object, path: str) -> Window | None:
@@ -832,9 +990,14 @@ def _window(c: _Collector, raw: object, path: str) -> Window | None:
         if length is None:
             c.add(
                 f"{path}.length",
-                f"{obj.get('length')!r} is not a duration; expected a positive whole number "
-                "and a unit (us, ms, s, m, h, d, w), such as '7d' or '12h'"
+                f"{_short(obj.get('length'))} is not a duration; expected a positive whole "
+                "number and a unit (us, ms, s, m, h, d, w), such as '7d' or '12h'"
                 f"{_unit_hint(obj.get('length'))}",
+            )
+        elif length > MAX_LENGTH_US:
+            c.add(
+                f"{path}.length",
+                f"{_short(obj.get('length'))} is longer than 10,000 years, the longest window",
             )
     else:
         for key in ("period", "length"):
@@ -883,6 +1046,9 @@ def _future_offset(c: _Collector, raw: object, path: str) -> int:
             f"{raw!r} is not a duration; a future window's offset is a whole number and a unit "
             f"(us, ms, s, m, h, d, w), such as '1d', or 0{_unit_hint(raw)}",
         )
+        return 0
+    if us > MAX_LENGTH_US:
+        c.add(path, f"{_short(raw)} is longer than 10,000 years, the longest offset")
         return 0
     return us
 

@@ -20,7 +20,7 @@ import functools
 import sqlglot
 from sqlglot import exp
 
-from ..errors import SpecError, SpecIssue
+from ..errors import SpecError, SpecIssue, short
 
 #: Scalar functions a ``where`` may call, by sqlglot node class, with their SQL names.
 SAFE_FUNCTIONS: dict[type[exp.Expression], str] = {
@@ -76,19 +76,39 @@ ALLOWED_TEXT = (
 
 @functools.lru_cache(maxsize=512)
 def _parse(text: str) -> exp.Expression:
+    if len(text) > MAX_CHARS:
+        raise SpecError(
+            SpecIssue("where", f"{short(text)} is longer than {MAX_CHARS:,} characters")
+        )
+    if _paren_depth(text) > MAX_DEPTH:
+        raise SpecError(
+            SpecIssue("where", f"{short(text)} nests parentheses more than {MAX_DEPTH} deep")
+        )
     try:
         statements = sqlglot.parse(text, read="duckdb")
     except sqlglot.errors.SqlglotError as e:
-        raise SpecError(SpecIssue("where", f"{text!r} does not parse: {_first_line(e)}")) from e
+        raise SpecError(
+            SpecIssue("where", f"{short(text)} does not parse: {_first_line(e)}")
+        ) from e
+    except RecursionError as e:
+        raise SpecError(SpecIssue("where", f"{short(text)} is nested too deeply")) from e
     if len(statements) != 1 or statements[0] is None:
-        raise SpecError(SpecIssue("where", f"{text!r} is not one boolean expression"))
+        raise SpecError(SpecIssue("where", f"{short(text)} is not one boolean expression"))
     tree = statements[0]
+    if _tree_depth(tree) > MAX_TREE_DEPTH:
+        raise SpecError(
+            SpecIssue(
+                "where",
+                f"{short(text)} is nested more than {MAX_TREE_DEPTH} operations deep; "
+                "split it or use IN (...)",
+            )
+        )
     for node in tree.walk():
         if not isinstance(node, _ALLOWED):
             raise SpecError(
                 SpecIssue(
                     "where",
-                    f"{text!r} uses {node.sql(dialect='duckdb')!r} "
+                    f"{short(text)} uses {short(node.sql(dialect='duckdb'))} "
                     f"({type(node).__name__}), which is not allowed; allowed: {ALLOWED_TEXT}",
                 )
             )
@@ -96,29 +116,83 @@ def _parse(text: str) -> exp.Expression:
             node.table or not isinstance(node.this, exp.Identifier)
         ):
             raise SpecError(
-                SpecIssue("where", f"{text!r}: {node.sql()!r} must be a plain column name")
+                SpecIssue(
+                    "where", f"{short(text)}: {short(node.sql())} must be a plain column name"
+                )
             )
         if isinstance(node, exp.In) and (node.args.get("query") or node.args.get("unnest")):
-            raise SpecError(SpecIssue("where", f"{text!r}: IN takes a list of literals only"))
+            raise SpecError(SpecIssue("where", f"{short(text)}: IN takes a list of literals only"))
         if isinstance(node, exp.In) and not all(
             isinstance(e, (exp.Literal, exp.Neg, exp.Null, exp.Boolean)) for e in node.expressions
         ):
-            raise SpecError(SpecIssue("where", f"{text!r}: IN takes a list of literals only"))
+            raise SpecError(SpecIssue("where", f"{short(text)}: IN takes a list of literals only"))
         if isinstance(node, exp.Is) and not isinstance(node.expression, exp.Null):
-            raise SpecError(SpecIssue("where", f"{text!r}: IS is allowed only as IS [NOT] NULL"))
+            raise SpecError(
+                SpecIssue("where", f"{short(text)}: IS is allowed only as IS [NOT] NULL")
+            )
         if isinstance(node, (exp.Like, exp.ILike)) and not isinstance(node.expression, exp.Literal):
-            raise SpecError(SpecIssue("where", f"{text!r}: LIKE needs a string literal pattern"))
-        if (
-            isinstance(node, exp.Round)
-            and node.args.get("decimals") is not None
-            and not (isinstance(node.args["decimals"], exp.Literal))
-        ):
-            raise SpecError(SpecIssue("where", f"{text!r}: round() takes literal decimals"))
+            raise SpecError(
+                SpecIssue("where", f"{short(text)}: LIKE needs a string literal pattern")
+            )
+        if isinstance(node, exp.Round) and node.args.get("decimals") is not None:
+            places = node.args["decimals"]
+            if isinstance(places, exp.Neg):
+                places = places.this
+            if not (
+                isinstance(places, exp.Literal)
+                and not places.is_string
+                and places.this.isdigit()
+                and int(places.this) <= 400
+            ):
+                raise SpecError(
+                    SpecIssue(
+                        "where",
+                        f"{short(text)}: round() takes whole-number literal decimals "
+                        "from -400 to 400",
+                    )
+                )
     if isinstance(tree, (exp.Literal, exp.Column)) or _is_arithmetic(tree):
         raise SpecError(
-            SpecIssue("where", f"{text!r} is not a boolean expression (compare it, e.g. '> 0')")
+            SpecIssue(
+                "where", f"{short(text)} is not a boolean expression (compare it, e.g. '> 0')"
+            )
         )
     return tree
+
+
+#: Limits of a ``where``: characters, parenthesis depth, depth of the parsed tree (every
+#: later step, DuckDB's parser included, walks it recursively).
+MAX_CHARS = 10_000
+MAX_DEPTH = 64
+MAX_TREE_DEPTH = 256
+
+
+def _paren_depth(text: str) -> int:
+    """Deepest nesting of parentheses outside string literals."""
+    depth = deepest = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    return deepest
+
+
+def _tree_depth(tree: exp.Expression) -> int:
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in node.iter_expressions())
+    return deepest
 
 
 def _is_arithmetic(tree: exp.Expression) -> bool:
@@ -132,7 +206,7 @@ def _first_line(e: Exception) -> str:
 def parse(text: str) -> exp.Expression:
     """Parse and check a ``where`` expression; a fresh copy each call."""
     if not isinstance(text, str) or not text.strip():
-        raise SpecError(SpecIssue("where", f"{text!r} must be a non-empty string"))
+        raise SpecError(SpecIssue("where", f"{short(text)} must be a non-empty string"))
     return _parse(text).copy()
 
 

@@ -274,6 +274,30 @@ def spark_path(path: str) -> str:
     return path
 
 
+def _unescape(path: str) -> str:
+    """A path as sqltargets escapes it for DuckDB (``[*]``, ``[?]``, ``[[]``), plain again."""
+    for c in "*?[":
+        path = path.replace(f"[{c}]", c)
+    return path
+
+
+def _brace(paths: list[str]) -> str:
+    """Several files as one Hadoop glob: their common folder, then ``{a,b,...}``.
+
+    >>> _brace(["/d/a.parquet", "/d/x/b.parquet"]), _brace(["/d/a.parquet"])
+    ('/d/{a.parquet,x/b.parquet}', '/d/a.parquet')
+    """
+    if len(paths) == 1:
+        return paths[0]
+    import posixpath
+
+    base = posixpath.commonpath([posixpath.dirname(p) for p in paths])
+    if not base or base == ".":
+        return "{" + ",".join(paths) + "}"
+    rel = [posixpath.relpath(p, base) for p in paths]
+    return posixpath.join(base, "{" + ",".join(rel) + "}")
+
+
 # ---------------------------------------------------------------------------------------------
 # scopes
 
@@ -477,6 +501,10 @@ class _Translator:
                 raise _refuse(fn, "read_parquet takes one path argument")
             name = opt.this.name.lower()
             value = opt.expression
+            if name == "hive_partitioning" and isinstance(value, exp.Boolean) and not value.this:
+                continue  # Spark infers no partitions from a list of files either
+            if name == "union_by_name":
+                raise _refuse(fn, "input files whose column types differ are not translated")
             if name not in _PARQUET_OPTIONS:
                 raise _refuse(fn, f"read_parquet option {name!r} is not translated")
             if not (isinstance(value, exp.Boolean) and value.this is True):
@@ -488,10 +516,11 @@ class _Translator:
         elif isinstance(arg, exp.Array) and all(
             isinstance(a, exp.Literal) and a.is_string for a in arg.expressions
         ):
-            paths = [spark_path(a.this) for a in arg.expressions]
-            if any(set(p) & set("{},") for p in paths):
-                raise _refuse(fn, "a list of paths with braces or commas has no Spark spelling")
-            path = "{" + ",".join(paths) + "}" if len(paths) > 1 else paths[0]
+            # sqltargets lists the files itself and escapes them against DuckDB's globbing
+            paths = [_unescape(a.this) for a in arg.expressions]
+            if any(set(p) & set("{},[]*?\\") for p in paths):
+                raise _refuse(fn, "a list of paths with glob characters has no Spark spelling")
+            path = _brace(paths)
         else:
             raise _refuse(fn, "read_parquet needs literal paths")
         return exp.to_identifier(path, quoted=True), options

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import duckdb
 
-from ..errors import SqlTargetsError
+from ..errors import ArgumentError, short
+
+#: More DuckDB threads than this is a mistake (each thread is an OS thread).
+MAX_THREADS = 1024
 
 
 def connect(
@@ -18,18 +22,36 @@ def connect(
     """A new in-memory DuckDB connection with the given resource settings."""
     config: dict[str, Any] = {}
     if threads is not None:
-        config["threads"] = int(threads)
+        if (
+            isinstance(threads, bool)
+            or not isinstance(threads, int)
+            or not 1 <= threads <= MAX_THREADS
+        ):
+            raise ArgumentError(
+                f"threads: {short(threads)} is not allowed; expected a whole number from 1 to "
+                f"{MAX_THREADS}"
+            )
+        config["threads"] = threads
     if memory_limit is not None:
-        config["memory_limit"] = str(memory_limit)
+        if not isinstance(memory_limit, str) or not memory_limit.strip():
+            raise ArgumentError(
+                f"memory_limit: {short(memory_limit)} is not allowed; expected a size such as "
+                "'4GB' or '512MB'"
+            )
+        config["memory_limit"] = memory_limit
     if temp_directory is not None:
-        config["temp_directory"] = str(temp_directory)
+        if not isinstance(temp_directory, (str, os.PathLike)) or not os.fspath(temp_directory):
+            raise ArgumentError(
+                f"temp_directory: {short(temp_directory)} is not allowed; expected a folder path"
+            )
+        config["temp_directory"] = os.fspath(temp_directory)
     if memory_limit is not None:
         # lets DuckDB spill more freely; results keep their ORDER BY order regardless
         config["preserve_insertion_order"] = False
     try:
         con = duckdb.connect(":memory:", config=config)
     except duckdb.Error as e:
-        raise SqlTargetsError(f"cannot open DuckDB with settings {config}: {message(e)}") from e
+        raise ArgumentError(f"cannot open DuckDB with settings {config}: {message(e)}") from e
     con.execute("SET enable_progress_bar = false")
     return con
 

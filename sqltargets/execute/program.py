@@ -22,7 +22,7 @@ comment line per kernel call.
 >>> prog.columns
 ('_u', '_time', '_tb', '_v0', '_f0', '_p_day')
 >>> print(prog.calls[0].describe())
-s: sum of _v0 where _f0, expanding/day (key _p_day) -> double
+s: sum of _v0 where _f0, expanding/day (key _p_day) -> double (past-looking)
 """
 
 from __future__ import annotations

@@ -159,7 +159,10 @@ class Events:
                 x = arrays.doubles(c) + 0.0  # -0.0 -> 0.0
                 x[np.isnan(x)] = np.nan
                 c = pa.chunked_array([arrays.from_numpy(x.view(np.int64), arrays.valid(c))])
-            enc = pc.dictionary_encode(c).combine_chunks()
+            try:
+                enc = pc.dictionary_encode(c).combine_chunks()
+            except pa.ArrowNotImplementedError:  # nested values: by their contents
+                return _python_codes(c.to_pylist())
             idx = enc.indices
             codes = arrays.numpy(idx, np.int64)
             if idx.null_count:
@@ -167,6 +170,30 @@ class Events:
             return codes, max(len(enc.dictionary), 1)
 
         return self._get(("c", col), make)
+
+
+def _nested_key(v: Any) -> Any:
+    # equal contents, equal keys: lists, structs and maps by their items, NaN one value
+    if isinstance(v, float) and v != v:
+        return ("NaN",)
+    if isinstance(v, list):
+        return ("list", tuple(_nested_key(x) for x in v))
+    if isinstance(v, dict):
+        return ("struct", tuple((k, _nested_key(x)) for k, x in v.items()))
+    if isinstance(v, tuple):
+        return ("pair", tuple(_nested_key(x) for x in v))
+    return v
+
+
+def _python_codes(values: list[Any]) -> tuple[np.ndarray, int]:
+    """Dense codes of values Arrow cannot hash (lists, structs, maps); nulls -1."""
+    seen: dict[Any, int] = {}
+    codes = np.fromiter(
+        (-1 if v is None else seen.setdefault(_nested_key(v), len(seen)) for v in values),
+        dtype=np.int64,
+        count=len(values),
+    )
+    return codes, max(len(seen), 1)
 
 
 class Scratch:

@@ -19,20 +19,20 @@ import pyarrow as pa
 from ..compile.aggregates import reads
 from ..compile.plan import Plan, build
 from ..compile.render import (
-    ROW_ID_COLUMN,
     Source,
     ident,
     literal,
     parquet_source,
     relation_source,
     shard_condition,
+    unused_name,
 )
 from ..compile.spec import TargetSet
 from ..errors import DataError, DroppedRowsWarning, SourceError, did_you_mean
 from . import store as store_mod
 from .connection import connect
 from .connection import message as _msg
-from .files import GLOB_CHARS, parquet_files
+from .files import InputSchema, Listing, has_glob, input_schema, list_input
 
 __all__ = ["Input", "connect", "resolve"]
 
@@ -43,6 +43,7 @@ INTEGER_TYPES = {
 FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
 TIME_TYPES = {
     "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "TIMESTAMPTZ_NS": "timestamptz",
     "TIMESTAMP": "timestamp",
     "TIMESTAMP_NS": "timestamp",
     "TIMESTAMP_MS": "timestamp",
@@ -66,6 +67,8 @@ class Input:
     name: str = ""
     types: dict[str, str] = field(default_factory=dict)  # column -> DuckDB type
     arrow_schema: pa.Schema | None = None  # the input's own Arrow types, when known
+    listing: Listing | None = None  # a Parquet input's files, in read order
+    file_schema: InputSchema | None = None  # their common columns and types
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Make an Arrow input visible to ``con`` (a no-op for files and tables)."""
@@ -84,8 +87,31 @@ class Input:
         """A FROM-clause item reading the raw input (no row positions)."""
         s = self.source
         if s.kind == "parquet":
-            return f"read_parquet({s.files})"
+            if s.columns == "f.*":
+                return s.read
+            return f"(SELECT {s.columns} FROM {s.read} AS f)"
         return s.relation
+
+    def positions_sql(self, name: str) -> str:
+        """A FROM-clause item reading the input with its input position as column ``name``
+        (files in name order, rows in file order; a table's rowid; a store's recorded
+        positions): the same positions as ``row_id``. ``name`` must not be an input column."""
+        from ..compile.render import render_source
+
+        s = self.source
+        drop = [s.rid_name]
+        if s.kind == "parquet" and s.columns == "f.*":  # f.* carries read_parquet's columns
+            if s.rid_column:
+                drop.append(s.rid_column)
+            else:
+                drop += [s.filename] if s.multi else []
+                drop.append("file_row_number")
+        elif s.kind == "relation" and s.rid_column not in ("", "rowid"):
+            drop.append(s.rid_column)
+        return (
+            f"(WITH {render_source(s)} "
+            f"SELECT * EXCLUDE ({', '.join(drop)}), {s.rid_name} AS {ident(name)} FROM src)"
+        )
 
 
 def looks_like_path(source: str) -> bool:
@@ -94,10 +120,60 @@ def looks_like_path(source: str) -> bool:
     return (
         "/" in source
         or os.sep in source
-        or bool(GLOB_CHARS & set(source))
+        or has_glob(source)
         or source.lower().endswith(".parquet")
-        or os.path.exists(source)
+        or os.path.lexists(source)
     )
+
+
+#: DuckDB's names for a Parquet file's row position, which an input column would hide.
+ROW_NUMBER_NAMES = ("file_row_number",)
+
+
+def parquet_input(path: str, *, absolute: bool = True, label: str | None = None) -> Input:
+    """A Parquet file, folder or glob: its files listed once (:func:`files.list_input`), their
+    common column types (:func:`files.input_schema`), read by DuckDB as an explicit list."""
+    listing = list_input(path)
+    schema = input_schema(listing.files)
+    clash = [n for n in schema.schema.names if n.lower() in ROW_NUMBER_NAMES]
+    if clash:
+        raise DataError(
+            f"input column {clash[0]!r} has the name DuckDB gives each row's position in its "
+            "file, which sqltargets needs for row_id; rename the column"
+        )
+    files = [os.path.abspath(f) if absolute else f for f in listing.files]
+    casts = {c: duck_type(t) for c, t in schema.casts.items()}
+    for f in schema.schema:  # zoned nanoseconds: as microseconds (see for_duckdb)
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns" and f.type.tz is not None:
+            casts[f.name] = "TIMESTAMPTZ"
+    src = parquet_source(
+        files, multi=listing.multi, rid=True, columns=schema.schema.names, casts=casts,
+        union=not schema.same, explicit=not schema.same,
+    )  # fmt: skip
+    return Input(src, label=label or path, listing=listing, file_schema=schema)
+
+
+def duck_type(t: pa.DataType) -> str:
+    """The DuckDB type name of a common column type (:func:`files.common_type`'s results).
+
+    >>> duck_type(pa.decimal128(12, 3)), duck_type(pa.timestamp("ns", tz="UTC"))
+    ('DECIMAL(12,3)', 'TIMESTAMPTZ')
+    """
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if pa.types.is_timestamp(t):
+        if t.tz is not None:
+            return "TIMESTAMPTZ"
+        return "TIMESTAMP_NS" if t.unit == "ns" else "TIMESTAMP"
+    names = {
+        pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT", pa.uint8(): "UTINYINT", pa.uint16(): "USMALLINT",
+        pa.uint32(): "UINTEGER", pa.uint64(): "UBIGINT", pa.float64(): "DOUBLE",
+        pa.string(): "VARCHAR", pa.binary(): "BLOB", pa.date32(): "DATE",
+    }  # fmt: skip
+    if t in names:
+        return names[t]
+    raise DataError(f"internal error: no DuckDB type for {t}; please report this")
 
 
 def resolve(
@@ -108,48 +184,164 @@ def resolve(
     absolute: bool = True,
 ) -> Input:
     """Resolve ``source`` (Parquet path/glob/folder, Arrow table or reader, pandas frame,
-    or a table/view name in ``con``)."""
-    # input positions are needed for row_id, and break ties between repeated ids
-    rid = True
+    or a table/view name in ``con``). A ``pathlib.Path`` is always a path; a string that
+    names both a table of ``con`` and a path on disk is an error."""
     if isinstance(source, Path):
-        source = str(source)
+        return _path_input(os.fspath(source), absolute)
     if isinstance(source, str):
-        if con is not None and not looks_like_path(source):
+        if con is not None and _is_relation(source, con):
+            if os.path.lexists(source) or (has_glob(source) and list_input_or_none(source)):
+                raise SourceError(
+                    f"input {source!r} is both a table in the connection and a path on disk; "
+                    "pass pathlib.Path(...) for the files, or the table's schema-qualified "
+                    "name (main.<table>)"
+                )
             return _relation_input(source, ts, con)
+        if con is not None and not looks_like_path(source):
+            return _relation_input(source, ts, con)  # an error with a did-you-mean
         if not looks_like_path(source):
             # a bare name with no connection and no such file
             raise SourceError(
                 f"input {source!r} does not exist (to read a table, pass connection=)"
             )
-        if store_mod.is_store(source):
-            reason = store_mod.stale_reason(source)
-            if reason:
-                raise SourceError(
-                    f"store {source!r} is stale: {reason}; run 'sqltargets prepare' again"
-                )
-            data = os.path.join(source, store_mod.DATA)
-            data = os.path.abspath(data) if absolute else data
-            src = parquet_source(data, multi=False, rid=rid, rid_column=store_mod.ROW_ID)
-            return Input(src, label=source)
-        pattern, _, multi = parquet_files(source)
-        if absolute:
-            pattern = os.path.abspath(pattern)
-        return Input(parquet_source(pattern, multi=multi, rid=rid), label=source)
+        return _path_input(source, absolute)
     source = as_arrow(source)
     if isinstance(source, pa.Table):
-        if ROW_ID_COLUMN in source.column_names:
-            raise DataError(f"input has a column named {ROW_ID_COLUMN!r}, which sqltargets uses")
         schema = source.schema
-        table = source.append_column(
-            ROW_ID_COLUMN, pa.array(range(source.num_rows), type=pa.int64())
-        )
+        pos = unused_name("_st_pos", schema.names)
+        table = for_duckdb(source)
+        table = table.append_column(pos, pa.array(range(table.num_rows), type=pa.int64()))
         name = f"_sqltargets_input_{uuid.uuid4().hex[:12]}"
-        src = relation_source(name, rid_column=ROW_ID_COLUMN)
+        src = relation_source(name, rid_column=pos, columns=table.column_names)
         return Input(src, label="Arrow table", arrow_table=table, name=name, arrow_schema=schema)
     raise SourceError(
         "input: expected a Parquet path, glob or folder, a pyarrow Table or RecordBatchReader, "
         f"or a table name with connection=; got {type(source).__name__}"
     )
+
+
+def list_input_or_none(path: str) -> Listing | None:
+    """:func:`files.list_input`, or None when the path lists nothing."""
+    try:
+        return list_input(path)
+    except SourceError:
+        return None
+
+
+def _path_input(source: str, absolute: bool) -> Input:
+    if store_mod.is_store(source):
+        reason = store_mod.stale_reason(source)
+        if reason:
+            raise SourceError(
+                f"store {source!r} is stale: {reason}; run 'sqltargets prepare' again"
+            )
+        return store_mod.store_input(source, absolute=absolute)
+    return parquet_input(source, absolute=absolute)
+
+
+def _is_relation(name: str, con: duckdb.DuckDBPyConnection) -> bool:
+    schema, table = name.split(".", 1) if "." in name else (None, name)
+    try:
+        rows = con.execute(
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_name = ? AND (? IS NULL OR table_schema = ?)",
+            [table, schema, schema],
+        ).fetchall()
+    except duckdb.Error as e:
+        raise SourceError(f"input {name!r}: the connection cannot be used: {_msg(e)}") from e
+    return bool(rows)
+
+
+def for_duckdb(table: pa.Table) -> pa.Table:
+    """An Arrow table with the types DuckDB cannot take from Arrow made readable, as DuckDB
+    reads the same types from Parquet: half floats as float32, 256-bit decimals of up to 38
+    digits as 128-bit ones and longer ones as double, string and binary views as plain."""
+    changed = False
+    columns = []
+    for f, col in zip(table.schema, table.columns):
+        t = f.type
+        want = t
+        if pa.types.is_float16(t):
+            want = pa.float32()
+        elif pa.types.is_decimal(t) and t.bit_width == 256:
+            want = pa.decimal128(t.precision, t.scale) if t.precision <= 38 else pa.float64()
+        elif pa.types.is_string_view(t):
+            want = pa.string()
+        elif pa.types.is_binary_view(t):
+            want = pa.binary()
+        elif pa.types.is_timestamp(t) and t.unit == "ns" and t.tz is not None:
+            # DuckDB's TIMESTAMPTZ_NS has few functions: microseconds, rounded down as
+            # DuckDB casts them (and as the reference reads nanoseconds)
+            col = _floor_to_us(col, t.tz)
+            changed = True
+        if want != t:
+            try:
+                col = col.cast(want, safe=not pa.types.is_floating(want))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise DataError(f"input column {f.name!r} of type {t} cannot be read: {e}") from e
+            changed = True
+        columns.append(col)
+    if not changed:
+        return table
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _floor_to_us(col: pa.ChunkedArray | pa.Array, tz: str) -> pa.Array:
+    import numpy as np
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    ns = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    us = np.floor_divide(ns, 1000)
+    mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    return pa.array(us, pa.int64(), mask=mask).cast(pa.timestamp("us", tz=tz))
+
+
+def align(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` (read by pyarrow) with each column cast to the type DuckDB reads it as
+    (``schema``), where the two differ and the cast keeps every value; so that the reference
+    and ``verify`` see the values the run sees (a Parquet duration is an integer to DuckDB,
+    a categorical a string, a 40-digit decimal a double)."""
+    columns = []
+    for f, col in zip(table.schema, table.columns):
+        if f.name in schema.names:
+            want = schema.field(f.name).type
+            if _kind(want) != _kind(f.type):
+                try:
+                    col = col.cast(want)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    if pa.types.is_dictionary(f.type):
+                        col = col.cast(f.type.value_type)
+            columns.append(col)
+        else:
+            columns.append(col)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _kind(t: pa.DataType) -> str:
+    """A type's family, where a difference in family changes values (a duration read as an
+    integer), and a difference within it does not (a time zone's name, a string's width)."""
+    for name, test in (
+        ("timestamp", pa.types.is_timestamp),
+        ("string", lambda x: pa.types.is_string(x) or pa.types.is_large_string(x)),
+        ("binary", lambda x: pa.types.is_binary(x) or pa.types.is_large_binary(x)),
+        ("list", lambda x: pa.types.is_list(x) or pa.types.is_large_list(x)),
+        ("struct", pa.types.is_struct),
+        ("map", pa.types.is_map),
+    ):
+        if test(t):
+            return name
+    return str(t)
+
+
+def duckdb_schema(inp: Input, con: duckdb.DuckDBPyConnection) -> pa.Schema:
+    """The Arrow schema of the input as DuckDB reads it."""
+    inp.register(con)
+    try:
+        return con.sql(f"SELECT * FROM {inp.scan_sql()} LIMIT 0").to_arrow_table().schema
+    except duckdb.Error as e:
+        raise SourceError(f"cannot read input {inp.label!r}: {_msg(e)}") from e
+    finally:
+        inp.unregister(con)
 
 
 def as_arrow(source: Any) -> Any:
@@ -166,7 +358,7 @@ def as_arrow(source: Any) -> Any:
     return source
 
 
-def _relation_input(name: str, ts: TargetSet, con: duckdb.DuckDBPyConnection) -> Input:
+def _relation_input(name: str, ts: TargetSet | None, con: duckdb.DuckDBPyConnection) -> Input:
     schema = None
     table = name
     if "." in name:
@@ -185,13 +377,27 @@ def _relation_input(name: str, ts: TargetSet, con: duckdb.DuckDBPyConnection) ->
             f"{did_you_mean(table, known)}"
         )
     is_view = rows[0][0] == "VIEW"
-    if is_view and ts.columns.id is None:
+    if is_view and ts is not None and ts.columns.id is None:
         raise SourceError(
             f"input {name!r} is a view, whose row order is not defined; set columns.id "
             "(a unique transaction id) in the spec, or pass a table"
         )
     rid_column = "" if is_view else "rowid"
-    return Input(relation_source(table, schema=schema, rid_column=rid_column), label=name)
+    cols = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = ? AND (? IS NULL OR table_schema = ?)",
+            [table, schema, schema],
+        ).fetchall()
+    ]
+    if rid_column and "rowid" in {c.lower() for c in cols}:
+        raise DataError(
+            f"input {name!r} has a column named 'rowid', which hides the table's row "
+            "positions that sqltargets needs for row_id; rename the column"
+        )
+    src = relation_source(table, schema=schema, rid_column=rid_column, columns=cols)
+    return Input(src, label=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,7 +410,8 @@ def describe(inp: Input, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         rows = con.sql(f"DESCRIBE SELECT * FROM {inp.scan_sql()}").fetchall()
     except duckdb.Error as e:
         raise SourceError(f"cannot read input {inp.label!r}: {_msg(e)}") from e
-    inp.types = {r[0]: r[1] for r in rows}
+    internal = {inp.source.rid_column} if inp.source.rid_column != "rowid" else set()
+    inp.types = {r[0]: r[1] for r in rows if ident(r[0]) not in internal}
     return inp.types
 
 
@@ -221,12 +428,22 @@ def check_columns(ts: TargetSet, types: dict[str, str]) -> str:
         return types[col]
 
     c = ts.columns
-    need(c.user, "columns.user")
+    user_type = need(c.user, "columns.user")
+    if user_type not in INTEGER_TYPES and user_type != "VARCHAR":
+        raise DataError(
+            f"columns.user: column {c.user!r} has type {user_type}; expected an integer or a "
+            "string (a user id)"
+        )
     time_type = need(c.time, "columns.time")
     need(c.amount, "columns.amount")
     mcc_type = need(c.mcc, "columns.mcc")
     if c.id:
-        need(c.id, "columns.id")
+        id_type = need(c.id, "columns.id")
+        if id_type not in INTEGER_TYPES and id_type != "VARCHAR":
+            raise DataError(
+                f"columns.id: column {c.id!r} has type {id_type}; expected an integer or a "
+                "string (a transaction id)"
+            )
     if mcc_type not in INTEGER_TYPES and mcc_type != "VARCHAR":
         raise DataError(
             f"columns.mcc: column {c.mcc!r} has type {mcc_type}; expected an integer or a "
@@ -314,6 +531,13 @@ def prepare(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Plan:
     ``con`` is sqltargets' own connection or a cursor, never the user's session itself.
     """
     con.execute(f"SET TimeZone = {literal(ts.timezone)}")
+    partial = inp.file_schema.partial if inp.file_schema is not None else {}
+    for col in ts.input_columns():
+        if col in partial:
+            raise DataError(
+                f"column {col!r}, which the spec reads, is missing from input file "
+                f"{partial[col]!r} (a column must be in every file of the input)"
+            )
     types = describe(inp, con)
     time_kind = check_columns(ts, types)
     return build(ts, time_kind=time_kind, numeric=numeric_columns(types))

@@ -20,33 +20,49 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import SourceError
-from .files import parquet_files, replace_dir
+from .files import (
+    STORE_MANIFEST,
+    check_output,
+    footer,
+    give_umask,
+    has_glob,
+    input_paths,
+    list_input,
+    remove,
+    replace_dir,
+    temp_dir,
+)
 
-MANIFEST = "sqltargets-store.json"
+MANIFEST = STORE_MANIFEST
 DATA = "data.parquet"
+#: The input-position column of stores written before the name was chosen per input.
 ROW_ID = "_sqltargets_row_id"
 FORMAT = 1
 
 
 def fingerprint(source: str | Path) -> dict[str, Any]:
-    """What identifies the input's content cheaply: its files, sizes and mtimes."""
-    _pattern, files, _ = parquet_files(str(source))
+    """What identifies the input's content cheaply: its files (the one listing of
+    :func:`files.list_input`), sizes and mtimes."""
     stats = []
-    for f in files:
-        st = os.stat(f)
+    for f in list_input(str(source)).files:
+        try:
+            st = os.stat(f)
+        except OSError as e:
+            raise SourceError(f"input file {f!r} cannot be read: {e.strerror or e}") from e
         stats.append([os.path.abspath(f), st.st_size, st.st_mtime_ns])
     return {"input": os.path.abspath(str(source)), "files": stats}
 
 
 def is_store(path: str | Path) -> bool:
     """Whether ``path`` is a prepared store folder."""
-    return (Path(path) / MANIFEST).is_file()
+    try:
+        return (Path(path) / MANIFEST).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def read_manifest(store: str | Path) -> dict[str, Any]:
@@ -55,11 +71,50 @@ def read_manifest(store: str | Path) -> dict[str, Any]:
         manifest = json.loads((Path(store) / MANIFEST).read_text())
     except (OSError, ValueError) as e:
         raise SourceError(f"store {str(store)!r}: unreadable manifest: {e}") from e
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SourceError(
-            f"store {str(store)!r} has format {manifest.get('format')}; prepare it again"
+            f"store {str(store)!r} has format "
+            f"{manifest.get('format') if isinstance(manifest, dict) else None}; prepare it again"
         )
     return manifest
+
+
+def row_id_column(manifest: dict[str, Any]) -> str:
+    """The store's input-position column."""
+    return str(manifest.get("row_id_column", ROW_ID))
+
+
+def store_input(store: str | Path, *, absolute: bool = True) -> Any:
+    """An :class:`~sqltargets.execute.source.Input` reading the store's sorted copy, with its
+    recorded input positions (the store's own position column is not an input column)."""
+    from ..compile.render import parquet_source
+    from .source import Input
+
+    manifest = read_manifest(store)
+    rid = row_id_column(manifest)
+    data = os.path.join(os.fspath(store), DATA)
+    schema = footer(data).schema.to_arrow_schema()
+    columns = [n for n in schema.names if n != rid]
+    src = parquet_source(
+        os.path.abspath(data) if absolute else data, multi=False, rid=True, rid_column=rid,
+        columns=columns, explicit=True,
+    )  # fmt: skip
+    return Input(src, label=str(store))
+
+
+def read_store(store: str | Path) -> Any:
+    """The store's rows as an Arrow table in input order, without its position column."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rid = row_id_column(read_manifest(store))
+    data = os.path.join(os.fspath(store), DATA)
+    try:
+        table = pq.read_table(data)
+    except (OSError, ValueError) as e:
+        raise SourceError(f"store {str(store)!r} cannot be read: {e}") from e
+    order = pc.sort_indices(table.column(rid))
+    return table.take(order).drop_columns([rid])
 
 
 def is_fresh(store: str | Path, source: str | Path | None = None) -> bool:
@@ -78,7 +133,7 @@ def stale_reason(store: str | Path) -> str | None:
     """Why a store no longer matches its input, or None when it does (or the input is gone)."""
     manifest = read_manifest(store)
     old = manifest["fingerprint"]
-    if not os.path.exists(old["input"]) and not any(c in old["input"] for c in "*?["):
+    if not os.path.exists(old["input"]) and not has_glob(old["input"]):
         return None
     try:
         new = fingerprint(old["input"])
@@ -111,65 +166,67 @@ def prepare(
     """Write a store of the Parquet ``source`` sorted by ``user``, ``time`` and input position.
 
     The store is written to a temporary folder beside ``store`` and renamed into place, so a
-    failed prepare leaves any earlier store untouched.
+    failed prepare leaves any earlier store untouched. A store may not be, contain or lie
+    inside its input (nor replace a folder that is not a store).
     """
-    from ..compile.render import ident, literal
-    from .connection import connect
+    import duckdb
 
-    store = Path(store)
-    if store.exists() and not is_store(store):
-        raise SourceError(f"store {str(store)!r} exists and is not a sqltargets store")
+    from ..compile.render import ident, literal, unused_name
+    from .connection import connect
+    from .connection import message as _msg
+    from .source import parquet_input
+
+    if not isinstance(source, (str, Path)):
+        raise SourceError("prepare: the input must be a Parquet path (file, folder or glob)")
+    if is_store(source):
+        raise SourceError(f"prepare: input {str(source)!r} is a store already")
+    store = check_output(
+        store, inputs=input_paths(source), folder=True, what="store", kinds=("store",)
+    )
     before = fingerprint(source)
-    pattern, files, _multi = parquet_files(str(source))
+    inp = parquet_input(str(source))
+    assert inp.file_schema is not None and inp.listing is not None
+    cols = inp.file_schema.schema.names
+    for c, role in ((user, "user"), (time, "time")):
+        if c not in cols:
+            raise SourceError(
+                f"prepare: the {role} column {c!r} is not in the input; columns are: "
+                f"{', '.join(cols)}"
+            )
+    rid = unused_name(ROW_ID, cols)
     con = connect(threads=threads, memory_limit=memory_limit, temp_directory=temp_directory)
-    parent = store.parent if str(store.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{store.name}.", dir=parent))
+    tmp = temp_dir(store)
     try:
-        cols = [
-            r[0]
-            for r in con.sql(
-                f"DESCRIBE SELECT * FROM read_parquet({literal(os.path.abspath(pattern))})"
-            ).fetchall()
-        ]
-        for c, role in ((user, "user"), (time, "time")):
-            if c not in cols:
-                raise SourceError(
-                    f"prepare: the {role} column {c!r} is not in the input; columns are: {', '.join(cols)}"
-                )
-        if ROW_ID in cols:
-            raise SourceError(f"prepare: the input already has a column named {ROW_ID!r}")
-        src = literal(os.path.abspath(pattern))
         query = (
-            "SELECT f.* EXCLUDE (filename, file_row_number), "
-            f"CAST(o._off + f.file_row_number AS BIGINT) AS {ident(ROW_ID)} "
-            f"FROM read_parquet({src}, filename = TRUE, file_row_number = TRUE) AS f "
-            "JOIN (SELECT filename, SUM(n) OVER (ORDER BY filename ROWS BETWEEN UNBOUNDED "
-            "PRECEDING AND CURRENT ROW) - n AS _off FROM (SELECT filename, COUNT(*) AS n "
-            f"FROM read_parquet({src}, filename = TRUE) GROUP BY filename)) AS o "
-            "ON f.filename = o.filename "
-            f"ORDER BY {ident(user)}, {ident(time)}, {ident(ROW_ID)}"
+            f"SELECT * FROM {inp.positions_sql(rid)} "
+            f"ORDER BY {ident(user)}, {ident(time)}, {ident(rid)}"
         )
-        con.execute(
-            f"COPY ({query}) TO {literal(str(tmp / DATA))} "
-            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-        )
-        rows = con.sql(f"SELECT count(*) FROM read_parquet({literal(str(tmp / DATA))})").fetchall()[
-            0
-        ][0]
+        try:
+            con.execute(
+                f"COPY ({query}) TO {literal(str(tmp / DATA))} "
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+            )
+            rows = con.sql(
+                f"SELECT count(*) FROM read_parquet({literal(str(tmp / DATA))})"
+            ).fetchall()[0][0]
+        except duckdb.Error as e:
+            raise SourceError(f"prepare: DuckDB failed: {_msg(e)}") from e
         if fingerprint(source) != before:
             raise SourceError(f"prepare: input {str(source)!r} changed while it was being read")
         manifest = {
             "format": FORMAT,
             "fingerprint": before,
-            "sorted_by": [user, time, ROW_ID],
+            "sorted_by": [user, time, rid],
+            "row_id_column": rid,
             "rows": rows,
-            "files": len(files),
+            "files": len(inp.listing.files),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        give_umask(tmp / DATA)
+        give_umask(tmp / MANIFEST)
         replace_dir(tmp, store)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove(tmp)
         raise
     finally:
         con.close()

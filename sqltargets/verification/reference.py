@@ -37,7 +37,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 import numpy as np
@@ -171,16 +171,15 @@ def _periods_output(
         keys = period_keys[period][rows]
         for key in sorted(set(keys.tolist())):
             first_rows.append(int(rows[keys == key][0]))
-            start = dt.date.fromordinal(key)
-            starts.append(start)
+            starts.append(_date_of(key))
             for target in ts.targets:
                 if target.window.kind == "period":
-                    wanted = start
+                    wanted = key
                 else:  # next_period, `offset` periods after the next one
-                    wanted = start
+                    wanted = key
                     for _ in range(1 + target.window.offset):
-                        wanted = next_period_start(wanted, period)
-                window = keys == wanted.toordinal()
+                        wanted = next_period_key(wanted, period)
+                window = keys == wanted
                 members = rows[window & filters[target.name][rows]]
                 window_values = [values[target.name][m] for m in members]
                 results[target.name].append(
@@ -239,7 +238,20 @@ class Clock:
 
 
 def event_clock(ts: TargetSet, table: pa.Table) -> Clock:
-    """The three per-row times of the spec's time column."""
+    """The three per-row times of the spec's time column (an error for local times outside
+    years 1 to 9999, which Python's datetime cannot hold)."""
+    try:
+        return _event_clock(ts, table)
+    except (OverflowError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(
+            f"column {ts.columns.time!r}: a time falls outside years 1 to 9999 in time zone "
+            f"{ts.timezone}, which the NumPy reference (Python's datetime) cannot represent"
+        ) from e
+
+
+def _event_clock(ts: TargetSet, table: pa.Table) -> Clock:
     column = table.column(ts.columns.time)
     kind = column.type
     zone = zoneinfo.ZoneInfo(ts.timezone)
@@ -363,11 +375,50 @@ def next_period_start(start: dt.date, period: str) -> dt.date:
 
 
 def period_keys_of(local: list[dt.datetime], period: str, week_start_index: int) -> np.ndarray:
-    """Per row, the start of its calendar period, as a date ordinal."""
+    """Per row, the start of its calendar period, as a date ordinal (a week that starts
+    before 0001-01-01 has ordinal 0 or less)."""
+    if period == "week":  # in ordinals: a week may start in year 0, which date cannot hold
+        return np.array(
+            [t.date().toordinal() - (t.date().weekday() - week_start_index) % 7 for t in local],
+            dtype=np.int64,
+        )
     return np.array(
         [period_start(t.date(), period, week_start_index).toordinal() for t in local],
         dtype=np.int64,
     )
+
+
+#: A period key no row has: the start of a period after 9999-12-31.
+BEYOND = dt.date.max.toordinal() + 1
+
+
+def next_period_key(key: int, period: str) -> int:
+    """The key (date ordinal) of the period right after the one whose key is ``key``; a
+    period after year 9999 (which no row can be in) is :data:`BEYOND`.
+
+    >>> next_period_key(dt.date(2024, 12, 1).toordinal(), "month") == dt.date(2025, 1, 1).toordinal()
+    True
+    >>> next_period_key(dt.date(9999, 1, 1).toordinal(), "year") == BEYOND
+    True
+    """
+    if period == "day":
+        return key + 1
+    if period == "week":
+        return key + 7
+    try:
+        return next_period_start(dt.date.fromordinal(key), period).toordinal()
+    except (ValueError, OverflowError):
+        return BEYOND
+
+
+def _date_of(key: int) -> dt.date:
+    try:
+        return dt.date.fromordinal(key)
+    except (ValueError, OverflowError) as e:
+        raise DataError(
+            "a period starts before 0001-01-01, which the NumPy reference (Python dates) "
+            "cannot represent"
+        ) from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,10 +453,10 @@ def window_mask(window: Window, k: int, e: np.ndarray, keys: np.ndarray | None) 
         return keys == keys[k]
     if window.kind == "next_period":
         assert keys is not None and window.period is not None
-        wanted = dt.date.fromordinal(int(keys[k]))
+        wanted = int(keys[k])
         for _ in range(1 + window.offset):  # the next period, then `offset` more
-            wanted = next_period_start(wanted, window.period)
-        return keys == wanted.toordinal()
+            wanted = next_period_key(wanted, window.period)
+        return keys == wanted
     assert window.length is not None
     if window.kind == "rolling":
         if window.include_current:
@@ -528,9 +579,16 @@ def _order_key(v: float) -> tuple[int, float]:
 
 
 def _distinct_key(v: Any) -> Any:
-    """Hashable stand-in for a raw value: every NaN counts as one value."""
+    """Hashable stand-in for a raw value: every NaN counts as one value; lists, structs and
+    maps count by their contents."""
     if isinstance(v, float) and math.isnan(v):
         return ("NaN",)
+    if isinstance(v, list):
+        return ("list", tuple(_distinct_key(x) for x in v))
+    if isinstance(v, dict):
+        return ("struct", tuple((k, _distinct_key(x)) for k, x in v.items()))
+    if isinstance(v, tuple):  # a map's (key, value) pairs
+        return ("pair", tuple(_distinct_key(x) for x in v))
     return v
 
 
@@ -731,6 +789,8 @@ def _sql_number(v: Any) -> Any:
         return int(v)
     if isinstance(v, (int, float)):
         return v
+    if isinstance(v, Decimal):
+        return float(v)
     if isinstance(v, str):
         text = v.strip()
         try:
@@ -780,27 +840,33 @@ def _compare(a: Any, b: Any, zone: zoneinfo.ZoneInfo) -> int:
     return (a > b) - (a < b)
 
 
-def _std_round(y: float) -> float:
-    """C's ``round``: halves away from zero."""
-    if not math.isfinite(y):
-        return y
-    t = float(math.trunc(y))
-    if abs(y - t) >= 0.5:
-        t += math.copysign(1.0, y)
-    return t
-
-
 def _sql_round(v: Any, decimals: int) -> Any:
-    x = _sql_number(v)
+    """DuckDB's ``round(x, decimals)``: the exact value of ``x`` (a double's binary value, a
+    decimal's digits) rounded half away from zero, so ``round(0.15::DOUBLE, 1)`` is 0.1 (the
+    double is just below 0.15) and ``round(0.15, 1)`` (a DECIMAL literal) is 0.2."""
+    x = v if isinstance(v, Decimal) else _sql_number(v)
     if isinstance(x, int) and decimals >= 0:
         return x
-    if decimals >= 0:
-        scale = 10.0**decimals
-        rounded = _std_round(float(x) * scale) / scale
+    if isinstance(x, float) and not math.isfinite(x):
+        return x
+    exact = x if isinstance(x, Decimal) else Decimal(x)
+    if decimals > 400:  # finer than any double or decimal: nothing to round
+        rounded = exact
+    elif decimals < -400:
+        rounded = Decimal(0)
     else:
-        scale = 10.0**-decimals
-        rounded = _std_round(float(x) / scale) * scale
-    return int(rounded) if isinstance(x, int) else rounded
+        rounded = exact.quantize(
+            Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP, context=_WIDE
+        )
+    if isinstance(x, int):
+        return int(rounded)
+    if isinstance(x, Decimal):
+        return rounded
+    return float(rounded)
+
+
+#: Enough digits for any double (about 770 significant digits at most) at any scale.
+_WIDE = Context(prec=2000, rounding=ROUND_HALF_UP)
 
 
 def _divide(a: Any, b: Any) -> float:
@@ -887,6 +953,20 @@ class _Where:
         values = np.empty(self.n, dtype=object)
         values[:] = [float(v) if isinstance(v, Decimal) else v for v in raw]
         return Vec(values, np.array([v is None for v in raw], dtype=bool))
+
+    def exact(self, node: exp.Expression) -> Vec:
+        """Like :meth:`eval`, but a numeric literal or a decimal column keeps its exact
+        decimal value (DuckDB reads ``0.15`` as DECIMAL, and rounds decimals exactly)."""
+        if isinstance(node, exp.Literal) and not node.is_string and "." in node.this:
+            return self.constant(Decimal(node.this))
+        if isinstance(node, exp.Column) and node.name in self.table.column_names:
+            column = self.table.column(node.name)
+            if pa.types.is_decimal(column.type):
+                raw = column.to_pylist()
+                values = np.empty(self.n, dtype=object)
+                values[:] = raw
+                return Vec(values, np.array([v is None for v in raw], dtype=bool))
+        return self.eval(node)
 
     def map(self, fn: Callable[..., Any], *args: Vec) -> Vec:
         """Apply ``fn`` row by row; NULL in any argument gives NULL."""
@@ -1004,8 +1084,12 @@ class _Where:
             return self.not_(result) if node.args.get("negate") else result
         if isinstance(node, exp.Round):
             decimals = node.args.get("decimals")
-            places = int(_sql_number(decimals.this)) if decimals is not None else 0
-            return self.map(lambda x: _sql_round(x, places), self.eval(node.this))
+            places = 0
+            if isinstance(decimals, exp.Neg):  # a literal, checked by where.parse
+                places = -int(decimals.this.this)
+            elif decimals is not None:
+                places = int(decimals.this)
+            return self.map(lambda x: _sql_round(x, places), self.exact(node.this))
         if isinstance(node, exp.Coalesce):
             return self.coalesce([self.eval(node.this)] + [self.eval(e) for e in node.expressions])
         if isinstance(node, (exp.Least, exp.Greatest)):
