@@ -297,9 +297,6 @@ def _setup(
         inp.register(con)
         try:
             types = _src.describe(inp, con)
-            internal = [c for c in types if c.startswith("_st_")]
-            for c in internal:
-                types.pop(c)
             kinds = {_src.check_columns(ts, types) for ts in tss}
             time_kind = kinds.pop()
             if kinds:

@@ -490,3 +490,27 @@ def test_datasets_refuse_future_looking_targets_when_past_only() -> None:
             make(spec, tx, past_only=True)
     past = {**spec, "targets": spec["targets"][:1]}
     assert TargetDataset(past, tx, past_only=True)[0]["run"].tolist() == [1.0, 3.0]
+
+
+def test_input_columns_named_like_internal_ones() -> None:
+    # the datasets' own names never collide with the input's (issue 10, item 7)
+    tx = pa.table({
+        "u": [2, 1, 2, 1], "t": pa.array([1, 2, 3, 4], pa.int64()), "a": [1.0, 2.0, 4.0, 8.0],
+        "m": [1, 2, 3, 4], "_st_pos": [9, 9, 9, 9], "_st_rid": [7, 7, 7, 7],
+    })  # fmt: skip
+    spec = {
+        "columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+        "time": {"unit": "s"},
+        "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}],
+    }
+    want = sqltargets.generate(spec, tx)
+    con = duckdb.connect()
+    con.register("raw", tx)
+    con.execute("CREATE TABLE tx AS SELECT * FROM raw")
+    for source, kw in ((tx, {}), ("tx", {"connection": con})):
+        ds = TargetDataset(spec, source, features=["amount", "_st_pos"], **kw)
+        rows = torch.cat([ds[i]["row_id"] for i in range(len(ds))]).tolist()
+        sums = torch.cat([ds[i]["s"] for i in range(len(ds))]).tolist()
+        assert rows == want.column("row_id").to_pylist() == [1, 3, 0, 2]
+        assert sums == want.column("s").to_pylist()
+        assert ds[0]["_st_pos"].tolist() == [9.0, 9.0]

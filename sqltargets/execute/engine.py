@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..compile.plan import Plan, build
-from ..compile.render import ROW_ID_COLUMN, ident, literal, relation_source, render
+from ..compile.render import ident, literal, relation_source, render, unused_name
 from ..compile.spec import COUNTING, TargetSet
 from ..errors import SourceError, SqlTargetsError, did_you_mean
 from . import program as program_mod
@@ -473,11 +473,14 @@ def materialize(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> In
     processes that cannot reach the connection."""
     if inp.arrow_table is not None or inp.source.kind != "relation":
         return inp
-    rid = ROW_ID_COLUMN
-    pos = f", {inp.source.rid_column} AS {rid}" if inp.source.rid else ""
+    columns = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {inp.source.relation}").fetchall()]
+    rid = unused_name("_st_pos", columns)
+    pos = f", {inp.source.rid_column} AS {ident(rid)}" if inp.source.rid else ""
     table = run_table(f"SELECT *{pos} FROM {inp.source.relation}", con)
     name = f"_sqltargets_input_{uuid.uuid4().hex[:12]}"
-    src = relation_source(name, rid_column=rid if inp.source.rid else "")
+    src = relation_source(
+        name, rid_column=rid if inp.source.rid else "", columns=table.column_names
+    )
     schema = (
         table.schema.remove(table.schema.get_field_index(rid)) if inp.source.rid else table.schema
     )
