@@ -279,8 +279,8 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
 
 def _cmd_describe(a: argparse.Namespace) -> int:
-    from .description import PLOT_HINT, describe, plots_available
-    from .report import check_report_path, progress_printer
+    from .description import describe
+    from .report import PLOT_HINT, check_report_path, plots_available, progress_printer
 
     if a.users is not None and a.users < 1:
         raise SqlTargetsError(f"--users: {a.users} is not allowed; expected a positive number")

@@ -57,7 +57,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,11 +66,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import SourceError, SpecError
+from .report import (
+    QUANTILES,
+    REDUNDANT_ABOVE,
+    Progress,
+    _pct,
+)
 
-#: The quantiles of the statistics table, in percent; column ``p01`` … ``p99``.
-QUANTILES = (1, 5, 25, 50, 75, 95, 99)
-#: Series pairs whose |Spearman rho| is above this are flagged as redundant.
-REDUNDANT_ABOVE = 0.95
 #: A pair needs this many rows where both are non-null before it is flagged.
 MIN_PAIR_ROWS = 30
 #: Targets non-empty in fewer than this share of rows are flagged as mostly empty.
@@ -84,17 +85,12 @@ MAX_CORRELATION_ROWS = 200_000
 HIST_BINS = 40
 #: Positive values spanning this ratio (p99 / p01 of |x| > 0) get a log axis.
 LOG_SPAN = 100.0
-#: How to get the plots.
-PLOT_HINT = "pip install 'sqltargets[plot]'"
-
 #: A month whose coverage is below this share of the target's median month is a drop.
 COVERAGE_DROP = 0.5
 
 FLAG_KINDS = (
     "always_empty", "mostly_empty", "constant", "coverage_drop", "redundant", "heavy_tailed"
 )  # fmt: skip
-
-Progress = Callable[[str, int, int], None]
 
 _UNIT_US = {"day": 86_400_000_000, "s": 1_000_000, "ms": 1_000, "us": 1}
 
@@ -184,15 +180,6 @@ class Description:
 
     def _repr_html_(self) -> str:  # Jupyter
         return self.to_html()
-
-
-def plots_available() -> bool:
-    """True when matplotlib (the ``plot`` extra) can be imported."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1140,18 +1127,3 @@ def _flags(
         sa, sb = series[i].name, series[j].name
         flags["redundant"].append(Flag("redundant", (a, b), r, f"{sa} and {sb}: {r:.2f}", (sa, sb)))
     return [f for kind in FLAG_KINDS for f in flags[kind]]
-
-
-def _pct(x: float | None) -> str:
-    """A share as a percentage that never rounds a non-zero to 0% or a non-one to 100%.
-
-    >>> _pct(0.00001), _pct(0.5), _pct(0.99999), _pct(None)
-    ('<0.1%', '50.0%', '>99.9%', '-')
-    """
-    if x is None:
-        return "-"
-    if 0 < x < 0.0005:
-        return "<0.1%"
-    if 0.9995 <= x < 1:
-        return ">99.9%"
-    return f"{100 * x:.1f}%"

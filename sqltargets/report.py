@@ -27,21 +27,50 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from .description import (
-    PLOT_HINT,
-    QUANTILES,
-    REDUNDANT_ABOVE,
-    Description,
-    Progress,
-    _pct,
-    plots_available,
-)
 from .errors import OutputError
+
+if TYPE_CHECKING:  # the data this module renders (sqltargets.description builds it)
+    from .description import Description
+
+#: The quantiles of the statistics table, in percent; column ``p01`` … ``p99``.
+QUANTILES = (1, 5, 25, 50, 75, 95, 99)
+#: Series pairs whose |Spearman rho| is above this are flagged as redundant.
+REDUNDANT_ABOVE = 0.95
+#: How to get the plots.
+PLOT_HINT = "pip install 'sqltargets[plot]'"
+#: A progress callback: (stage, done, total).
+Progress = Callable[[str, int, int], None]
+
+
+def plots_available() -> bool:
+    """True when matplotlib (the ``plot`` extra) can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pct(x: float | None) -> str:
+    """A share as a percentage that never rounds a non-zero to 0% or a non-one to 100%.
+
+    >>> _pct(0.00001), _pct(0.5), _pct(0.99999), _pct(None)
+    ('<0.1%', '50.0%', '>99.9%', '-')
+    """
+    if x is None:
+        return "-"
+    if 0 < x < 0.0005:
+        return "<0.1%"
+    if 0.9995 <= x < 1:
+        return ">99.9%"
+    return f"{100 * x:.1f}%"
+
 
 #: Pixels per inch of every image.
 DPI = 100

@@ -502,7 +502,7 @@ def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_matplotlib_tables_and_a_hint(
     no_matplotlib: None, described: Description, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sqltargets.description import plots_available
+    from sqltargets.report import plots_available
 
     assert not plots_available()
     page = described.to_html()
