@@ -29,14 +29,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 
 from .errors import OutputError
 
-if TYPE_CHECKING:  # the data this module renders (sqltargets.description builds it)
-    from .description import Description
+#: What this module renders: a :class:`sqltargets.description.Description`, which is built
+#: (and imports this module) one layer up.
+Description = Any
 
 #: The quantiles of the statistics table, in percent; column ``p01`` … ``p99``.
 QUANTILES = (1, 5, 25, 50, 75, 95, 99)

@@ -88,7 +88,7 @@ def store_input(store: str | Path, *, absolute: bool = True) -> Any:
     """An :class:`~sqltargets.execute.source.Input` reading the store's sorted copy, with its
     recorded input positions (the store's own position column is not an input column)."""
     from ..compile.render import parquet_source
-    from .source import Input
+    from .inputs import Input
 
     manifest = read_manifest(store)
     rid = row_id_column(manifest)
@@ -174,7 +174,7 @@ def prepare(
     from ..compile.render import ident, literal, unused_name
     from .connection import connect
     from .connection import message as _msg
-    from .source import parquet_input
+    from .inputs import parquet_input
 
     if not isinstance(source, (str, Path)):
         raise SourceError("prepare: the input must be a Parquet path (file, folder or glob)")
