@@ -277,3 +277,26 @@ def test_value_must_be_numeric(tx: pa.Table) -> None:
     ref = sqltargets.reference(spec, tx)
     assert diff(out, ref, ["x"], ["user_id", "row_id"]) == []
     assert max(out.column("x").to_pylist()) <= 3
+
+
+@pytest.mark.parametrize("engine", ["native", "sql"])
+def test_windows_reaching_past_int64_ends(engine: str) -> None:
+    """Rolling and future windows whose frame offsets come near the ends of BIGINT (the
+    portable SQL writes them as HUGEINT, since key - offset would overflow BIGINT): a window
+    of 2^63 - 1 µs holds every earlier (later) row; one starting 2^62 µs later, none."""
+    t = pa.table({"u": [1, 1, 1], "t": [-5, 3, 3], "a": [1.0, 2.0, 4.0], "m": [1, 3, 3]})
+    spec = {
+        "columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+        "time": {"unit": "us"},
+        "targets": [
+            {"name": "back", "agg": "sum", "window": {"kind": "rolling", "length": f"{2**63 - 1}us"}},
+            {"name": "ahead", "agg": "count",
+             "window": {"kind": "future", "length": f"{2**63 - 1}us"}},
+            {"name": "later", "agg": "count",
+             "window": {"kind": "future", "length": "1us", "offset": f"{2**62}us"}},
+        ],
+    }  # fmt: skip
+    got = sqltargets.generate(spec, t, engine=engine)
+    assert got.column("back").to_pylist() == [1.0, 7.0, 7.0]
+    assert got.column("ahead").to_pylist() == [2, 0, 0]
+    assert got.column("later").to_pylist() == [0, 0, 0]

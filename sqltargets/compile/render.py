@@ -145,6 +145,20 @@ def _env() -> jinja2.Environment:
     )
 
 
+#: Frame offsets (µs) above this are written as HUGEINT: DuckDB computes a RANGE frame's
+#: bounds in the type of its literal, and key - offset would overflow BIGINT near its ends.
+MAX_BIGINT_OFFSET = 2**62
+
+
+def _offset(us: int) -> str:
+    """A RANGE frame offset in µs: a BIGINT literal, or a HUGEINT beyond ``MAX_BIGINT_OFFSET``.
+
+    >>> _offset(86_400_000_000), _offset(2**63)
+    ('86400000000', 'CAST(9223372036854775808 AS HUGEINT)')
+    """
+    return str(us) if us <= MAX_BIGINT_OFFSET else f"CAST({us} AS HUGEINT)"
+
+
 def _frame_sql(fr: Frame, elapsed: str, order: str) -> str:
     w = fr.window
     if fr.kind in EVENT_WINDOWS:  # LEAD / LAG over the user's events in event order
@@ -161,13 +175,15 @@ def _frame_sql(fr: Frame, elapsed: str, order: str) -> str:
         # (t - length, t]: peers (same time) are inside, exactly `length` ago is not;
         # (t - length, t) without the current time: on integer µs, up to t - 1
         return (
-            f"PARTITION BY _u ORDER BY {elapsed} RANGE BETWEEN {fr.length - 1} PRECEDING AND {end}"
+            f"PARTITION BY _u ORDER BY {elapsed} "
+            f"RANGE BETWEEN {_offset(fr.length - 1)} PRECEDING AND {end}"
         )
     # future: (t + offset, t + offset + length], written as a trailing frame over descending
     # time, which DuckDB evaluates about twice as fast as "... FOLLOWING AND ... FOLLOWING"
     return (
         f"PARTITION BY _u ORDER BY {elapsed} DESC "
-        f"RANGE BETWEEN {w.offset + fr.length} PRECEDING AND {w.offset + 1} PRECEDING"
+        f"RANGE BETWEEN {_offset(w.offset + fr.length)} PRECEDING "
+        f"AND {_offset(w.offset + 1)} PRECEDING"
     )
 
 

@@ -64,7 +64,7 @@ row positions; a Spark table or view has none, which is why the dialect needs
 ``columns.id``), casts to ``TIMESTAMPTZ`` or text, ``QUALIFY``, and any function the
 translator has not checked. Refused with an error naming the target: a rolling window of
 1us with ``include_current: false`` (always empty; Spark refuses its inverted frame) and
-windows whose frame offsets exceed BIGINT (see :func:`_refuse_targets`).
+windows whose frame offsets exceed 2^62 µs (see :func:`_refuse_targets`).
 
 >>> import sqltargets
 >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m", "id": "tx"},
@@ -1407,15 +1407,17 @@ def _window(t: _Translator, node: exp.Window, ctx: _Ctx) -> tuple[exp.Expression
 # ---------------------------------------------------------------------------------------------
 
 
-#: The largest frame offset Spark takes: a RANGE frame's bounds are BIGINT, like its key.
-SPARK_MAX_OFFSET = 2**63 - 1
+#: The largest frame offset translated: Spark computes a RANGE frame's bounds in BIGINT, like
+#: its key, so key - offset must not overflow (with keys within ±2^62 µs, ±146,000 years).
+SPARK_MAX_OFFSET = 2**62
 
 
 def _refuse_targets(plan: Plan) -> None:
     """Refuse, naming the target, the windows whose frame Spark cannot state: a rolling
     window of 1us without the current time (always empty: DuckDB takes ``RANGE BETWEEN 0
     PRECEDING AND 1 PRECEDING``, Spark refuses a lower bound above the upper one), and
-    frame offsets beyond BIGINT (windows longer than about 292,000 years)."""
+    frame offsets beyond 2^62 µs (about 146,000 years), which Spark's BIGINT frame bounds
+    could overflow."""
     for t in plan.spec.targets:
         w = t.window
         if w.kind == "rolling" and not w.include_current and w.length == 1:
@@ -1430,7 +1432,8 @@ def _refuse_targets(plan: Plan) -> None:
         if reach.get(w.kind, 0) > SPARK_MAX_OFFSET:
             raise SqlTargetsError(
                 f"dialect spark: target {t.name!r}: its window reaches {reach[w.kind]} µs from "
-                "this row, beyond Spark's BIGINT frame offsets"
+                f"this row, beyond the {SPARK_MAX_OFFSET} µs that Spark's BIGINT frame bounds "
+                "take without overflow"
             )
 
 
