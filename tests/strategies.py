@@ -22,24 +22,6 @@ from sqltargets.compile.spec import (
     WINDOW_KINDS,
 )
 
-# ---------------------------------------------------------------------------------------------
-# ENGINES PENDING: issue 12. The spec language and the NumPy reference know these aggregations,
-# window kinds and window parameters (offset, include_current, n); the engines (scan, sql,
-# Spark) do not compute them yet. While PENDING_ISSUE_12 is True, random targets use none of
-# them and the property and Spark tests skip their combinations. Set it to False (or delete
-# this block) when the engines land.
-PENDING_ISSUE_12 = False
-NEW_AGGS = ("var", "median", "quantile", "mode", "distribution", "elapsed")
-NEW_KINDS = ("next", "previous")
-
-
-def pending(agg: str, kind: str) -> bool:
-    """Is this combination waiting for the engines (issue 12)?"""
-    return PENDING_ISSUE_12 and (agg in NEW_AGGS or kind in NEW_KINDS)
-
-
-# ---------------------------------------------------------------------------------------------
-
 
 def fits(agg: str, kind: str) -> bool:
     """Is ``agg`` over a ``kind`` window a valid target? Event windows take only first,
@@ -49,7 +31,7 @@ def fits(agg: str, kind: str) -> bool:
     return agg != "elapsed"
 
 
-#: Every valid agg × window kind, pending or not.
+#: Every valid agg × window kind.
 COMBINATIONS = [(a, k) for a in AGGS for k in WINDOW_KINDS if fits(a, k)]
 
 TIME_KINDS = ("int_day", "int_s", "timestamp", "timestamptz", "date")
@@ -164,25 +146,24 @@ def transactions(
 def target(draw: st.DrawFn, name: str, agg: str | None = None, kind: str | None = None) -> dict:
     """One random target of the given agg and window kind (random ones fit each other)."""
     if agg is None:
-        aggs = [a for a in AGGS if (kind is None or fits(a, kind)) and not pending(a, kind or "")]
+        aggs = [a for a in AGGS if kind is None or fits(a, kind)]
         agg = draw(st.sampled_from(aggs))
     if kind is None:
-        kinds = [k for k in WINDOW_KINDS if fits(agg, k) and not pending(agg, k)]
+        kinds = [k for k in WINDOW_KINDS if fits(agg, k)]
         kind = draw(st.sampled_from(kinds))
     window: dict = {"kind": kind}
     if kind in ("rolling", "future"):
         window["length"] = draw(st.sampled_from(LENGTHS))
     elif kind not in EVENT_KINDS:
         window["period"] = draw(st.sampled_from(PERIODS))
-    if not PENDING_ISSUE_12:  # window parameters (issue 12)
-        if kind == "future" and draw(st.booleans()):
-            window["offset"] = draw(st.sampled_from(OFFSETS))
-        if kind == "next_period" and draw(st.booleans()):
-            window["offset"] = draw(st.integers(0, 2))
-        if kind in ("expanding", "rolling") and draw(st.booleans()):
-            window["include_current"] = draw(st.booleans())
-        if kind in EVENT_KINDS and draw(st.booleans()):
-            window["n"] = draw(st.integers(1, 3))
+    if kind == "future" and draw(st.booleans()):
+        window["offset"] = draw(st.sampled_from(OFFSETS))
+    if kind == "next_period" and draw(st.booleans()):
+        window["offset"] = draw(st.integers(0, 2))
+    if kind in ("expanding", "rolling") and draw(st.booleans()):
+        window["include_current"] = draw(st.booleans())
+    if kind in EVENT_KINDS and draw(st.booleans()):
+        window["n"] = draw(st.integers(1, 3))
     t: dict = {"name": name, "agg": agg, "window": window}
     mcc = draw(st.sampled_from(MCC_FILTERS))
     if mcc is not None:
@@ -200,8 +181,8 @@ def target(draw: st.DrawFn, name: str, agg: str | None = None, kind: str | None 
         t["normalize"] = draw(st.booleans())
     if agg == "count_distinct" and draw(st.booleans()):
         t["value"] = "mcc"
-    if agg in MCC_LABEL_AGGS and not PENDING_ISSUE_12 and draw(st.booleans()):
-        t["value"] = "mcc"  # MCC codes as int64 class labels (issue 12)
+    if agg in MCC_LABEL_AGGS and draw(st.booleans()):
+        t["value"] = "mcc"  # MCC codes as int64 class labels
     if agg != "distribution" and draw(st.integers(0, 4)) == 0:
         t["fill"] = draw(st.sampled_from([-1, 0, 7]))
     return t

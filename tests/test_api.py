@@ -310,3 +310,34 @@ def test_past_only_refuses_future_looking_targets(tx: pa.Table, tmp_path: Path) 
             call()
     assert not (tmp_path / "o.parquet").exists()
     assert sqltargets.generate(ahead, tx).num_columns == 8  # without the guard: computed
+
+
+@pytest.mark.parametrize("engine", ["native", "sql"])
+def test_the_longest_windows(engine: str) -> None:
+    """Windows up to 10,000 years (the longest a spec takes; longer ones are refused, so no
+    frame offset comes near the ends of BIGINT): a rolling window that long holds every
+    earlier row, a future one every later row; one starting 10,000 years later, none."""
+    t = pa.table({"u": [1, 1, 1], "t": [-5, 3, 3], "a": [1.0, 2.0, 4.0], "m": [1, 3, 3]})
+    years = "3660000d"  # 10,000 years of 366 days
+    spec = {
+        "columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+        "time": {"unit": "us"},
+        "targets": [
+            {"name": "back", "agg": "sum", "window": {"kind": "rolling", "length": years}},
+            {"name": "ahead", "agg": "count", "window": {"kind": "future", "length": years}},
+            {"name": "later", "agg": "count",
+             "window": {"kind": "future", "length": "1us", "offset": years}},
+        ],
+    }  # fmt: skip
+    got = sqltargets.generate(spec, t, engine=engine)
+    assert got.column("back").to_pylist() == [1.0, 7.0, 7.0]
+    assert got.column("ahead").to_pylist() == [2, 0, 0]
+    assert got.column("later").to_pylist() == [0, 0, 0]
+    too_long = {
+        **spec,
+        "targets": [
+            {**spec["targets"][0], "window": {"kind": "rolling", "length": f"{2**63 - 1}us"}}
+        ],
+    }
+    with pytest.raises(sqltargets.SpecError, match="longer than 10,000 years"):
+        sqltargets.generate(too_long, t, engine=engine)

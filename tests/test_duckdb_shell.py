@@ -17,6 +17,7 @@ import sqltargets
 from sqltargets.verification.compare import diff
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
+PRETRAIN = EXAMPLE.with_name("pretrain.yaml")
 
 
 def duckdb_shell() -> str:
@@ -54,6 +55,21 @@ def test_explain_input_runs_in_duckdb_shell(data: Path, tmp_path: Path) -> None:
     assert got.num_rows == want.num_rows > 1000
     assert got.column_names == want.column_names
     assert diff(got, want, names, ["user_id", "row_id"]) == []
+
+
+def test_pretrain_example_runs_in_duckdb_shell(data: Path, tmp_path: Path) -> None:
+    """examples/pretrain.yaml (next/previous events, elapsed times, distributions, offsets,
+    quantiles, var, the mode of MCCs, exclusive windows) through the real shell."""
+    sql = sqltargets.explain(PRETRAIN, source=data, engine="sql")
+    got = shell_table(sql, tmp_path)
+    want = sqltargets.generate(PRETRAIN, data)
+    names = [t.name for t in sqltargets.load(PRETRAIN).targets]
+    assert got.num_rows == want.num_rows > 1000
+    assert got.column_names == want.column_names
+    assert got.schema.equals(want.schema)
+    assert diff(got, want, names, ["user_id", "tx_id"]) == []
+    nonempty = {n: got.column(n).null_count < got.num_rows for n in names}
+    assert all(nonempty.values()), nonempty  # every target has values to compare
 
 
 def test_explain_relative_glob_in_shell(

@@ -18,33 +18,14 @@ from hypothesis import strategies as st
 import sqltargets
 from sqltargets.verification.compare import diff
 from tests.conftest import examples
-from tests.strategies import COMBINATIONS, NEW_AGGS, NEW_KINDS, pending, target, transactions
+from tests.strategies import COMBINATIONS, target, transactions
 
 
 def check_same(spec: dict, table: pa.Table) -> None:
     """Both engines equal the reference."""
     want = sqltargets.reference(spec, table)
     check_engine(spec, table, want, "native")
-    if sql_ready(spec):
-        check_engine(spec, table, want, "sql")
-
-
-SQL_PENDING = True  # the portable SQL of issue 12's targets is on its way
-
-
-def sql_ready(spec: dict) -> bool:
-    """Whether the portable SQL computes every target of ``spec`` (issue 12's are pending)."""
-    if not SQL_PENDING:
-        return True
-    for t in spec["targets"]:
-        w = t["window"]
-        if t["agg"] in NEW_AGGS or w["kind"] in NEW_KINDS:
-            return False
-        if w.get("offset") not in (None, 0, "0d") or w.get("include_current") is False:
-            return False
-        if t.get("value") == "mcc" and t["agg"] in ("first", "last"):
-            return False
-    return True
+    check_engine(spec, table, want, "sql")
 
 
 def check_engine(spec: dict, table: pa.Table, want: pa.Table, engine: str) -> None:
@@ -67,8 +48,6 @@ def check_engine(spec: dict, table: pa.Table, want: pa.Table, engine: str) -> No
 @settings(max_examples=examples(40))
 @given(data=st.data())
 def test_each_kind_and_agg(agg: str, kind: str, data: st.DataObject) -> None:
-    if pending(agg, kind):  # see PENDING_ISSUE_12 in tests/strategies.py
-        pytest.skip("engines pending: issue 12")
     tx = data.draw(transactions())
     spec = {**tx["spec"], "targets": [data.draw(target("t0", agg=agg, kind=kind))]}
     check_same(spec, tx["table"])
@@ -122,3 +101,22 @@ def test_nan_infinity_and_huge_amounts(data: st.DataObject) -> None:
     tx = data.draw(transactions(special=True))
     targets = [data.draw(target(f"t{i}")) for i in range(data.draw(st.integers(1, 3)))]
     check_same({**tx["spec"], "targets": targets}, tx["table"])
+
+
+def test_distribution_shares_add_slots_in_order() -> None:
+    # eight slots and cancelling huge values: the total is added slot by slot (numpy's
+    # pairwise sum of eight or more values would cancel the two huge ones first)
+    t = pa.table({
+        "user_id": [1, 1, 1], "t": pa.array([0, 0, 0], pa.int64()),
+        "amount": [1e300, -1e300, 1.0], "mcc": pa.array([1, 3, 4], pa.int32()),
+    })  # fmt: skip
+    spec = {
+        "columns": {"user": "user_id", "time": "t", "amount": "amount", "mcc": "mcc"},
+        "time": {"unit": "day"},
+        "targets": [{
+            "name": "d", "agg": "distribution", "by": {"mcc": [1, 2, 3, 4, 5, 6, 7]},
+            "normalize": True, "window": {"kind": "period", "period": "day"},
+        }],
+    }  # fmt: skip
+    check_same(spec, t)
+    assert sqltargets.generate(spec, t).column("d")[0].as_py() == [1e300, 0, -1e300, 1, 0, 0, 0, 0]

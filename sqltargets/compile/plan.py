@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .aggregates import AGGREGATIONS, output_type, reads
+from .aggregates import AGGREGATIONS, EVENT_WINDOWS, output_type, reads
 from .spec import PERIODS, Target, TargetSet, Window
 
 TIME_KINDS = ("timestamptz", "timestamp", "date", "integer")
@@ -50,8 +50,18 @@ class Value:
 
 
 @dataclass(frozen=True)
+class Slot:
+    """The group (slot) of each row for a distribution: the first of ``groups`` (MCC ranges)
+    holding its MCC, else the last slot, ``len(groups)``."""
+
+    id: str
+    groups: tuple[tuple[tuple[int, int], ...], ...]
+
+
+@dataclass(frozen=True)
 class Measure:
-    """One primitive aggregate over one window."""
+    """One primitive aggregate (``fn``, spelled by ``aggregates.MEASURES``) over one window,
+    of the rows passing ``filter`` (and, for a distribution, in group ``group`` of ``slot``)."""
 
     id: str
     fn: str
@@ -59,6 +69,8 @@ class Measure:
     filter: Filter | None
     k: int | None = None
     q: float | None = None
+    slot: Slot | None = None
+    group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,23 +96,29 @@ class Frame:
 
 
 @dataclass(frozen=True)
-class Slot:
-    """The group (slot) of each row for a distribution: the first of ``groups`` (MCC ranges)
-    holding its MCC, else the last slot, ``len(groups)``."""
-
-    id: str
-    groups: tuple[tuple[tuple[int, int], ...], ...]
-
-
-@dataclass(frozen=True)
 class Grouped:
-    """Whole calendar periods, aggregated with one GROUP BY (user, period)."""
+    """Whole calendar periods, aggregated with one GROUP BY (user, period), joined back to
+    the same period (``period`` targets) and to the period ``1 + offset`` before it, once per
+    distinct offset of the ``next_period`` targets (``next_offsets``, ascending)."""
 
     id: str
     period: str
     measures: tuple[Measure, ...]
     join_current: bool
-    join_next: bool
+    next_offsets: tuple[int, ...] = ()
+
+    @property
+    def join_next(self) -> bool:
+        return bool(self.next_offsets)
+
+
+def next_relation(period: str, offset: int) -> str:
+    """The alias of a ``next_period`` join: the period ``offset`` periods after the next.
+
+    >>> next_relation("month", 0), next_relation("month", 2)
+    ('next_month', 'next_month_plus2')
+    """
+    return f"next_{period}" if offset == 0 else f"next_{period}_plus{offset}"
 
 
 @dataclass(frozen=True)
@@ -108,7 +126,8 @@ class Output:
     """A target's output column: how its measures combine, and where they live."""
 
     target: Target
-    relation: str  # "e" for frames; "cur_<period>" / "next_<period>" for grouped windows
+    relation: str  # "e" for frames; "cur_<period>", "next_<period>[_plus<offset>]" for groups
+    #: by fn (aggregates.MEASURES); a distribution's by slot ("slot0", ...), one per group
     measures: dict[str, Measure] = field(hash=False)
     type: str = "double"  # "int64", "double" or "list" (list<double>)
     slot: Slot | None = None  # distribution: the slot of each row
@@ -154,11 +173,17 @@ def build(
     frames: dict[Window, dict[tuple[object, ...], Measure]] = {}
     slots: dict[tuple[object, ...], Slot] = {}
     groups: dict[str, dict[tuple[object, ...], Measure]] = {}
-    joins: dict[str, set[str]] = {}
+    joins: dict[str, set[object]] = {}  # per period: "period" and next_period offsets
     outputs: list[Output] = []
     counter = [0]
 
-    def measure(bucket: dict[tuple[object, ...], Measure], fn: str, t: Target) -> Measure:
+    def measure(
+        bucket: dict[tuple[object, ...], Measure],
+        fn: str,
+        t: Target,
+        slot: Slot | None = None,
+        group: int | None = None,
+    ) -> Measure:
         f = None
         if t.mcc is not None or t.where is not None:
             fkey = (t.mcc, t.where)
@@ -168,10 +193,12 @@ def build(
         if fn != "count_star" and kind != "nothing":
             v = values.setdefault((t.value, kind), Value(f"v{len(values)}", t.value, kind))
         k = t.k if fn == "top_k" else None
-        q = t.q if fn == "quantile" else None
-        key = (fn, v.id if v else None, f.id if f else None, k, q, t.by, t.measure)
+        q = None
+        if fn == "quantile":
+            q = 0.5 if t.agg == "median" else t.q
+        key = (fn, v.id if v else None, f.id if f else None, k, q, slot, group)
         if key not in bucket:
-            bucket[key] = Measure(f"m{counter[0]}", fn, v, f, k, q)
+            bucket[key] = Measure(f"m{counter[0]}", fn, v, f, k, q, slot, group)
             counter[0] += 1
         return bucket[key]
 
@@ -181,21 +208,32 @@ def build(
 
     for t in ts.targets:
         w = t.window
-        if w.kind in ("period", "next_period"):
+        agg = AGGREGATIONS[t.agg]
+        if w.kind == "period":
             assert w.period is not None
             bucket = groups.setdefault(w.period, {})
-            joins.setdefault(w.period, set()).add(w.kind)
-            relation = ("cur_" if w.kind == "period" else "next_") + w.period
+            joins.setdefault(w.period, set()).add("period")
+            relation = f"cur_{w.period}"
+        elif w.kind == "next_period":
+            assert w.period is not None
+            bucket = groups.setdefault(w.period, {})
+            joins.setdefault(w.period, set()).add(w.offset)
+            relation = next_relation(w.period, w.offset)
         else:
             bucket = frames.setdefault(w, {})
             relation = "e"
-        fns = AGGREGATIONS[t.agg].measures
-        if t.agg == "mean" and (t.value, t.mcc, t.where, t.window) not in summed:
-            fns = ("avg",)
-        ms = {fn: measure(bucket, fn, t) for fn in fns}
         slot = None
-        if t.agg == "distribution" and t.by is not None:
+        if w.kind in EVENT_WINDOWS:  # one LEAD / LAG serves every agg of the event
+            ms = {w.kind: measure(bucket, w.kind, t)}
+        elif t.agg == "distribution" and t.by is not None:
             slot = slots.setdefault(t.by, Slot(f"s{len(slots)}", t.by))
+            fn = "count_star" if t.measure == "count" else agg.measures[0]
+            ms = {f"slot{g}": measure(bucket, fn, t, slot, g) for g in range(len(t.by) + 1)}
+        else:
+            fns = agg.measures
+            if agg.solo and (t.value, t.mcc, t.where, t.window) not in summed:
+                fns = (agg.solo,)
+            ms = {fn: measure(bucket, fn, t) for fn in fns}
         outputs.append(Output(t, relation, ms, output_type(t.agg, t.value == ts.columns.mcc), slot))
 
     frame_list = tuple(
@@ -207,7 +245,7 @@ def build(
             period,
             tuple(b.values()),
             join_current="period" in joins[period],
-            join_next="next_period" in joins[period],
+            next_offsets=tuple(sorted(o for o in joins[period] if isinstance(o, int))),
         )
         for period, b in groups.items()
     )

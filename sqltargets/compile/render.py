@@ -26,18 +26,22 @@ from sqlglot import exp
 
 from ..errors import SqlTargetsError
 from . import where as where_mod
-from .plan import Frame, Plan
+from .aggregates import AGGREGATIONS, EVENT_WINDOWS, MEASURES
+from .plan import Frame, Grouped, Measure, Output, Plan, next_relation
 from .spec import UNIT_US
 
 DIALECTS = ("duckdb", "spark")
 
+#: One calendar period as an interval: (amount, unit).
 PERIOD_STEP = {
-    "day": "1 DAY",
-    "week": "7 DAY",
-    "month": "1 MONTH",
-    "quarter": "3 MONTH",
-    "year": "1 YEAR",
+    "day": (1, "DAY"),
+    "week": (7, "DAY"),
+    "month": (1, "MONTH"),
+    "quarter": (3, "MONTH"),
+    "year": (1, "YEAR"),
 }
+#: SQL types of the output types.
+SQL_TYPES = {"int64": "BIGINT", "double": "DOUBLE", "list": "DOUBLE[]"}
 
 ROW_ID_COLUMN = "_st_rid"
 
@@ -49,6 +53,21 @@ def ident(name: str) -> str:
     '"we""ird"'
     """
     return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
+
+
+def double_literal(value: float) -> str:
+    """A SQL literal that reads back as exactly the double ``value``: a plain decimal where
+    its digits convert exactly (DuckDB and Spark read ``0.25`` as a DECIMAL, then divide by
+    a power of ten, which rounds once), else a cast of its shortest text.
+
+    >>> double_literal(0.25), double_literal(1 / 3), double_literal(0.1 + 0.2)
+    ('0.25', '0.3333333333333333', "CAST('0.30000000000000004' AS DOUBLE)")
+    """
+    text = repr(float(value))
+    digits = text.lstrip("-").replace(".", "").lstrip("0")
+    if "e" not in text and "n" not in text and int(digits or "0") < 2**53 and len(text) < 24:
+        return literal(float(value))
+    return f"CAST({literal(text)} AS DOUBLE)"
 
 
 def literal(value: object) -> str:
@@ -211,26 +230,45 @@ def _env() -> jinja2.Environment:
     )
 
 
+#: Frame offsets (µs) above this are written as HUGEINT: DuckDB computes a RANGE frame's
+#: bounds in the type of its literal, and key - offset would overflow BIGINT near its ends.
+MAX_BIGINT_OFFSET = 2**62
+
+
+def _offset(us: int) -> str:
+    """A RANGE frame offset in µs: a BIGINT literal, or a HUGEINT beyond ``MAX_BIGINT_OFFSET``.
+
+    >>> _offset(86_400_000_000), _offset(2**63)
+    ('86400000000', 'CAST(9223372036854775808 AS HUGEINT)')
+    """
+    return str(us) if us <= MAX_BIGINT_OFFSET else f"CAST({us} AS HUGEINT)"
+
+
 def _frame_sql(fr: Frame, elapsed: str, order: str) -> str:
-    if fr.kind in ("next", "previous"):  # LEAD / LAG over the user's events in event order
+    w = fr.window
+    if fr.kind in EVENT_WINDOWS:  # LEAD / LAG over the user's events in event order
         return f"PARTITION BY _u ORDER BY {order}"
+    # include_current: false ends the frame one row (expanding) or one µs (rolling) earlier
+    end = "CURRENT ROW" if w.include_current else "1 PRECEDING"
     if fr.kind == "expanding":
         return (
             f"PARTITION BY _u, _p_{fr.period} ORDER BY {order} "
-            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+            f"ROWS BETWEEN UNBOUNDED PRECEDING AND {end}"
         )
     assert fr.length is not None
     if fr.kind == "rolling":
-        # (t - length, t]: peers (same time) are inside, exactly `length` ago is not
+        # (t - length, t]: peers (same time) are inside, exactly `length` ago is not;
+        # (t - length, t) without the current time: on integer µs, up to t - 1
         return (
             f"PARTITION BY _u ORDER BY {elapsed} "
-            f"RANGE BETWEEN {fr.length - 1} PRECEDING AND CURRENT ROW"
+            f"RANGE BETWEEN {_offset(fr.length - 1)} PRECEDING AND {end}"
         )
-    # future: (t, t + length], written as a trailing frame over descending time, which
-    # DuckDB evaluates about twice as fast as "1 FOLLOWING AND length FOLLOWING"
+    # future: (t + offset, t + offset + length], written as a trailing frame over descending
+    # time, which DuckDB evaluates about twice as fast as "... FOLLOWING AND ... FOLLOWING"
     return (
         f"PARTITION BY _u ORDER BY {elapsed} DESC "
-        f"RANGE BETWEEN {fr.length} PRECEDING AND 1 PRECEDING"
+        f"RANGE BETWEEN {_offset(w.offset + fr.length)} PRECEDING "
+        f"AND {_offset(w.offset + 1)} PRECEDING"
     )
 
 
@@ -280,6 +318,101 @@ def _value_sql(kind: str, column: str, mcc_col: str, text: bool) -> str:
     return column
 
 
+def measure_sql(m: Measure, fr: Frame | None, clock: str) -> str:
+    """The primitive aggregate ``m`` (``aggregates.MEASURES``) with its filters, without the
+    window (``fr`` is the frame it is computed over, None for a GROUP BY); ``clock`` is the
+    column of elapsed time (µs).
+
+    >>> from sqltargets.compile.plan import Filter, Value
+    >>> v, f = Value("v0", "amount", "number"), Filter("f0", ((5411, 5411),), None)
+    >>> measure_sql(Measure("m0", "first", v, f), None, "_o")
+    'ARG_MIN(_v0, _ord) FILTER (WHERE _f0 AND _v0 IS NOT NULL)'
+    >>> measure_sql(Measure("m1", "quantile", v, None, q=0.25), None, "_o")
+    'QUANTILE_CONT(_v0, 0.25)'
+    """
+    spell = MEASURES[m.fn]
+    v = f"_{m.value.id}" if m.value is not None else ""
+    conds = [f"_{m.filter.id}"] if m.filter is not None else []
+    if m.slot is not None:
+        conds.append(f"_{m.slot.id} = {int(m.group or 0)}")
+    if spell.event:  # LEAD / LAG: the filter inside; a passing event is never NULL
+        assert fr is not None
+        item = f"{{'v': {v}}}" if m.value is not None else clock
+        x = f"CASE WHEN {' AND '.join(conds)} THEN {item} END" if conds else item
+        return spell.call.format(x=x, n=int(fr.window.n))
+    if spell.skip_nulls:
+        conds.append(f"{v} IS NOT NULL")
+    q = double_literal(m.q) if m.q is not None else ""
+    call = spell.call.format(v=v, k=m.k, q=q)
+    return f"{call} FILTER (WHERE {' AND '.join(conds)})" if conds else call
+
+
+def output_sql(o: Output, fill: str, clock: str) -> str:
+    """A target's value from its measures (``aggregates.AGGREGATIONS``): what an empty window
+    gives, the ``fill`` (a SQL literal, or ""), and the output type.
+
+    >>> from sqltargets.compile.spec import load
+    >>> from sqltargets.compile.plan import build
+    >>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
+    ...     {"name": "c", "agg": "count", "window": {"kind": "rolling", "length": "1d"}}]})
+    >>> output_sql(build(ts).outputs[0], "7", "_o")
+    'CAST(COALESCE(NULLIF(e._m0, 0), 7) AS BIGINT)'
+    """
+    t = o.target
+    agg = AGGREGATIONS[t.agg]
+    r = o.relation
+    cols = {name: f"{r}._{m.id}" for name, m in o.measures.items()}
+    sql_type = SQL_TYPES[o.type]
+    if t.agg == "distribution":
+        return _distribution_sql(o, cols)
+    zero_when_empty = all(MEASURES[m.fn].zero_when_empty for m in o.measures.values())
+    if t.window.kind in EVENT_WINDOWS:
+        event, now = cols[t.window.kind], f"{r}.{clock}"
+        later, earlier = (event, now) if t.window.kind == "next" else (now, event)
+        x = agg.event_sql.format(event=event, later=later, earlier=earlier)
+        zero_when_empty = False
+    elif agg.solo and agg.solo in cols:
+        x = cols[agg.solo]
+    elif agg.sql:
+        x = agg.sql.format(**cols)
+    else:
+        (x,) = cols.values()
+    if agg.empty == "nulls":  # top_k: a list of k, padded with nulls or the fill
+        pad = f", {fill}" if fill else ""
+        return f"CAST(list_resize(COALESCE({x}, []), {int(t.k or 0)}{pad}) AS {sql_type})"
+    if agg.empty == "zero" and zero_when_empty:  # COUNT: 0 is the empty window
+        x = f"COALESCE(NULLIF({x}, 0), {fill})" if fill else f"COALESCE({x}, 0)"
+    elif agg.empty == "zero":
+        x = f"COALESCE({x}, {fill or '0'})"
+    elif fill:
+        x = f"COALESCE({x}, {fill})"
+    return f"CAST({x} AS {sql_type})"
+
+
+def _distribution_sql(o: Output, cols: dict[str, str]) -> str:
+    """The slots in order (0 where a group has nothing); normalised, each divided by their
+    total, added in slot order, and all null when that total is 0."""
+    slots = [f"COALESCE({cols[f'slot{g}']}, 0)" for g in range(len(cols))]
+    if o.target.normalize:
+        total = " + ".join(slots)
+        slots = [f"{s} / NULLIF({total}, 0)" for s in slots]
+    return f"CAST([{', '.join(slots)}] AS {SQL_TYPES[o.type]})"
+
+
+def _next_joins(g: Grouped) -> list[tuple[str, str, str]]:
+    """Per next_period offset of ``g``: the join alias, the key column it matches the events'
+    period on, and that key (the period ``1 + offset`` periods before the group's)."""
+    amount, unit = PERIOD_STEP[g.period]
+    return [
+        (
+            next_relation(g.period, o),
+            "_p_prev" if o == 0 else f"_p_prev_plus{o}",
+            f"CAST(_p_{g.period} - INTERVAL {amount * (1 + o)} {unit} AS DATE)",
+        )
+        for o in g.next_offsets
+    ]
+
+
 def context(plan: Plan, source: Source) -> dict[str, object]:
     """Everything the templates see, quoted."""
     ts = plan.spec
@@ -294,6 +427,9 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         where.append(shard_condition(cols.user, *source.shard))
     frames = list(plan.frames)
     groups = list(plan.groups)
+    # the elapsed clock (µs) of rolling and future frames and elapsed times
+    clock = "_e" if elapsed_differs and plan.needs_elapsed else "_o"
+    fills = {t.name: (literal(t.fill) if t.fill is not None else "") for t in ts.targets}
     return {
         "groups": groups,
         "plan": plan,
@@ -312,7 +448,6 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         "origin": f"TIMESTAMP {literal(ts.time.origin.isoformat())}",
         "unit_us": str(UNIT_US[ts.time.unit]) if ts.time.unit else "1",
         "week_shift": ts.week_start_index,
-        "period_step": PERIOD_STEP,
         "elapsed_differs": elapsed_differs,
         "filter_sql": {
             f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc), plan.mcc_text) for f in plan.filters
@@ -330,7 +465,14 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
             )
             for fr in frames
         },
-        "fills": {t.name: (literal(t.fill) if t.fill is not None else "") for t in ts.targets},
+        "measure_sql": {
+            **{m.id: measure_sql(m, fr, clock) for fr in frames for m in fr.measures},
+            **{m.id: measure_sql(m, None, clock) for g in groups for m in g.measures},
+        },
+        "next_joins": {g.id: _next_joins(g) for g in groups},
+        "output_sql": {
+            o.target.name: output_sql(o, fills[o.target.name], clock) for o in plan.outputs
+        },
     }
 
 

@@ -28,6 +28,17 @@ The rewrites, by DuckDB construct. Spark's ``TIMESTAMP_NTZ`` stands for DuckDB's
 - ``agg(x) FILTER (WHERE c)`` → ``agg(CASE WHEN c THEN x END)`` (``COUNT(*)``: of ``1``),
   in windows too, where older Sparks have no ``FILTER``.
 - ``count(DISTINCT x) OVER w`` → ``size(collect_set(x) OVER w)``.
+- ``var_samp(x)`` → ``variance(x)`` (sample variance; NULL below two values in both).
+- ``quantile_cont(x, q)`` → linear interpolation over ``sort_array(collect_list(x))``, as
+  DuckDB and the reference compute it (see :func:`_quantile`; Spark's ``percentile`` gives
+  NaN where the lower neighbour is -inf).
+- ``histogram(x)`` → ``mode(x, true)`` (the smallest of the most frequent values; NaN one
+  value and the largest; -0.0 made 0.0 first, as DuckDB merges them): a histogram is
+  translated only as its mode, ``map_keys(h)[list_position(map_values(h),
+  list_max(map_values(h)))]``, the one thing the statement reads of it; any other use of a
+  histogram is refused.
+- ``lead(x, n IGNORE NULLS) OVER w`` / ``lag`` → ``lead(x, n) IGNORE NULLS OVER w``;
+  ``struct_extract(s, 'v')`` → ``s.v``.
 - ``max(x, k)`` (the k largest) → ``slice(sort_array(collect_list(x), FALSE), 1, k)``,
   NULL when empty as in DuckDB.
 - ``list_resize(l, n, f)`` → ``slice(concat(l, array_repeat(f, n)), 1, n)``.
@@ -51,7 +62,9 @@ The rewrites, by DuckDB construct. Spark's ``TIMESTAMP_NTZ`` stands for DuckDB's
 Refused with an error naming the construct: everything else, among it ``rowid`` (a table's
 row positions; a Spark table or view has none, which is why the dialect needs
 ``columns.id``), casts to ``TIMESTAMPTZ`` or text, ``QUALIFY``, and any function the
-translator has not checked.
+translator has not checked. Refused with an error naming the target: a rolling window of
+1us with ``include_current: false`` (always empty; Spark refuses its inverted frame) and
+windows whose frame offsets exceed 2^62 µs (see :func:`_refuse_targets`).
 
 >>> import sqltargets
 >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m", "id": "tx"},
@@ -1142,7 +1155,7 @@ def _list_resize(t: _Translator, node: exp.Anonymous, ctx: _Ctx) -> tuple[exp.Ex
 
 # -- aggregates -------------------------------------------------------------------------------
 
-_PLAIN_AGGS = (exp.Sum, exp.Min, exp.Max, exp.Avg, exp.StddevSamp, exp.Count)
+_PLAIN_AGGS = (exp.Sum, exp.Min, exp.Max, exp.Avg, exp.StddevSamp, exp.Variance, exp.Count)
 
 
 def _when(cond: exp.Expression | None, value: exp.Expression) -> exp.Expression:
@@ -1244,12 +1257,63 @@ def _aggregate(
             raise _refuse(agg, "aggregate options are not translated")
         value, vt = t.expr(agg.this, ctx)
         agg.set("this", _when(_without_not_null(cond, value), value))
-        if isinstance(agg, (exp.Avg, exp.StddevSamp)):
+        if isinstance(agg, (exp.Avg, exp.StddevSamp, exp.Variance)):
             vt = FLOAT
         elif isinstance(agg, exp.Sum):
             vt = _numeric(vt)
         return wrap(agg), vt
+    if isinstance(agg, exp.PercentileCont):
+        value, _ = t.expr(agg.this, ctx)
+        q = agg.args.get("expression")
+        if q is None:
+            raise _refuse(agg, "quantile_cont needs a fraction")
+        fraction, qt = t.expr(q, ctx)
+        if qt not in (FLOAT, DEC) or fraction.find(exp.Column) is not None:
+            raise _refuse(agg, "quantile_cont needs a constant fraction")
+        listed = wrap(_f("collect_list", _when(_without_not_null(cond, value), value)))
+        return _quantile(listed, fraction), FLOAT
+    if isinstance(agg, exp.Anonymous) and agg.name.lower() == "histogram":
+        # Spark has no histogram: it is translated as its mode (the smallest value among the
+        # most frequent; NaN one value and the largest), all that the statement reads of it
+        # (see _bracket); -0.0 is made 0.0, which DuckDB's histogram merges with it
+        if len(agg.expressions) != 1:
+            raise _refuse(agg, "histogram takes one argument")
+        value, vt = t.expr(agg.expressions[0], ctx)
+        if vt == FLOAT:
+            zero = exp.EQ(this=value.copy(), expression=_num(0))
+            value = _case(zero, _cast(_num(0), "DOUBLE"), value)
+        return wrap(_f("mode", _when(cond, value), exp.true())), ("histogram", vt)
     raise _refuse(agg, f"aggregate {type(agg).__name__} has no checked Spark translation")
+
+
+def _quantile(listed: exp.Expression, fraction: exp.Expression) -> exp.Expression:
+    """DuckDB's ``quantile_cont``: of the values sorted ascending (NaN the largest), m of
+    them, h = (m - 1)·q, j = floor(h), g = h - j: x_j, or (1 - g)·x_j + g·x_{j+1} when g > 0;
+    NULL when there are none. Spark's own ``percentile`` interpolates as x_j + g·(x_{j+1} -
+    x_j), which is NaN where x_j is -inf and infinite where the difference overflows."""
+    xs, h, j = _ident("_xs"), _ident("_h"), _ident("_j")
+    g = _paren(exp.Sub(this=h.copy(), expression=j.copy()))
+
+    def x(offset: int) -> exp.Expression:  # x_{j + offset}, 1-based
+        return _f(
+            "element_at",
+            xs.copy(),
+            _cast(exp.Add(this=j.copy(), expression=_num(offset + 1)), "INT"),
+        )
+
+    one_minus_g = _paren(exp.Sub(this=_cast(_num(1), "DOUBLE"), expression=g.copy()))
+    interpolated = exp.Add(
+        this=exp.Mul(this=one_minus_g, expression=x(0)),
+        expression=exp.Mul(this=g.copy(), expression=x(1)),
+    )
+    pick = _case(exp.EQ(this=h.copy(), expression=j.copy()), x(0), interpolated)
+    position = exp.Mul(
+        this=_cast(exp.Sub(this=_f("size", xs.copy()), expression=_num(1)), "DOUBLE"),
+        expression=_cast(fraction, "DOUBLE"),
+    )
+    body = _let(position, "_h", _let(_f("floor", h.copy()), "_j", pick))
+    empty = exp.EQ(this=_f("size", xs.copy()), expression=_num(0))
+    return _let(_f("sort_array", listed), "_xs", _case(empty, exp.Null(), body))
 
 
 def _unfilter(
@@ -1263,16 +1327,99 @@ def _unfilter(
     return node, None
 
 
-@_handles(exp.Filter, *_PLAIN_AGGS, exp.ArgMin, exp.ArgMax)
+@_handles(exp.Filter, *_PLAIN_AGGS, exp.ArgMin, exp.ArgMax, exp.PercentileCont)
 def _agg_handler(t: _Translator, node: exp.Expression, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
     agg, cond = _unfilter(t, node, ctx)
     return _aggregate(t, agg, cond, ctx, None)
+
+
+@_function("histogram")
+def _histogram(t: _Translator, node: exp.Anonymous, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
+    return _aggregate(t, node, None, ctx, None)
+
+
+def _mode_of(node: exp.Expression) -> exp.Expression | None:
+    """``h`` when ``node`` is ``map_keys(h)[list_position(map_values(h),
+    list_max(map_values(h)))]`` (the smallest key with the largest count), else None."""
+    if not (isinstance(node.this, exp.MapKeys) and len(node.expressions) == 1):
+        return None
+    h = node.this.this
+    pos = node.expressions[0]
+    if not (isinstance(pos, exp.Anonymous) and pos.name.lower() == "list_position"):
+        return None
+    if len(pos.expressions) != 2:
+        return None
+    values, most = pos.expressions
+    if not (isinstance(most, exp.ArrayMax) and isinstance(most.this, exp.Anonymous)):
+        return None
+    for v in (values, most.this):
+        if not (isinstance(v, exp.Anonymous) and v.name.lower() == "map_values"):
+            return None
+        if len(v.expressions) != 1 or v.expressions[0] != h:
+            return None
+    return h
+
+
+@_handles(exp.Bracket)
+def _bracket(t: _Translator, node: exp.Bracket, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
+    h = _mode_of(node)
+    if h is None:
+        raise _refuse(node, "only the mode of a histogram is translated from a subscript")
+    value, ty = t.expr(h, ctx)
+    if not (isinstance(ty, tuple) and ty[0] == "histogram"):
+        raise _refuse(node, "the mode of a value not known to be a histogram")
+    return value, ty[1]
+
+
+@_handles(exp.StructExtract)
+def _struct_extract(
+    t: _Translator, node: exp.StructExtract, ctx: _Ctx
+) -> tuple[exp.Expression, Ty]:
+    field_name = node.expression
+    if not (isinstance(field_name, exp.Literal) and field_name.is_string):
+        raise _refuse(node, "struct_extract needs a literal field name")
+    value, ty = t.expr(node.this, ctx)
+    if not (isinstance(ty, tuple) and ty[0] == "struct"):
+        raise _refuse(node, "struct_extract of a value not known to be a struct")
+    fields = dict(ty[1])
+    if field_name.this not in fields:
+        raise _refuse(node, f"the struct has no field {field_name.this!r}")
+    dot = exp.Dot(this=value, expression=exp.to_identifier(field_name.this, quoted=True))
+    return dot, fields[field_name.this]
+
+
+def _event(t: _Translator, node: exp.Window, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
+    """``lead`` / ``lag`` (with ``IGNORE NULLS`` or without) over a window: both engines take
+    the n-th row after / before this one (the n-th non-null value with IGNORE NULLS); Spark
+    writes IGNORE NULLS after the call."""
+    fn = node.this
+    ignore = isinstance(fn, exp.IgnoreNulls)
+    if ignore:
+        fn = fn.this
+    if fn.args.get("default") is not None:
+        raise _refuse(node, "lead/lag with a default is not translated")
+    value, ty = t.expr(fn.this, ctx)
+    fn.set("this", value)
+    offset = fn.args.get("offset")
+    if offset is not None and not (isinstance(offset, exp.Literal) and not offset.is_string):
+        raise _refuse(node, "lead/lag needs a literal offset")
+    spec = node.copy()
+    spec.set("this", None)
+    t.window_parts(spec, ctx)
+    call = exp.IgnoreNulls(this=fn) if ignore else fn
+    spec.set("this", call)
+    return spec, ty
 
 
 @_handles(exp.Window)
 def _window(t: _Translator, node: exp.Window, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
     if isinstance(node.this, exp.Identifier):
         raise _refuse(node, "a window definition outside WINDOW")
+    inner = node.this.this if isinstance(node.this, exp.IgnoreNulls) else node.this
+    if isinstance(inner, (exp.Lead, exp.Lag)):
+        return _event(t, node, ctx)
+    if isinstance(node.this, exp.IgnoreNulls):
+        raise _refuse(node, "IGNORE NULLS is translated only for lead/lag")
     agg, cond = _unfilter(t, node.this, ctx)
     spec = node.copy()
     spec.set("this", None)
@@ -1287,6 +1434,36 @@ def _window(t: _Translator, node: exp.Window, ctx: _Ctx) -> tuple[exp.Expression
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+#: The largest frame offset translated: Spark computes a RANGE frame's bounds in BIGINT, like
+#: its key, so key - offset must not overflow (with keys within ±2^62 µs, ±146,000 years).
+SPARK_MAX_OFFSET = 2**62
+
+
+def _refuse_targets(plan: Plan) -> None:
+    """Refuse, naming the target, the windows whose frame Spark cannot state: a rolling
+    window of 1us without the current time (always empty: DuckDB takes ``RANGE BETWEEN 0
+    PRECEDING AND 1 PRECEDING``, Spark refuses a lower bound above the upper one), and
+    frame offsets beyond 2^62 µs (about 146,000 years), which Spark's BIGINT frame bounds
+    could overflow."""
+    for t in plan.spec.targets:
+        w = t.window
+        if w.kind == "rolling" and not w.include_current and w.length == 1:
+            raise SqlTargetsError(
+                f"dialect spark: target {t.name!r}: a rolling window of 1us without the "
+                "current time holds no transaction, and Spark refuses its frame (RANGE "
+                "BETWEEN 0 PRECEDING AND 1 PRECEDING); drop the target or give it a longer "
+                "length"
+            )
+        # the frame's farthest offset (render._frame_sql): length - 1 back, offset + length on
+        reach = {"rolling": (w.length or 0) - 1, "future": w.offset + (w.length or 0)}
+        if reach.get(w.kind, 0) > SPARK_MAX_OFFSET:
+            raise SqlTargetsError(
+                f"dialect spark: target {t.name!r}: its window reaches {reach[w.kind]} µs from "
+                f"this row, beyond the {SPARK_MAX_OFFSET} µs that Spark's BIGINT frame bounds "
+                "take without overflow"
+            )
 
 
 def to_spark(tree: exp.Expression, plan: Plan, *, pretty: bool = True) -> str:
@@ -1316,6 +1493,7 @@ def to_spark(tree: exp.Expression, plan: Plan, *, pretty: bool = True) -> str:
                 "(set columns.id: <column> in the spec)",
             )
         )
+    _refuse_targets(plan)
     node = tree.copy()
     _Translator(plan).query(node)
     for n in node.walk():

@@ -590,8 +590,10 @@ def _distribution(
             out[:, s] = _sum(x, act_g, lo, hi, sliding, scratch)
     if not call.normalize:
         return out, None
-    total = out.sum(axis=1, keepdims=True)
+    total = np.zeros((n, 1))
     with np.errstate(all="ignore"):
+        for s in range(g):  # slot by slot, as the reference adds them (not pairwise)
+            total[:, 0] += out[:, s]
         out /= total
     return out, np.broadcast_to(total != 0, out.shape).copy()
 

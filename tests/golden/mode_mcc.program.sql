@@ -1,0 +1,45 @@
+-- sqltargets native program: the prologue below runs in DuckDB; then one kernel
+-- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
+--   usual_mcc_90d: mode of _v0, rolling/90d -> int64
+--   usual_mcc_month: mode of _v0, period/month (key _p_month), fill 0 -> int64
+--   usual_amount_week: mode of _v1, expanding/week (key _p_week) -> double
+--   first_mcc_today: first of _v0, expanding/day (key _p_day) -> int64
+--   last_mcc_7d: last of _v0, future/1w -> int64
+WITH src AS (
+  SELECT
+    *
+  FROM "transactions"
+), base AS (
+  SELECT
+    "user_id" AS _u,
+    "ts" AS _time,
+    "tx_id" AS _tb,
+    EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
+    CAST(TRY_CAST("mcc" AS INT) AS BIGINT) AS _v0,
+    CAST("amount" AS DOUBLE) AS _v1,
+    CAST("ts" AS TIMESTAMP) AS _l
+  FROM src
+), events AS (
+  SELECT
+    base.*,
+    CAST(_l AS DATE) AS _p_day,
+    CAST(DATE_TRUNC('WEEK', _l) AS DATE) AS _p_week,
+    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month,
+    {'o': _o, 'tb': _tb} AS _ord
+  FROM base
+)
+SELECT
+  _u,
+  _time,
+  _tb,
+  _v0,
+  _p_month,
+  _v1,
+  _p_week,
+  _p_day,
+  _o
+FROM events
+ORDER BY
+  _u,
+  _o,
+  _tb;

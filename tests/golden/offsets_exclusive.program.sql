@@ -1,0 +1,41 @@
+-- sqltargets native program: the prologue below runs in DuckDB; then one kernel
+-- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
+--   spend_week2: sum of _v0, future/1w+1w -> double
+--   count_next_month: count, next_period/month (key _p_month) -> int64
+--   spend_month_after_next: sum of _v0, next_period/month+1 (key _p_month) -> double
+--   max_in_three_months: max of _v0, next_period/month+2 (key _p_month) -> double
+--   tx_before_today: count, expanding/day excl. current (key _p_day) -> int64
+--   mean_24h_before: mean of _v0, rolling/1d excl. current -> double
+WITH src AS (
+  SELECT
+    *
+  FROM "transactions"
+), base AS (
+  SELECT
+    "user_id" AS _u,
+    "ts" AS _time,
+    "tx_id" AS _tb,
+    EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
+    CAST("amount" AS DOUBLE) AS _v0,
+    CAST("ts" AS TIMESTAMP) AS _l
+  FROM src
+), events AS (
+  SELECT
+    base.*,
+    CAST(_l AS DATE) AS _p_day,
+    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month
+  FROM base
+)
+SELECT
+  _u,
+  _time,
+  _tb,
+  _v0,
+  _p_month,
+  _p_day,
+  _o
+FROM events
+ORDER BY
+  _u,
+  _o,
+  _tb;

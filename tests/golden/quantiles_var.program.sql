@@ -1,0 +1,52 @@
+-- sqltargets native program: the prologue below runs in DuckDB; then one kernel
+-- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
+--   median_30d: median of _v0 (q=0.5), rolling/30d -> double
+--   p10_30d: quantile of _v0 (q=0.1), rolling/30d -> double
+--   p90_30d: quantile of _v0 (q=0.9), rolling/30d, fill 0 -> double
+--   var_day: var of _v0, expanding/day (key _p_day) -> double
+--   q1_week: quantile of _v0 (q=0.25) where _f0, period/week (key _p_week) -> double
+--   grocery_median_next_month: median of _v0 (q=0.5) where _f1, next_period/month (key _p_month) -> double
+WITH src AS (
+  SELECT
+    *
+  FROM "transactions"
+), base AS (
+  SELECT
+    "user_id" AS _u,
+    "ts" AS _time,
+    "tx_id" AS _tb,
+    EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
+    EPOCH_US(TIMEZONE('Europe/Berlin', CAST("ts" AS TIMESTAMP))) AS _e,
+    CAST("amount" AS DOUBLE) AS _v0,
+    COALESCE((
+      "amount" > 0
+    ), FALSE) AS _f0,
+    COALESCE((
+      TRY_CAST("mcc" AS INT) IN (5411, 5422, 5441, 5451, 5462, 5499)
+    ), FALSE) AS _f1,
+    CAST("ts" AS TIMESTAMP) AS _l
+  FROM src
+), events AS (
+  SELECT
+    base.*,
+    CAST(_l AS DATE) AS _p_day,
+    CAST(DATE_TRUNC('WEEK', _l) AS DATE) AS _p_week,
+    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month
+  FROM base
+)
+SELECT
+  _u,
+  _time,
+  _tb,
+  _v0,
+  _p_day,
+  _f0,
+  _p_week,
+  _f1,
+  _p_month,
+  _e
+FROM events
+ORDER BY
+  _u,
+  _o,
+  _tb;
