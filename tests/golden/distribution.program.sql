@@ -1,8 +1,8 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   next_month_mix: distribution of _v0 per _s0 (4 slots, sum) where _f0, next_period/month (key _p_month) -> list
---   today_mix: distribution of _v0 per _s1 (3 slots, sum), expanding/day (key _p_day) -> list
---   next_7d_counts: distribution per _s2 (4 slots, count), future/1w -> list
+--   next_month_mix: distribution of _v0 per _s0 (4 slots, sum) where _f0, next_period/month (key _p_month) -> list (future-looking)
+--   today_mix: distribution of _v0 per _s1 (3 slots, sum), expanding/day (key _p_day) -> list (past-looking)
+--   next_7d_counts: distribution per _s2 (4 slots, count), future/1w -> list (future-looking)
 WITH src AS (
   SELECT
     *

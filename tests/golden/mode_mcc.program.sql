@@ -1,10 +1,10 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   usual_mcc_90d: mode of _v0, rolling/90d -> int64
---   usual_mcc_month: mode of _v0, period/month (key _p_month), fill 0 -> int64
---   usual_amount_week: mode of _v1, expanding/week (key _p_week) -> double
---   first_mcc_today: first of _v0, expanding/day (key _p_day) -> int64
---   last_mcc_7d: last of _v0, future/1w -> int64
+--   usual_mcc_90d: mode of _v0, rolling/90d -> int64 (past-looking)
+--   usual_mcc_month: mode of _v0, period/month (key _p_month), fill 0 -> int64 (future-looking)
+--   usual_amount_week: mode of _v1, expanding/week (key _p_week) -> double (past-looking)
+--   first_mcc_today: first of _v0, expanding/day (key _p_day) -> int64 (past-looking)
+--   last_mcc_7d: last of _v0, future/1w -> int64 (future-looking)
 WITH src AS (
   SELECT
     *

@@ -1,12 +1,12 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   next_amount: first of _v0, next#1 -> double
---   next_mcc: first of _v1, next#1 -> int64
---   secs_to_next: elapsed, next#1 -> double
---   secs_to_second_next: elapsed, next#2 -> double
---   secs_since_grocery: elapsed where _f0, previous#1 -> double
---   prev_grocery_amount: last of _v0 where _f0, previous#1, fill 0 -> double
---   has_prev_grocery: count where _f0, previous#1 -> int64
+--   next_amount: first of _v0, next#1 -> double (future-looking)
+--   next_mcc: first of _v1, next#1 -> int64 (future-looking)
+--   secs_to_next: elapsed, next#1 -> double (future-looking)
+--   secs_to_second_next: elapsed, next#2 -> double (future-looking)
+--   secs_since_grocery: elapsed where _f0, previous#1 -> double (past-looking)
+--   prev_grocery_amount: last of _v0 where _f0, previous#1, fill 0 -> double (past-looking)
+--   has_prev_grocery: count where _f0, previous#1 -> int64 (past-looking)
 WITH src AS (
   SELECT
     *

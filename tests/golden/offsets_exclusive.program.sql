@@ -1,11 +1,11 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   spend_week2: sum of _v0, future/1w+1w -> double
---   count_next_month: count, next_period/month (key _p_month) -> int64
---   spend_month_after_next: sum of _v0, next_period/month+1 (key _p_month) -> double
---   max_in_three_months: max of _v0, next_period/month+2 (key _p_month) -> double
---   tx_before_today: count, expanding/day excl. current (key _p_day) -> int64
---   mean_24h_before: mean of _v0, rolling/1d excl. current -> double
+--   spend_week2: sum of _v0, future/1w+1w -> double (future-looking)
+--   count_next_month: count, next_period/month (key _p_month) -> int64 (future-looking)
+--   spend_month_after_next: sum of _v0, next_period/month+1 (key _p_month) -> double (future-looking)
+--   max_in_three_months: max of _v0, next_period/month+2 (key _p_month) -> double (future-looking)
+--   tx_before_today: count, expanding/day excl. current (key _p_day) -> int64 (past-looking)
+--   mean_24h_before: mean of _v0, rolling/1d excl. current -> double (past-looking)
 WITH src AS (
   SELECT
     *

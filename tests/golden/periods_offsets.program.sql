@@ -1,8 +1,8 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   median_quarter: median of _v0 (q=0.5), period/quarter (key _p_quarter) -> double
---   spend_after_next: sum of _v0, next_period/quarter+1 (key _p_quarter) -> double
---   mix_after_next: distribution of _v0 per _s0 (3 slots, sum), next_period/quarter+1 (key _p_quarter) -> list
+--   median_quarter: median of _v0 (q=0.5), period/quarter (key _p_quarter) -> double (future-looking)
+--   spend_after_next: sum of _v0, next_period/quarter+1 (key _p_quarter) -> double (future-looking)
+--   mix_after_next: distribution of _v0 per _s0 (3 slots, sum), next_period/quarter+1 (key _p_quarter) -> list (future-looking)
 WITH src AS (
   SELECT
     *

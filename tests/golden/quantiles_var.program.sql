@@ -1,11 +1,11 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
---   median_30d: median of _v0 (q=0.5), rolling/30d -> double
---   p10_30d: quantile of _v0 (q=0.1), rolling/30d -> double
---   p90_30d: quantile of _v0 (q=0.9), rolling/30d, fill 0 -> double
---   var_day: var of _v0, expanding/day (key _p_day) -> double
---   q1_week: quantile of _v0 (q=0.25) where _f0, period/week (key _p_week) -> double
---   grocery_median_next_month: median of _v0 (q=0.5) where _f1, next_period/month (key _p_month) -> double
+--   median_30d: median of _v0 (q=0.5), rolling/30d -> double (past-looking)
+--   p10_30d: quantile of _v0 (q=0.1), rolling/30d -> double (past-looking)
+--   p90_30d: quantile of _v0 (q=0.9), rolling/30d, fill 0 -> double (past-looking)
+--   var_day: var of _v0, expanding/day (key _p_day) -> double (past-looking)
+--   q1_week: quantile of _v0 (q=0.25) where _f0, period/week (key _p_week) -> double (future-looking)
+--   grocery_median_next_month: median of _v0 (q=0.5) where _f1, next_period/month (key _p_month) -> double (future-looking)
 WITH src AS (
   SELECT
     *
