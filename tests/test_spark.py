@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import sqltargets
 from sqltargets.compile.plan import build
-from sqltargets.compile.render import relation_source, render
+from sqltargets.compile.render import relation_source, statement
 from sqltargets.compile.spec import AGGS, PERIODS, WINDOW_KINDS
 from sqltargets.dialects.spark import explain_spark, to_spark, wall_to_instant
 from sqltargets.errors import SpecError, SqlTargetsError
@@ -600,7 +600,7 @@ def test_no_duckdb_construct_survives() -> None:
         for kind in ("timestamp", "timestamptz", "date"):
             plan = build(sqltargets.load(spec), time_kind=kind)
             src = relation_source("transactions", rid_column="")
-            sql = render(plan, src, dialect="spark")
+            sql = to_spark(statement(plan, src), plan)
             upper = sql.upper()
             for duck in ("EPOCH_US", "TIMEZONE(", "TO_MICROSECONDS", "LIST_RESIZE", "FILTER(",
                          "ARG_MIN", "ARG_MAX", "TRY_CAST(`MCC` AS INT) IN", "{'", "[]",

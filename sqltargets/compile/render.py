@@ -30,8 +30,6 @@ from .aggregates import AGGREGATIONS, EVENT_WINDOWS, MEASURES
 from .plan import Frame, Grouped, Measure, Output, Plan, next_relation
 from .spec import UNIT_US
 
-DIALECTS = ("duckdb", "spark")
-
 #: One calendar period as an interval: (amount, unit).
 PERIOD_STEP = {
     "day": (1, "DAY"),
@@ -496,22 +494,16 @@ def _parse(raw: str, template: str) -> exp.Expression:
         raise SqlTargetsError(f"template {template} rendered SQL that does not parse: {e}") from e
 
 
-def render(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = True) -> str:
-    """The portable statement: one SQL statement for ``plan`` reading ``source``, in
-    ``dialect`` (what ``explain --engine sql`` prints and the DuckDB shell and Spark run)."""
-    if dialect not in DIALECTS:
-        from ..errors import did_you_mean
+def statement(plan: Plan, source: Source) -> exp.Expression:
+    """The portable statement as a sqlglot tree (DuckDB's), for a dialect to translate."""
+    return _parse(render_raw(plan, source), "targets.sql.j2")
 
-        raise SqlTargetsError(
-            f"dialect: {dialect!r} is not supported; expected one of: {', '.join(DIALECTS)}"
-            f"{did_you_mean(dialect, DIALECTS)}"
-        )
-    tree = _parse(render_raw(plan, source), "targets.sql.j2")
-    if dialect == "spark":
-        from ..dialects.spark import to_spark
 
-        return to_spark(tree, plan, pretty=pretty)
-    return tree.sql(dialect=dialect, pretty=pretty)
+def render(plan: Plan, source: Source, pretty: bool = True) -> str:
+    """The portable statement: one DuckDB SQL statement for ``plan`` reading ``source``
+    (what ``explain --engine sql`` prints and the DuckDB shell runs; the Spark dialect,
+    :mod:`sqltargets.dialects.spark`, translates :func:`statement`)."""
+    return statement(plan, source).sql(dialect="duckdb", pretty=pretty)
 
 
 def render_prologue(

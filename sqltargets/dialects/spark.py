@@ -1528,7 +1528,7 @@ def explain_spark(
     >>> "FROM_UTC_TIMESTAMP(`t`, 'UTC')" in explain_spark(spec, time_type="timestamptz")
     True
     """
-    from ..compile.render import relation_source, render
+    from ..compile.render import relation_source, statement
     from ..compile.spec import load
 
     ts = load(specs)
@@ -1547,7 +1547,7 @@ def explain_spark(
             )
         )
     plan = build(ts, time_kind=kind)
-    return render(plan, relation_source(relation, rid_column=""), dialect="spark", pretty=pretty)
+    return to_spark(statement(plan, relation_source(relation, rid_column="")), plan, pretty=pretty)
 
 
 __all__ = [

@@ -25,6 +25,7 @@ import pyarrow as pa
 from ..compile.plan import Plan, build
 from ..compile.render import ident, literal, relation_source, render, unused_name
 from ..compile.spec import COUNTING, TargetSet
+from ..dialects import portable_sql
 from ..errors import SourceError, SqlTargetsError, did_you_mean
 from . import program as program_mod
 from .connection import connect
@@ -416,7 +417,7 @@ def explain_sql(
     def text(plan: Plan, source: Any) -> str:
         if engine == "native":
             return program_mod.build(plan, source).explain()
-        return render(plan, source, dialect=dialect)
+        return portable_sql(plan, source, dialect=dialect)
 
     if time_type is not None and time_type not in TIME_KINDS:
         raise SqlTargetsError(
