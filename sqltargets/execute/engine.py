@@ -235,13 +235,21 @@ def execute(
     inp.register(con)
     try:
         plan = prepare(ts, inp, con)
-        total = check_rows(ts, inp, con)
+        # the native engine finds null users and times in the prologue's result, for free;
+        # the rows in are then known from the input's metadata (else one more scan counts)
+        late = engine == "native" and ts.null_rows == "error" and inp.source.shard is None
+        total = inp.known_rows() if late else None
+        if total is None:
+            total = check_rows(ts, inp, con)
+            late = False
         what = (
             plan
             if engine == "sql"
             else program_mod.build(plan, inp.source, presorted=presorted(ts, source, inp, con))
         )
         table = _run(what, inp, con, engine)
+        if late and (table.column(0).null_count or table.column(1).null_count):
+            check_rows(ts, inp, con)  # raises, naming the count and the first such row
     finally:
         inp.unregister(con)
     if ts.output == "events" and table.num_rows != total:

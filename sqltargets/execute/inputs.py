@@ -34,6 +34,17 @@ class Input:
     listing: Listing | None = None  # a Parquet input's files, in read order
     file_schema: InputSchema | None = None  # their common columns and types
 
+    def known_rows(self) -> int | None:
+        """The input's rows when known without reading it (Parquet footers, an Arrow
+        table's length), else None."""
+        if self.arrow_table is not None:
+            return self.arrow_table.num_rows
+        if self.listing is not None:
+            from .files import footer
+
+            return sum(footer(f).num_rows for f in self.listing.files)
+        return None
+
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Make an Arrow input visible to ``con`` (a no-op for files and tables)."""
         if self.arrow_table is not None:
