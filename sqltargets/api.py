@@ -120,7 +120,7 @@ def generate(
         source = _through_store(ts, source, store, threads, memory_limit, temp_directory)
     con, close = _connection(connection, threads, memory_limit, temp_directory)
     try:
-        return _engine.execute(ts, source, con, engine=engine)
+        return _engine.execute(ts, source, con, engine=engine, release=connection is None)
     finally:
         if close:
             con.close()

@@ -95,6 +95,39 @@ def user_starts(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return new
 
 
+def ranks(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    """Dense codes of a column's values in ascending order (as DuckDB's ORDER BY sorts them:
+    numbers by value, strings bytewise), nulls last; and how many codes there are.
+
+    >>> ranks(pa.array(["b", "a", None, "b"]))[0].tolist()
+    [1, 0, 2, 1]
+    """
+    enc = pc.dictionary_encode(_one(col))
+    order = numpy(pc.sort_indices(enc.dictionary), np.int64)
+    rank = np.empty(order.size + 1, np.int64)
+    rank[order] = np.arange(order.size)
+    rank[order.size] = order.size  # null
+    idx = enc.indices
+    codes = numpy(idx, np.int64)
+    if idx.null_count:
+        codes[~valid(idx)] = order.size
+    return rank[codes], order.size + (1 if idx.null_count else 0)
+
+
+def sort_key(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An int64 array that sorts as the column does, nulls last: integers and times as they
+    are, anything else by its rank."""
+    t = col.type
+    if (pa.types.is_integer(t) and t != pa.uint64()) or pa.types.is_temporal(t):
+        if pa.types.is_time(t) or pa.types.is_duration(t) or pa.types.is_interval(t):
+            return ranks(col)[0]
+        out = numpy(col, np.int64)
+        if col.null_count:
+            out[~valid(col)] = np.iinfo(np.int64).max
+        return out
+    return ranks(col)[0]
+
+
 def from_numpy(values: np.ndarray, ok: np.ndarray | None = None) -> pa.Array:
     """A zero-copy Arrow array of int64 or float64 ``values``, null where ``ok`` is False."""
     values = np.ascontiguousarray(values)

@@ -191,10 +191,52 @@ def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 
 def events_table(prog: program_mod.Program, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The prologue's result: the events sorted by user and event order."""
-    table, name = _events_reader(prog, con, None)
-    _drop(con, name)
-    return table
+    """The prologue's result: the events sorted by user and event order.
+
+    DuckDB computes the events unsorted, and :func:`~sqltargets.execute.kernels.event_order`
+    sorts them: a counting sort by user, then each user's rows by time and tie-breaks, in
+    parallel; this takes less time and about half the memory of DuckDB's sort of the same
+    rows (no temporary table, no sort runs). A prepared store is in order already; under a
+    memory limit set for the run, DuckDB sorts (it can spill)."""
+    if prog.presorted or _spills(con):
+        table, name = _events_reader(prog, con, None)
+        _drop(con, name)
+        return table
+    threads = threads_of(con)
+    events = order_events(run_table(prog.unsorted, con), prog.sort_keys, threads)
+    return events.select(list(prog.columns))
+
+
+def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa.Table:
+    """``table`` sorted by ``keys`` (the user first), stably, nulls last. Columns are taken
+    into their new order ``threads`` at a time, and each unsorted column is let go as soon as
+    its sorted copy exists (so the peak is the table and a few columns, not two tables)."""
+    from . import kernels as K
+    from .arrays import ranks, sort_key
+
+    if table.num_rows < 2:
+        return table
+    user, n_users = ranks(table.column(keys[0]))
+    rest = [sort_key(table.column(k)) for k in keys[1:]]
+    while len(rest) < 3:
+        rest.append(rest[-1])
+    perm = K.event_order(user, n_users, rest[0], rest[1], rest[2])
+    del user, rest
+    if K.is_identity(perm):
+        return table
+    order = pa.array(perm)
+    del perm
+    schema = table.schema
+    columns: list[Any] = list(table.columns)
+    del table
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:  # pyarrow's take releases the GIL
+        for i in range(0, len(columns), max(1, threads)):
+            idx = range(i, min(i + max(1, threads), len(columns)))
+            for j, col in zip(idx, pool.map(lambda j: columns[j].take(order), idx)):
+                columns[j] = col
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def presorted(ts: TargetSet, source: Any, inp: Input, con: duckdb.DuckDBPyConnection) -> bool:
@@ -215,12 +257,25 @@ def presorted(ts: TargetSet, source: Any, inp: Input, con: duckdb.DuckDBPyConnec
     return _setting(con, "preserve_insertion_order").lower() == "true"
 
 
-def _run(plan_or_prog: Any, inp: Input, con: duckdb.DuckDBPyConnection, engine: str) -> pa.Table:
+def _run(
+    plan_or_prog: Any,
+    inp: Input,
+    con: duckdb.DuckDBPyConnection,
+    engine: str,
+    late_check: Callable[[pa.Table], None] | None = None,
+    release: bool = False,
+) -> pa.Table:
     if engine == "sql":
         return run_table(render(plan_or_prog, inp.source), con)
     prog = plan_or_prog
     events = events_table(prog, con)
-    return assemble(prog, events, compute(prog, events, threads_of(con)))
+    if late_check is not None:
+        late_check(events)
+    threads = threads_of(con)
+    if release:  # the kernels need no DuckDB: give its cached memory back (about 0.5 GB)
+        inp.unregister(con)
+        con.close()
+    return assemble(prog, events, compute(prog, events, threads))
 
 
 def execute(
@@ -228,8 +283,11 @@ def execute(
     source: Any,
     con: duckdb.DuckDBPyConnection,
     engine: str = "native",
+    release: bool = False,
 ) -> pa.Table:
-    """Check, plan and run; the Arrow result, rows out checked against rows in."""
+    """Check, plan and run; the Arrow result, rows out checked against rows in. With
+    ``release``, ``con`` (the caller's own, not a user's) is closed as soon as the native
+    engine's kernels no longer need it."""
     engine = check_engine(engine)
     inp = resolve(source, ts, con)
     inp.register(con)
@@ -247,9 +305,12 @@ def execute(
             if engine == "sql"
             else program_mod.build(plan, inp.source, presorted=presorted(ts, source, inp, con))
         )
-        table = _run(what, inp, con, engine)
-        if late and (table.column(0).null_count or table.column(1).null_count):
-            check_rows(ts, inp, con)  # raises, naming the count and the first such row
+
+        def nulls(events: pa.Table) -> None:
+            if events.column("_u").null_count or events.column("_time").null_count:
+                check_rows(ts, inp, con)  # raises, naming the count and the first such row
+
+        table = _run(what, inp, con, engine, nulls if late else None, release)
     finally:
         inp.unregister(con)
     if ts.output == "events" and table.num_rows != total:

@@ -55,7 +55,7 @@ the runner uses :func:`sum_sequential`, which re-adds every window in event orde
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 #: Operations of :func:`swag` (and their identities).
 SUM, MIN, MAX = 0, 1, 2
@@ -946,6 +946,81 @@ def elapsed(e, lo, hi, after, out, valid):  # type: ignore[no-untyped-def]
             valid[i] = False
 
 
+# ---------------------------------------------------------------------------------------------
+# the event order: rows sorted by user, then by up to three more keys
+
+
+@_jit
+def _in_order(a, b, k1, k2, k3, first):  # type: ignore[no-untyped-def]
+    # whether rows a..b-1 (contiguous keys) are in (k1, k2, k3) order (first: 1) or in
+    # (k2, k3) order (first: 2)
+    for j in range(a + 1, b):
+        i = j - 1
+        if first == 1 and k1[i] != k1[j]:
+            if k1[i] > k1[j]:
+                return False
+            continue
+        if k2[i] != k2[j]:
+            if k2[i] > k2[j]:
+                return False
+            continue
+        if k3[i] > k3[j]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def event_order(user, n_users, k1, k2, k3):  # type: ignore[no-untyped-def]
+    """The permutation that sorts rows by (``user``, ``k1``, ``k2``, ``k3``): a counting sort
+    by the dense user codes (0 .. n_users - 1, in the users' order; stable), which also lays
+    the keys out user by user; then, for each user whose rows are not in order already, a
+    stable sort by ``k1`` (enough when they are in (k2, k3) order already, as rows in input
+    order are by position) or by all three keys, last first. Users are sorted in parallel."""
+    n = user.size
+    start = np.zeros(n_users + 1, np.int64)
+    for i in range(n):
+        start[user[i] + 1] += 1
+    for u in range(n_users):
+        start[u + 1] += start[u]
+    pos = start[:-1].copy()
+    perm = np.empty(n, np.int64)
+    s1 = np.empty(n, np.int64)
+    s2 = np.empty(n, np.int64)
+    s3 = np.empty(n, np.int64)
+    for i in range(n):  # writes go to one run per user: cache friendly
+        u = user[i]
+        p = pos[u]
+        perm[p] = i
+        s1[p] = k1[i]
+        s2[p] = k2[i]
+        s3[p] = k3[i]
+        pos[u] = p + 1
+    for u in prange(n_users):
+        a = start[u]
+        b = start[u + 1]
+        if b - a < 2 or _in_order(a, b, s1, s2, s3, 1):
+            continue
+        if _in_order(a, b, s1, s2, s3, 2):
+            order = np.argsort(s1[a:b], kind="mergesort")
+        else:
+            order = np.argsort(s3[a:b], kind="mergesort")
+            order = order[np.argsort(s2[a:b][order], kind="mergesort")]
+            order = order[np.argsort(s1[a:b][order], kind="mergesort")]
+        rows = perm[a:b].copy()
+        for j in range(b - a):  # (a slice assigned from a fancy index crashed in prange)
+            perm[a + j] = rows[order[j]]
+    return perm
+
+
+@_jit
+def is_identity(perm):  # type: ignore[no-untyped-def]
+    """Whether ``perm`` leaves every row where it is."""
+    for i in range(perm.size):  # noqa: SIM110 - numba compiles loops, not generators
+        if perm[i] != i:
+            return False
+    return True
+
+
 def warm_up() -> None:
     """Load every kernel (from numba's on-disk cache, or compile it) by running each once on
     a few rows with the types the runner passes. A process pays this once (about a second
@@ -988,4 +1063,8 @@ def warm_up() -> None:
     elapsed(i64, lo, hi, True, f, np.empty(n, np.bool_))
     top_k_growing(x, b, lo, hi, 2, np.empty((n, 2)), np.empty((n, 2), np.bool_))
     calendar_fold(b, b, x, SUM, False, True, f, np.empty(n, np.int64))
+    is_identity(event_order(i64, 2, i64, i64, i64))
     next_period_fold(b, i64, i64, i64 + 1, b, x, SUM, f, np.empty(n, np.int64))
+    i32 = i64.astype(np.int32)  # calendar keys are int32 days
+    next_period_fold(b, i64, i32, i64 + 1, b, x, SUM, f, np.empty(n, np.int64))
+    next_period_ranges(b, i64, i32, i64 + 1, lo, hi)

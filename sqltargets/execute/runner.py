@@ -111,9 +111,9 @@ class Events:
         return self._get(("a", filt, value), make)
 
     def key(self, col: str) -> np.ndarray:
-        """A calendar key as int64 days since 1970-01-01."""
+        """A calendar key: days since 1970-01-01, int32 (a view of the DATE column)."""
         return self._get(
-            ("k", col), lambda: arrays.numpy(self.table.column(col), np.int64, writable=False)
+            ("k", col), lambda: arrays.numpy(self.table.column(col), np.int32, writable=False)
         )
 
     def elapsed(self, col: str) -> np.ndarray:
@@ -415,12 +415,13 @@ def _fold(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     n = ev.n
     kern = call.kernel
-    if kern == "count":  # counts only: any doubles will do as values
-        x = scratch.get("front", np.float64)
+    if kern == "count":  # the counts are the output; the values are scratch (not read)
+        x = out = scratch.get("front", np.float64)  # (reading and writing row r alone)
+        count = np.empty(n, np.int64)
     else:
         x = scan(ev.values(call.value)[0])  # type: ignore[arg-type]
-    out = np.empty(n)
-    count = np.empty(n, np.int64) if kern == "count" else scratch.get("count", np.int64)
+        out = np.empty(n)
+        count = scratch.get("count", np.int64)
     if wanted is not None:
         K.next_period_fold(seg, user, key, wanted, act, x, _FOLDS[kern], out, count)
     else:
