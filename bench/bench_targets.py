@@ -736,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
             job = {"action": "presort", "data": str(folder), "presorted": str(presorted)}
             setup["presort"] = run_child(job, workdir, "presort")
             print(f"  presorted copy written in {setup['presort']['seconds']:.1f} s")
+            (workdir / "stores").mkdir()  # prepare writes into an existing folder only
             for spec in main_specs:
                 store = workdir / "stores" / spec
                 job = {"action": "prepare", "data": str(folder), "store": str(store),
