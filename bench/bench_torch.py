@@ -54,6 +54,7 @@ def demo_data(users: int, tx_per_user: int, seed: int) -> Path:
     out = ROOT / ".bench" / f"torch-{users}u-{tx_per_user}tx-s{seed}"
     done = out / ".complete"
     if not done.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)  # demo-data makes no parent folders
         write_demo(out, users, seed=seed, files=4, tx_per_user=tx_per_user)
         done.touch()
     return out
