@@ -37,7 +37,10 @@ from sqltargets.verification.compare import diff
 from tests.conftest import examples
 from tests.strategies import fits, target, transactions
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning"),
+    pytest.mark.xdist_group("spark"),  # one Spark session: every test here on one worker
+]
 
 COLUMNS = {"user": "user_id", "time": "t", "amount": "amount", "mcc": "mcc", "id": "tx_id"}
 
