@@ -445,7 +445,9 @@ class _Runner:
         targets = self.setup.targets
         scalar = [t for t in targets if t.width is None]
         where = {t.name: i for i, t in enumerate(scalar)}
-        scal = np.empty((len(scalar), n), np.float64)
+        # written straight in the item dtype when NumPy has it (one pass, no float64 copy)
+        np_dtype = _NUMPY_FLOATS.get(self.dtype, np.float64)
+        scal = np.empty((len(scalar), n), np_dtype)
         lists: dict[str, torch.Tensor] = {}
         for i, (prog, ev) in enumerate(zip(self.programs, self.events)):
             sub = (
@@ -458,12 +460,15 @@ class _Runner:
                 if t.spec != i:
                     continue
                 values, ok = got[t.name]
-                values = values.astype(np.float64, copy=False)
-                if ok is not None:
-                    values = np.where(ok, values, np.nan)
                 if t.width is None:
-                    scal[where[t.name]] = values
+                    row = scal[where[t.name]]
+                    row[:] = values
+                    if ok is not None:
+                        row[~ok] = np.nan
                 else:
+                    values = values.astype(np.float64, copy=False)
+                    if ok is not None:
+                        values = np.where(ok, values, np.nan)
                     lists[t.name] = torch.from_numpy(np.ascontiguousarray(values)).to(self.dtype)
         feats: dict[str, torch.Tensor] = {}
         for f in self.setup.features:
@@ -474,10 +479,12 @@ class _Runner:
             lengths=lengths,
             row_id=torch.from_numpy(self.row_id[rows]),
             features=feats,
-            scalars=torch.from_numpy(scal).to(self.dtype),
+            scalars=torch.from_numpy(scal).to(self.dtype),  # no copy when already that dtype
             lists=lists,
         )
 
+
+_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
 # Runners inherited through fork belong to the parent: never touched in the child.
 _INHERITED: list[_Runner] = []

@@ -120,3 +120,33 @@ def test_distribution_shares_add_slots_in_order() -> None:
     }  # fmt: skip
     check_same(spec, t)
     assert sqltargets.generate(spec, t).column("d")[0].as_py() == [1e300, 0, -1e300, 1, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_targets_sharing_a_window_with_different_filters(threads: int) -> None:
+    """Targets with the same window share its row ranges (computed once per thread); each
+    still gets its own filter, and `next`/`previous` windows (which depend on the filter)
+    are never shared across filters."""
+    from sqltargets.demo import make_transactions
+
+    table = make_transactions(30, seed=3, days=60)
+    cols = {"user": "user_id", "time": "ts", "amount": "amount", "mcc": "mcc"}
+    targets = [
+        {"name": "a", "agg": "sum", "where": "amount > 0", "window": {"kind": "rolling", "length": "7d"}},
+        {"name": "b", "agg": "max", "mcc": ["grocery"], "window": {"kind": "rolling", "length": "7d"}},
+        {"name": "c", "agg": "count", "window": {"kind": "rolling", "length": "7d", "include_current": False}},
+        {"name": "d", "agg": "mean", "where": "amount < 0", "window": {"kind": "future", "length": "7d"}},
+        {"name": "e", "agg": "std", "window": {"kind": "future", "length": "7d"}},
+        {"name": "f", "agg": "first", "mcc": ["grocery"], "window": {"kind": "next", "n": 1}},
+        {"name": "g", "agg": "first", "mcc": ["fuel"], "window": {"kind": "next", "n": 1}},
+        {"name": "h", "agg": "last", "where": "amount > 100", "window": {"kind": "previous", "n": 2}},
+        {"name": "i", "agg": "sum", "window": {"kind": "next_period", "period": "week"}},
+        {"name": "j", "agg": "median", "mcc": ["grocery"], "window": {"kind": "next_period", "period": "week"}},
+    ]  # fmt: skip
+    spec = {"columns": cols, "targets": targets}
+    want = sqltargets.reference(spec, table)
+    got = sqltargets.generate(spec, table, threads=threads)
+    key = ["user_id", "row_id"]
+    mismatches = diff(got, want, [t["name"] for t in targets], key, limit=5)
+    assert not mismatches, "\n".join(str(m) for m in mismatches)
+    assert got.column("f") != got.column("g")  # the two next-event filters differ

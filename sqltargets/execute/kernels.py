@@ -168,37 +168,37 @@ def sliding_ranges(user, e, lo_after, hi_after, hi_inclusive, lo, hi):  # type: 
     lo_after = o, hi_after = o + L. A bound beyond the int64 range leaves that side open.
     """
     n = e.size
-    a = 0
-    b = 0
-    start = 0
-    for i in range(n):
-        if i == 0 or user[i] != user[i - 1]:
-            start = i
-            a = i
-            b = i
-        t = e[i]
-        # the lower bound t + lo_after: below int64 excludes nothing; above, everything
-        if lo_after < 0 and t < -_INT64_MAX - 1 - lo_after:
-            a = start
-        else:
-            low = _add_saturating(t, lo_after) if lo_after >= 0 else t + lo_after
-            while a < n and user[a] == user[i] and e[a] <= low:
-                a += 1
-        if b < a:
-            b = a
-        if hi_after > 0 and t > _INT64_MAX - hi_after:  # above int64: every later row
-            while b < n and user[b] == user[i]:
-                b += 1
-        else:
-            high = t + hi_after
-            if hi_inclusive:
-                while b < n and user[b] == user[i] and e[b] <= high:
-                    b += 1
+    i = 0
+    while i < n:  # one user's rows [i, j) at a time: the pointers never test the user
+        j = i + 1
+        while j < n and user[j] == user[i]:
+            j += 1
+        a = i
+        b = i
+        for r in range(i, j):
+            t = e[r]
+            # the lower bound t + lo_after: below int64 excludes nothing; above, everything
+            if lo_after < 0 and t < -_INT64_MAX - 1 - lo_after:
+                a = i
             else:
-                while b < n and user[b] == user[i] and e[b] < high:
-                    b += 1
-        lo[i] = a
-        hi[i] = b
+                low = _add_saturating(t, lo_after) if lo_after >= 0 else t + lo_after
+                while a < j and e[a] <= low:
+                    a += 1
+            if b < a:
+                b = a
+            if hi_after > 0 and t > _INT64_MAX - hi_after:  # above int64: every later row
+                b = j
+            else:
+                high = t + hi_after
+                if hi_inclusive:
+                    while b < j and e[b] <= high:
+                        b += 1
+                else:
+                    while b < j and e[b] < high:
+                        b += 1
+            lo[r] = a
+            hi[r] = b
+        i = j
 
 
 @_jit

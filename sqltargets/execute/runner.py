@@ -203,6 +203,7 @@ class Scratch:
         self.n = n
         self._arrays: dict[str, np.ndarray] = {}
         self.user: np.ndarray = np.zeros(0, np.int64)  # the current call's user codes
+        self.ranges: Any = None  # what "lo" and "hi" hold now (see run_call)
 
     def get(self, name: str, dtype: Any, extra: int = 0) -> np.ndarray:
         a = self._arrays.get(name)
@@ -247,12 +248,16 @@ def compute_arrays(
             scratch[ev.n] = Scratch(ev.n)
         return run_call(calls[task[0]], ev, scratch[ev.n], program)
 
-    tasks = [(c, b) for c in range(len(calls)) for b in range(len(blocks))]
+    # targets with the same window next to each other, so that a thread reuses its ranges
+    by_window = sorted(range(len(calls)), key=lambda c: _window_key(calls[c]))
+    tasks = [(c, b) for c in by_window for b in range(len(blocks))]
     if threads > 1 and len(tasks) > 1 and n:
         with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
-            done = list(pool.map(one, tasks))
+            results = list(pool.map(one, tasks))
     else:
-        done = [one(t) for t in tasks]
+        results = [one(t) for t in tasks]
+    at = {task: r for task, r in zip(tasks, results)}
+    done = [at[(c, b)] for c in range(len(calls)) for b in range(len(blocks))]
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for c, call in enumerate(calls):
         got = done[c * len(blocks) : (c + 1) * len(blocks)]
@@ -271,6 +276,11 @@ def compute_arrays(
                 ),
             )
     return out
+
+
+def _window_key(call: Call) -> tuple[str, ...]:
+    w = call.window
+    return tuple(map(str, (w.kind, w.period, w.length, w.offset, w.include_current, w.n)))
 
 
 #: Rows below which a target is not cut into blocks of users for several threads.
@@ -344,6 +354,52 @@ def run_call(
         return finish(call, values, ok)
     lo = scratch.get("lo", np.int64)
     hi = scratch.get("hi", np.int64)
+    # targets with the same window (whatever their filter) share its ranges: skip the driver
+    # when this thread's last call over these events left them in lo and hi
+    tag: Any = (id(ev), w.kind, w.period, w.length, w.offset, w.include_current, w.n)
+    if w.kind in EVENT:
+        tag = (*tag, call.filter)  # the n-th event passing this target's filter
+    if scratch.ranges != tag:
+        scratch.ranges = None
+        _ranges(call, ev, scratch, program, perm, key, user, lo, hi)
+        scratch.ranges = tag
+    sliding = w.kind in SLIDING
+    if call.kernel == "distribution":
+        values, ok = _distribution(call, ev, scratch, act_s, scan, lo, hi, sliding)
+    else:
+        cum = scratch.get("cum", np.int64, extra=1)
+        K.active_count(act_s, cum)
+        count = scratch.get("count", np.int64)
+        K.window_counts(cum, lo, hi, count)
+        values, ok = _aggregate(call, ev, scratch, act_s, scan, perm, lo, hi, count, sliding)
+        if call.kernel == "elapsed":
+            values = np.empty(n)
+            ok = np.empty(n, dtype=bool)
+            e = scan(ev.elapsed(program.elapsed))  # type: ignore[arg-type]
+            K.elapsed(e, lo, hi, w.kind == "next", values, ok)
+    if perm is not None:
+        values = _unscan(values, perm)
+        ok = None if ok is None else _unscan(ok, perm)
+    return finish(call, values, ok)
+
+
+def _ranges(
+    call: Call,
+    ev: Events,
+    scratch: Scratch,
+    program: Program,
+    perm: np.ndarray | None,
+    key: np.ndarray | None,
+    user: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> None:
+    """The window driver: per row (in scan order), the rows ``[lo, hi)`` its window covers."""
+    w = call.window
+
+    def scan(a: np.ndarray) -> np.ndarray:
+        return a if perm is None else a[perm]
+
     if w.kind == "expanding":
         seg = ev.segments(key, perm, ("k", call.period))  # type: ignore[arg-type]
         K.expanding_ranges(seg, w.include_current, lo, hi)
@@ -364,25 +420,6 @@ def run_call(
         K.nth_event_ranges(user, ev.filter(call.filter), int(w.n), w.kind == "next", lo, hi)
     else:  # pragma: no cover - the spec refuses other kinds
         raise ValueError(f"unknown window kind {w.kind!r}")
-
-    sliding = w.kind in SLIDING
-    if call.kernel == "distribution":
-        values, ok = _distribution(call, ev, scratch, act_s, scan, lo, hi, sliding)
-    else:
-        cum = scratch.get("cum", np.int64, extra=1)
-        K.active_count(act_s, cum)
-        count = scratch.get("count", np.int64)
-        K.window_counts(cum, lo, hi, count)
-        values, ok = _aggregate(call, ev, scratch, act_s, scan, perm, lo, hi, count, sliding)
-        if call.kernel == "elapsed":
-            values = np.empty(n)
-            ok = np.empty(n, dtype=bool)
-            e = scan(ev.elapsed(program.elapsed))  # type: ignore[arg-type]
-            K.elapsed(e, lo, hi, w.kind == "next", values, ok)
-    if perm is not None:
-        values = _unscan(values, perm)
-        ok = None if ok is None else _unscan(ok, perm)
-    return finish(call, values, ok)
 
 
 #: Kernels computed over expanding and period windows in one pass (kernels.calendar_fold).
