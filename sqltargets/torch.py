@@ -436,12 +436,14 @@ class _Runner:
         a, b = self.offsets[pos], self.offsets[pos + 1]
         lengths = b - a
         n = int(lengths.sum())
+        # each user's rows are one run: copied run by run (several times faster than a take)
+        runs = list(zip(a.tolist(), b.tolist()))
         if pos.size and np.all(np.diff(pos) == 1):
-            rows = np.arange(int(a[0]), int(b[-1]), dtype=np.int64)
-            sl: slice | None = slice(int(a[0]), int(b[-1]))
-        else:
-            rows = np.repeat(a - np.cumsum(lengths) + lengths, lengths) + np.arange(n)
-            sl = None
+            runs = [(int(a[0]), int(b[-1]))]
+
+        def gather(arr: np.ndarray) -> np.ndarray:  # a new, writable array
+            return np.concatenate([arr[x:y] for x, y in runs]) if runs else arr[:0].copy()
+
         targets = self.setup.targets
         scalar = [t for t in targets if t.width is None]
         where = {t.name: i for i, t in enumerate(scalar)}
@@ -451,9 +453,11 @@ class _Runner:
         lists: dict[str, torch.Tensor] = {}
         for i, (prog, ev) in enumerate(zip(self.programs, self.events)):
             sub = (
-                ev.slice(sl.start, sl.stop - sl.start)
-                if sl is not None
-                else ev.take(pa.array(rows))
+                ev.slice(runs[0][0], runs[0][1] - runs[0][0])
+                if len(runs) == 1
+                else pa.concat_tables([ev.slice(x, y - x) for x, y in runs]).combine_chunks()
+                if runs
+                else ev.slice(0, 0)
             )
             got = compute_arrays(prog, sub, self.kernel_threads)
             for t in targets:
@@ -472,12 +476,12 @@ class _Runner:
                     lists[t.name] = torch.from_numpy(np.ascontiguousarray(values)).to(self.dtype)
         feats: dict[str, torch.Tensor] = {}
         for f in self.setup.features:
-            arr = self.feature_arrays[f.name][rows]
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+            arr = gather(self.feature_arrays[f.name])
+            t = torch.from_numpy(arr)
             feats[f.name] = t if f.kind == "code" else t.to(self.dtype)
         return _Block(
             lengths=lengths,
-            row_id=torch.from_numpy(self.row_id[rows]),
+            row_id=torch.from_numpy(gather(self.row_id)),
             features=feats,
             scalars=torch.from_numpy(scal).to(self.dtype),  # no copy when already that dtype
             lists=lists,
