@@ -389,7 +389,9 @@ class _Runner:
         inp = setup.input
         inp.register(con)
         try:
-            self.events = [engine.run_prologue(p, con) for p in self.programs]
+            known = inp.known_rows()  # a shard holds about its share of them
+            rows = None if known is None else -(-known // (shard[1] if shard else 1))
+            self.events = [engine.run_prologue(p, con, rows) for p in self.programs]
         except duckdb.Error as e:
             raise SourceError(f"cannot read the input: {str(e).strip().splitlines()[0]}") from e
         finally:

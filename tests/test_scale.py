@@ -113,3 +113,24 @@ def test_input_larger_than_memory_limit(tmp_path: Path) -> None:
     ref = ref.set_column(2, "row_id", pc.take(positions, ref.column("row_id")).cast(pa.int64()))
     assert diff(by_key(mine), by_key(ref), NAMES, ["user_id", "row_id"]) == []
     assert mine.num_rows == 2 * 4096
+
+
+def _generate_in_child(data: str, queue: object) -> None:
+    table = sqltargets.generate(SPEC, data, threads=2)
+    queue.put(table.num_rows)  # type: ignore[attr-defined]
+
+
+def test_a_forked_process_runs_after_its_parent_ran(data: Path) -> None:
+    """The kernels use no runtime that breaks across fork (numba's OpenMP layer killed a
+    forked child that sorted events after its parent had): the parent runs, then a forked
+    child (a DataLoader worker, a multiprocessing pool) runs too."""
+    import multiprocessing
+
+    want = sqltargets.generate(SPEC, data, threads=2).num_rows
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_generate_in_child, args=(str(data), queue))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == want

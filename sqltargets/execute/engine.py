@@ -146,10 +146,35 @@ def _default_memory_limit() -> str:
         c.close()
 
 
-def _spills(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the run has a memory limit of its own: a temporary table would hold the whole
-    input in memory, so the prologue runs as one statement that DuckDB can spill."""
-    return _setting(con, "memory_limit") != _default_memory_limit()
+def _spills(
+    con: duckdb.DuckDBPyConnection, prog: program_mod.Program | None = None, rows: int | None = None
+) -> bool:
+    """Whether the prologue runs as one statement that DuckDB can spill: when the run has a
+    memory limit of its own, unless ``rows`` events of ``prog`` (when known) take less than
+    half of it (8 bytes a column, at most: the unsorted events and their sorted copy fit)."""
+    limit = _setting(con, "memory_limit")
+    if limit == _default_memory_limit():
+        return False
+    size = _size_bytes(limit)
+    if rows is None or prog is None or size is None:
+        return True
+    return rows * 8 * len(prog.columns) * 2 > size
+
+
+def _size_bytes(text: str) -> int | None:
+    """DuckDB's spelling of a memory size ('953.6 MiB', '1.0 GiB', '512 bytes') in bytes.
+
+    >>> _size_bytes("953.6 MiB"), _size_bytes("2.0 GiB"), _size_bytes("512 bytes"), _size_bytes("x")
+    (999922073, 2147483648, 512, None)
+    """
+    import re
+
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGTP]?i?B|bytes?)\s*", text, re.IGNORECASE)
+    if m is None:
+        return None
+    unit = m.group(2).upper()
+    power = "BKMGTP".index(unit[0]) if unit[0] in "KMGTP" else 0
+    return int(float(m.group(1)) * (1024 if "I" in unit else 1000) ** power)
 
 
 def _events_reader(
@@ -190,15 +215,18 @@ def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
             pass
 
 
-def events_table(prog: program_mod.Program, con: duckdb.DuckDBPyConnection) -> pa.Table:
+def events_table(
+    prog: program_mod.Program, con: duckdb.DuckDBPyConnection, rows: int | None = None
+) -> pa.Table:
     """The prologue's result: the events sorted by user and event order.
 
     DuckDB computes the events unsorted, and :func:`~sqltargets.execute.kernels.event_order`
     sorts them: a counting sort by user, then each user's rows by time and tie-breaks, in
     parallel; this takes less time and about half the memory of DuckDB's sort of the same
     rows (no temporary table, no sort runs). A prepared store is in order already; under a
-    memory limit set for the run, DuckDB sorts (it can spill)."""
-    if prog.presorted or _spills(con):
+    memory limit set for the run, DuckDB sorts (it can spill), unless the ``rows`` expected
+    fit well within it."""
+    if prog.presorted or _spills(con, prog, rows):
         table, name = _events_reader(prog, con, None)
         _drop(con, name)
         return table
@@ -220,7 +248,7 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     rest = [sort_key(table.column(k)) for k in keys[1:]]
     while len(rest) < 3:
         rest.append(rest[-1])
-    perm = K.event_order(user, n_users, rest[0], rest[1], rest[2])
+    perm = K.event_order(user, n_users, rest[0], rest[1], rest[2], threads)
     del user, rest
     if K.is_identity(perm):
         return table
@@ -519,10 +547,13 @@ __all__ = ["COUNTING", "Input", "connect", "execute", "execute_batches", "explai
 # pieces the torch datasets run (they compose no SQL of their own)
 
 
-def run_prologue(prog: program_mod.Program, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The program's prologue: the events, sorted by user and event order, as Arrow."""
+def run_prologue(
+    prog: program_mod.Program, con: duckdb.DuckDBPyConnection, rows: int | None = None
+) -> pa.Table:
+    """The program's prologue: the events, sorted by user and event order, as Arrow
+    (``rows``: how many are expected, when known; see :func:`events_table`)."""
     con.execute(f"SET TimeZone = {literal(prog.spec.timezone)}")
-    return events_table(prog, con)
+    return events_table(prog, con, rows)
 
 
 def user_counts(

@@ -54,8 +54,10 @@ the runner uses :func:`sum_sequential`, which re-adds every window in event orde
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 #: Operations of :func:`swag` (and their identities).
 SUM, MIN, MAX = 0, 1, 2
@@ -969,13 +971,10 @@ def _in_order(a, b, k1, k2, k3, first):  # type: ignore[no-untyped-def]
     return True
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def event_order(user, n_users, k1, k2, k3):  # type: ignore[no-untyped-def]
-    """The permutation that sorts rows by (``user``, ``k1``, ``k2``, ``k3``): a counting sort
-    by the dense user codes (0 .. n_users - 1, in the users' order; stable), which also lays
-    the keys out user by user; then, for each user whose rows are not in order already, a
-    stable sort by ``k1`` (enough when they are in (k2, k3) order already, as rows in input
-    order are by position) or by all three keys, last first. Users are sorted in parallel."""
+@_jit
+def _event_layout(user, n_users, k1, k2, k3):  # type: ignore[no-untyped-def]
+    """A stable counting sort by the dense user codes: each user's first position, the
+    permutation, and the three keys laid out user by user."""
     n = user.size
     start = np.zeros(n_users + 1, np.int64)
     for i in range(n):
@@ -995,7 +994,13 @@ def event_order(user, n_users, k1, k2, k3):  # type: ignore[no-untyped-def]
         s2[p] = k2[i]
         s3[p] = k3[i]
         pos[u] = p + 1
-    for u in prange(n_users):
+    return start, perm, s1, s2, s3
+
+
+@_jit
+def _sort_users(start, perm, s1, s2, s3, u0, u1):  # type: ignore[no-untyped-def]
+    """Users ``u0 .. u1 - 1`` of a layout: each one's rows sorted by (s1, s2, s3), stably."""
+    for u in range(u0, u1):
         a = start[u]
         b = start[u + 1]
         if b - a < 2 or _in_order(a, b, s1, s2, s3, 1):
@@ -1007,8 +1012,30 @@ def event_order(user, n_users, k1, k2, k3):  # type: ignore[no-untyped-def]
             order = order[np.argsort(s2[a:b][order], kind="mergesort")]
             order = order[np.argsort(s1[a:b][order], kind="mergesort")]
         rows = perm[a:b].copy()
-        for j in range(b - a):  # (a slice assigned from a fancy index crashed in prange)
+        for j in range(b - a):
             perm[a + j] = rows[order[j]]
+
+
+def event_order(user, n_users, k1, k2, k3, threads=1):  # type: ignore[no-untyped-def]
+    """The permutation that sorts rows by (``user``, ``k1``, ``k2``, ``k3``): a counting sort
+    by the dense user codes (0 .. n_users - 1, in the users' order; stable), which also lays
+    the keys out user by user; then, for each user whose rows are not in order already, a
+    stable sort by ``k1`` (enough when they are in (k2, k3) order already, as rows in input
+    order are by position) or by all three keys, last first. Users are sorted on ``threads``
+    Python threads (the kernels release the GIL): no numba threading layer, whose OpenMP
+    runtime is not safe across ``fork`` (DataLoader workers, multiprocessing)."""
+    start, perm, s1, s2, s3 = _event_layout(user, n_users, k1, k2, k3)
+    if threads <= 1 or n_users < 2:
+        _sort_users(start, perm, s1, s2, s3, 0, n_users)
+        return perm
+    from concurrent.futures import ThreadPoolExecutor
+
+    # blocks of users with about equal rows
+    cuts = np.searchsorted(start, np.linspace(0, user.size, 4 * threads + 1)).tolist()
+    cuts = sorted({0, n_users, *(min(c, n_users) for c in cuts)})
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda ab: _sort_users(start, perm, s1, s2, s3, ab[0], ab[1]),
+                      itertools.pairwise(cuts)))  # fmt: skip
     return perm
 
 
