@@ -406,7 +406,8 @@ class _Runner:
                 )
         starts = np.flatnonzero(arrays.user_starts(first.column("_u")))
         self.offsets = np.append(starts, first.num_rows).astype(np.int64)
-        self.users = first.column("_u").take(pa.array(starts, pa.int64())).combine_chunks()
+        self.users = first.column("_u").take(arrays.from_numpy(starts.astype(np.int64)))
+        self.users = self.users.combine_chunks()
         self.row_id = key
         self.feature_arrays: dict[str, np.ndarray] = {}
         for f in setup.features:

@@ -28,6 +28,7 @@ from ..compile.spec import COUNTING, TargetSet
 from ..dialects import portable_sql
 from ..errors import SourceError, SqlTargetsError, did_you_mean
 from . import program as program_mod
+from .arrays import from_numpy
 from .connection import connect
 from .connection import message as _msg
 from .runner import compute
@@ -127,7 +128,7 @@ def _periods(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.
     first = np.ones(len(order), dtype=bool)
     if len(order) > 1:
         first[1:] = (u[1:] != u[:-1]) | (k[1:] != k[:-1])
-    rows = pa.array(order[first], pa.int64())
+    rows = from_numpy(np.asarray(order[first], np.int64))
     names = [prog.spec.columns.user, "period_start", *prog.names]
     cols = [
         events.column("_u").take(rows),
@@ -252,7 +253,7 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     del user, rest
     if K.is_identity(perm):
         return table
-    order = pa.array(perm)
+    order = from_numpy(perm)  # (pa.array would import pandas, when installed: 0.3 s)
     del perm
     schema = table.schema
     columns: list[Any] = list(table.columns)
