@@ -1107,3 +1107,47 @@ def test_sliding_ranges_exclusive_end_at_int64_max() -> None:
     lo, hi = new(2, np.int64), new(2, np.int64)
     K.sliding_ranges(user, e, 0, 5, False, lo, hi)  # (t, t + 5)
     assert lo.tolist() == [1, 2] and hi.tolist() == [2, 2]
+
+
+# --------------------------------------------------------------------------- the event sort
+
+
+@settings(max_examples=examples(300))
+@given(
+    n=st.integers(0, 700),
+    span=st.sampled_from([1, 3, 2**11, 2**40, 2**62, 2**63 - 1]),
+    base=st.sampled_from([0, -(2**62), 1_700_000_000_000_000, -(2**63), 2**62]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_stable_argsort(n: int, span: int, base: int, seed: int) -> None:
+    """The radix sort is numpy's stable argsort: ties (small spans), huge and negative
+    keys, spans that would overflow (which take the merge sort), short inputs."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, span, n, dtype=np.int64, endpoint=True)
+    x = x + np.int64(base)  # wraps around where it overflows: any int64 values will do
+    got = K.stable_argsort(x)
+    assert got.tolist() == np.argsort(x, kind="stable").tolist()
+
+
+@settings(max_examples=examples(150))
+@given(
+    users=st.integers(1, 6),
+    n=st.integers(0, 900),
+    times=st.integers(1, 10**13),
+    seed=st.integers(0, 2**32 - 1),
+    threads=st.integers(1, 3),
+)
+def test_event_order_is_a_stable_lexsort(
+    users: int, n: int, times: int, seed: int, threads: int
+) -> None:
+    """(user, k1, k2, k3) order, stable, on any threads: shuffled rows, rows already in
+    time order, ties in k1 broken by k2 then k3."""
+    rng = np.random.default_rng(seed)
+    user = rng.integers(0, users, n).astype(np.int64)
+    k1 = rng.integers(0, times, n).astype(np.int64)
+    k2 = rng.integers(0, 3, n).astype(np.int64)
+    k3 = rng.permutation(n).astype(np.int64)
+    if seed % 3 == 0:  # some users' rows already in order
+        k1 = np.sort(k1)
+    got = K.event_order(user, users, k1, k2, k3, threads)
+    assert got.tolist() == np.lexsort((k3, k2, k1, user)).tolist()

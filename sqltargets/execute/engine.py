@@ -247,9 +247,10 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
         return table
     user, n_users = ranks(table.column(keys[0]))
     rest = [sort_key(table.column(k)) for k in keys[1:]]
+    n_keys = len(rest)
     while len(rest) < 3:
         rest.append(rest[-1])
-    perm = K.event_order(user, n_users, rest[0], rest[1], rest[2], threads)
+    perm = K.event_order(user, n_users, rest[0], rest[1], rest[2], threads, n_keys)
     del user, rest
     if K.is_identity(perm):
         return table

@@ -972,29 +972,94 @@ def _in_order(a, b, k1, k2, k3, first):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _event_layout(user, n_users, k1, k2, k3):  # type: ignore[no-untyped-def]
-    """A stable counting sort by the dense user codes: each user's first position, the
-    permutation, and the three keys laid out user by user."""
-    n = user.size
-    start = np.zeros(n_users + 1, np.int64)
-    for i in range(n):
-        start[user[i] + 1] += 1
-    for u in range(n_users):
-        start[u + 1] += start[u]
-    pos = start[:-1].copy()
-    perm = np.empty(n, np.int64)
-    s1 = np.empty(n, np.int64)
-    s2 = np.empty(n, np.int64)
-    s3 = np.empty(n, np.int64)
-    for i in range(n):  # writes go to one run per user: cache friendly
+def stable_argsort(x):  # type: ignore[no-untyped-def]
+    """``np.argsort(x, kind="stable")`` for int64 ``x``: an LSD radix sort of ``x - min(x)``,
+    11 bits a pass (digits all alike are skipped); 4x faster than numba's merge sort on a
+    user's 4096 shuffled times. Short or very wide inputs take the merge sort."""
+    n = x.size
+    if n < 128:
+        return np.argsort(x, kind="mergesort")
+    lo = x.min()
+    hi = x.max()
+    if lo < -(2**62) or hi > 2**62:  # hi - lo might overflow
+        return np.argsort(x, kind="mergesort")
+    span = hi - lo
+    a = np.arange(n)
+    b = np.empty(n, np.int64)
+    digit = np.empty(n, np.int64)
+    count = np.empty(2049, np.int64)
+    shift = 0
+    while (span >> shift) > 0:
+        count[:] = 0
+        for j in range(n):
+            v = ((x[a[j]] - lo) >> shift) & 2047
+            digit[j] = v
+            count[v + 1] += 1
+        if count[digit[0] + 1] != n:
+            for k in range(2048):
+                count[k + 1] += count[k]
+            for j in range(n):
+                v = digit[j]
+                b[count[v]] = a[j]
+                count[v] += 1
+            a, b = b, a
+        shift += 11
+    return a
+
+
+@_jit
+def _count_users(user, i0, i1, counts):  # type: ignore[no-untyped-def]
+    for i in range(i0, i1):
+        counts[user[i]] += 1
+
+
+@_jit
+def _scatter_users(user, i0, i1, pos, perm, k1, k2, k3, s1, s2, s3, n_keys):  # type: ignore[no-untyped-def]
+    # rows i0..i1-1 to their user's next free position (pos, advanced): writes go to one
+    # run per user, cache friendly
+    for i in range(i0, i1):
         u = user[i]
         p = pos[u]
         perm[p] = i
         s1[p] = k1[i]
-        s2[p] = k2[i]
-        s3[p] = k3[i]
+        if n_keys > 1:
+            s2[p] = k2[i]
+        if n_keys > 2:
+            s3[p] = k3[i]
         pos[u] = p + 1
+
+
+def _event_layout(user, n_users, k1, k2, k3, n_keys, threads):  # type: ignore[no-untyped-def]
+    """A stable counting sort by the dense user codes, ``threads`` blocks of rows at a time:
+    each user's first position, the permutation, and the keys laid out user by user (the
+    second and third keys are the first's or the second's arrays when there are fewer)."""
+    n = user.size
+    cuts = np.linspace(0, n, max(1, threads) + 1).astype(np.int64).tolist()
+    blocks = list(itertools.pairwise(cuts))
+    counts = np.zeros((len(blocks), n_users), np.int64)
+    _map(threads, lambda j: _count_users(user, blocks[j][0], blocks[j][1], counts[j]), len(blocks))
+    start = np.zeros(n_users + 1, np.int64)
+    np.cumsum(counts.sum(axis=0), out=start[1:])
+    pos = np.cumsum(counts, axis=0) - counts + start[:-1]  # block j's first row of each user
+    perm = np.empty(n, np.int64)
+    s1 = np.empty(n, np.int64)
+    s2 = np.empty(n, np.int64) if n_keys > 1 else s1
+    s3 = np.empty(n, np.int64) if n_keys > 2 else s2
+    _map(threads, lambda j: _scatter_users(user, blocks[j][0], blocks[j][1], pos[j], perm,
+                                           k1, k2, k3, s1, s2, s3, n_keys), len(blocks))  # fmt: skip
     return start, perm, s1, s2, s3
+
+
+def _map(threads, fn, n):  # type: ignore[no-untyped-def]
+    """``fn(0) .. fn(n - 1)`` on ``threads`` Python threads (the kernels release the GIL)."""
+    if threads <= 1 or n <= 1:
+        for j in range(n):
+            fn(j)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, n)) as pool:
+        list(pool.map(fn, range(n)))
 
 
 @_jit
@@ -1006,36 +1071,32 @@ def _sort_users(start, perm, s1, s2, s3, u0, u1):  # type: ignore[no-untyped-def
         if b - a < 2 or _in_order(a, b, s1, s2, s3, 1):
             continue
         if _in_order(a, b, s1, s2, s3, 2):
-            order = np.argsort(s1[a:b], kind="mergesort")
+            order = stable_argsort(s1[a:b])
         else:
-            order = np.argsort(s3[a:b], kind="mergesort")
-            order = order[np.argsort(s2[a:b][order], kind="mergesort")]
-            order = order[np.argsort(s1[a:b][order], kind="mergesort")]
+            order = stable_argsort(s3[a:b])
+            order = order[stable_argsort(s2[a:b][order])]
+            order = order[stable_argsort(s1[a:b][order])]
         rows = perm[a:b].copy()
         for j in range(b - a):
             perm[a + j] = rows[order[j]]
 
 
-def event_order(user, n_users, k1, k2, k3, threads=1):  # type: ignore[no-untyped-def]
-    """The permutation that sorts rows by (``user``, ``k1``, ``k2``, ``k3``): a counting sort
-    by the dense user codes (0 .. n_users - 1, in the users' order; stable), which also lays
-    the keys out user by user; then, for each user whose rows are not in order already, a
-    stable sort by ``k1`` (enough when they are in (k2, k3) order already, as rows in input
-    order are by position) or by all three keys, last first. Users are sorted on ``threads``
+def event_order(user, n_users, k1, k2, k3, threads=1, n_keys=3):  # type: ignore[no-untyped-def]
+    """The permutation that sorts rows by (``user``, ``k1``, ``k2``, ``k3``), stably: a
+    counting sort by the dense user codes (0 .. n_users - 1, in the users' order), which
+    also lays the keys out user by user; then, for each user whose rows are not in order
+    already, a stable sort by ``k1`` (enough when they are in (k2, k3) order already, as
+    rows in input order are by position) or by all three keys, last first. ``n_keys`` < 3:
+    the last keys repeat the one before (they are not copied). Work runs on ``threads``
     Python threads (the kernels release the GIL): no numba threading layer, whose OpenMP
     runtime is not safe across ``fork`` (DataLoader workers, multiprocessing)."""
-    start, perm, s1, s2, s3 = _event_layout(user, n_users, k1, k2, k3)
-    if threads <= 1 or n_users < 2:
-        _sort_users(start, perm, s1, s2, s3, 0, n_users)
-        return perm
-    from concurrent.futures import ThreadPoolExecutor
-
+    start, perm, s1, s2, s3 = _event_layout(user, n_users, k1, k2, k3, n_keys, threads)
     # blocks of users with about equal rows
-    cuts = np.searchsorted(start, np.linspace(0, user.size, 4 * threads + 1)).tolist()
+    cuts = np.searchsorted(start, np.linspace(0, user.size, 4 * max(1, threads) + 1)).tolist()
     cuts = sorted({0, n_users, *(min(c, n_users) for c in cuts)})
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda ab: _sort_users(start, perm, s1, s2, s3, ab[0], ab[1]),
-                      itertools.pairwise(cuts)))  # fmt: skip
+    blocks = list(itertools.pairwise(cuts))
+    _map(threads, lambda j: _sort_users(start, perm, s1, s2, s3, blocks[j][0], blocks[j][1]),
+         len(blocks))  # fmt: skip
     return perm
 
 
