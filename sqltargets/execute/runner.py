@@ -206,11 +206,14 @@ class Scratch:
         self.ranges: Any = None  # what "lo" and "hi" hold now (see run_call)
 
     def get(self, name: str, dtype: Any, extra: int = 0) -> np.ndarray:
+        """``self.n + extra`` items: a view of a buffer kept for the next calls (which may
+        be over other blocks of rows, of other sizes)."""
+        need = self.n + extra
         a = self._arrays.get(name)
-        if a is None or a.dtype != np.dtype(dtype) or a.size != self.n + extra:
-            a = np.empty(self.n + extra, dtype=dtype)
+        if a is None or a.dtype != np.dtype(dtype) or a.size < need:
+            a = np.empty(need, dtype=dtype)
             self._arrays[name] = a
-        return a
+        return a[:need]
 
 
 def compute(program: Program, events: pa.Table, threads: int = 1) -> dict[str, pa.Array]:
@@ -227,55 +230,62 @@ def compute_arrays(
     no nulls); values are int64 or float64 vectors, or (rows, k) float64 matrices for
     list targets.
 
-    Work items are (target, block of users): with fewer targets than threads, the rows are
-    cut into blocks at user boundaries (a window never crosses users), so that every core
-    has work."""
+    Work items are (target, block of users): the rows are cut at user boundaries (a window
+    never crosses users) into blocks of about ``BLOCK_ROWS`` rows, so that each thread's
+    work arrays stay block-sized whatever the input (a third less peak memory on the seed
+    workload's rolling targets), and with fewer targets than threads into as many blocks
+    as it takes to give every core work. Each target's blocks are written into one output
+    array as they finish."""
     calls = list(program.calls)
     n = events.num_rows
     blocks = [(0, n)]
+    k = -(-n // BLOCK_ROWS)  # bounded scratch: each thread's work arrays are block-sized
     if threads > 1 and len(calls) < threads and n >= MIN_BLOCK_ROWS:
-        blocks = _user_blocks(events, -(-threads // len(calls)))
+        k = max(k, -(-threads // len(calls)))
+    if k > 1:
+        blocks = _user_blocks(events, k)
     parts = [
         Events(events.slice(a, b - a)) if len(blocks) > 1 else Events(events) for a, b in blocks
     ]
     local = threading.local()
+    lock = threading.Lock()
+    whole: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # one block: its result
+    outs: dict[int, list[Any]] = {}  # several: [values, ok or None], filled block by block
 
-    def one(task: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-        scratch = getattr(local, "scratch", {})
-        local.scratch = scratch
-        ev = parts[task[1]]
-        if ev.n not in scratch:
-            scratch[ev.n] = Scratch(ev.n)
-        return run_call(calls[task[0]], ev, scratch[ev.n], program)
+    def one(task: tuple[int, int]) -> None:
+        c, bi = task
+        scratch = getattr(local, "scratch", None)
+        if scratch is None:
+            scratch = local.scratch = Scratch(0)
+        ev = parts[bi]
+        scratch.n = ev.n
+        values, ok = run_call(calls[c], ev, scratch, program)
+        if len(blocks) == 1:
+            whole[c] = (values, ok)
+            return
+        a, b = blocks[bi]
+        with lock:
+            slot = outs.get(c)
+            if slot is None:
+                slot = outs[c] = [np.empty((n, *values.shape[1:]), values.dtype), None]
+            if ok is not None and slot[1] is None:
+                slot[1] = np.ones((n, *ok.shape[1:]), bool)  # blocks without nulls: valid
+        slot[0][a:b] = values
+        if ok is not None:
+            slot[1][a:b] = ok
 
-    # targets with the same window next to each other, so that a thread reuses its ranges
+    # block by block (each block's data stays in cache), and within one, targets with the
+    # same window next to each other, so that a thread reuses its ranges
     by_window = sorted(range(len(calls)), key=lambda c: _window_key(calls[c]))
-    tasks = [(c, b) for c in by_window for b in range(len(blocks))]
+    tasks = [(c, b) for b in range(len(blocks)) for c in by_window]
     if threads > 1 and len(tasks) > 1 and n:
         with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
-            results = list(pool.map(one, tasks))
+            list(pool.map(one, tasks))
     else:
-        results = [one(t) for t in tasks]
-    at = {task: r for task, r in zip(tasks, results)}
-    done = [at[(c, b)] for c in range(len(calls)) for b in range(len(blocks))]
-    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    for c, call in enumerate(calls):
-        got = done[c * len(blocks) : (c + 1) * len(blocks)]
-        if len(got) == 1:
-            out[call.name] = got[0]
-            continue
-        values = np.concatenate([v for v, _ in got])
-        oks = [ok for _, ok in got]
-        if all(ok is None for ok in oks):
-            out[call.name] = (values, None)
-        else:
-            out[call.name] = (
-                values,
-                np.concatenate(
-                    [np.ones(v.shape, bool) if ok is None else ok for (v, _), ok in zip(got, oks)]
-                ),
-            )
-    return out
+        for t in tasks:
+            one(t)
+    got = whole if len(blocks) == 1 else {c: (v, ok) for c, (v, ok) in outs.items()}
+    return {call.name: got[c] for c, call in enumerate(calls)}
 
 
 def _window_key(call: Call) -> tuple[str, ...]:
@@ -285,6 +295,8 @@ def _window_key(call: Call) -> tuple[str, ...]:
 
 #: Rows below which a target is not cut into blocks of users for several threads.
 MIN_BLOCK_ROWS = 200_000
+#: Rows of a block of users the kernels work on at a time.
+BLOCK_ROWS = 1_000_000
 
 
 def _user_blocks(events: pa.Table, k: int) -> list[tuple[int, int]]:
