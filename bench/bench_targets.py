@@ -14,7 +14,10 @@ the files, and the data is written again when they differ.
 Specs (``bench/specs/``): ``one`` (1 expanding target), ``twenty`` (20 expanding targets)
 and ``mix`` (20 targets over all five window kinds and every aggregation), run by every
 system that computes them; then the 5-target mixes ``period``, ``rolling``, ``future`` and
-``next_period`` (sqltargets and Polars).
+``next_period`` (sqltargets and Polars). ``new`` (20 targets, 16 of them issue 12's: next and
+previous events and their time gaps, quantiles, variances, a rolling window without the
+current time) runs with ``--specs new --no-mixes --no-store --no-scaling --out
+results-new-mix``.
 
 Every measurement runs in a fresh Python process (``--child``), so peak memory is the
 child's own ``ru_maxrss`` and no cache survives from one system to the next. "Cold" means:

@@ -15,14 +15,18 @@ benchmark uses:
   ``where`` of the simple form ``<column> <op> <literal>`` (``amount > 0``,
   ``channel = 'online'``); both apply;
 - ``value``: the aggregated column (default: the amount); nulls are skipped;
-- aggregations: sum, count, mean, min, max, std (sample), first / last (the earliest /
-  latest value in event order), count_distinct, top_k (the k largest values, largest first,
-  padded with nulls to exactly k);
+- aggregations: sum, count, mean, min, max, std and var (sample), median and quantile
+  (linear interpolation), first / last (the earliest / latest value in event order),
+  count_distinct, top_k (the k largest values, largest first, padded with nulls to exactly
+  k); on ``next`` / ``previous`` windows (n = 1: the next / previous row of the user that
+  passes the filter) first / last (its value) and elapsed (the seconds between the two);
+- ``include_current: false`` on rolling windows: time in (t - length, t);
 - empty windows: sum, count and count_distinct -> 0; the others -> null (top_k: k nulls).
 
-Polars computes every window kind and aggregation above; pandas only ``expanding`` windows
-with sum / count / mean / min / max and MCC filters. Anything else (``fill``, time zones,
-week starts, offsets, ``include_current``, ``output: periods``) raises
+Polars computes every window kind and aggregation above (not mode, distribution, n > 1,
+offsets, ``include_current`` on other kinds); pandas only ``expanding`` windows with sum /
+count / mean / min / max and MCC filters. Anything else (``fill``, time zones, week starts,
+``output: periods``) raises
 ``NotImplementedError``. The result materialises every target column in memory: columns
 user, time, row_id, then one column per target, rows ordered by (user, time, row_id).
 """
@@ -39,8 +43,9 @@ import yaml
 
 from sqltargets.compile.mcc import resolve
 
-AGGS = ("sum", "count", "mean", "min", "max", "std", "first", "last", "count_distinct", "top_k")
-KINDS = ("expanding", "period", "rolling", "future", "next_period")
+AGGS = ("sum", "count", "mean", "min", "max", "std", "first", "last", "count_distinct", "top_k",
+        "var", "median", "quantile", "elapsed")  # fmt: skip
+KINDS = ("expanding", "period", "rolling", "future", "next_period", "next", "previous")
 PERIODS = ("day", "week", "month", "quarter", "year")
 #: Polars' truncate / offset spelling of each calendar period ("1w" truncates to Monday)
 _EVERY = {"day": "1d", "week": "1w", "month": "1mo", "quarter": "1q", "year": "1y"}
@@ -65,6 +70,8 @@ class HandTarget:
     where: tuple[str, str, float | str] | None = None  # (column, operator, literal)
     value: str | None = None  # None: the amount column
     k: int | None = None  # top_k
+    q: float | None = None  # quantile (median: 0.5)
+    include_current: bool = True  # rolling: False is time in (t - length, t)
 
 
 @dataclass(frozen=True)
@@ -116,12 +123,19 @@ def load_spec(path: str | Path) -> HandSpec:
     cols = raw["columns"]
     targets = []
     for t in raw["targets"]:
-        extra = set(t) - {"name", "agg", "mcc", "where", "value", "k", "window"}
+        extra = set(t) - {"name", "agg", "mcc", "where", "value", "k", "q", "window"}
         w = t["window"]
         if extra or t["agg"] not in AGGS or w["kind"] not in KINDS:
             raise NotImplementedError(f"target {t}")
-        if set(w) - {"kind", "period", "length"}:
+        if set(w) - {"kind", "period", "length", "n", "include_current"} or w.get("n", 1) != 1:
             raise NotImplementedError(f"window {w}")
+        if w.get("include_current", True) is False and w["kind"] != "rolling":
+            raise NotImplementedError(f"window {w}")
+        event = w["kind"] in ("next", "previous")
+        if (event and t["agg"] not in ("first", "last", "elapsed")) or (
+            not event and t["agg"] == "elapsed"
+        ):
+            raise NotImplementedError(f"target {t}")
         if "period" in w and w["period"] not in PERIODS:
             raise NotImplementedError(f"period {w['period']!r}")
         codes = None
@@ -138,6 +152,8 @@ def load_spec(path: str | Path) -> HandSpec:
                 where=_where(t["where"]) if t.get("where") else None,
                 value=t.get("value"),
                 k=int(t.get("k", 1)) if t["agg"] == "top_k" else None,
+                q=0.5 if t["agg"] == "median" else t.get("q"),
+                include_current=w.get("include_current", True),
             )
         )
     return HandSpec(cols["user"], cols["time"], cols["amount"], cols["mcc"], tuple(targets))
@@ -187,7 +203,7 @@ def polars_targets(spec: HandSpec, files: list[str], presorted: bool = False):  
 
     def value(x: HandTarget) -> pl.Expr:  # the value where the filter passes, else null
         v = pl.col(spec.value(x))
-        if x.agg in ("sum", "mean", "std"):
+        if x.agg in ("sum", "mean", "std", "var", "median", "quantile"):
             v = v.cast(pl.Float64)
         return pl.when(passes(x)).then(v)
 
@@ -213,7 +229,8 @@ def polars_targets(spec: HandSpec, files: list[str], presorted: bool = False):  
         if x.agg in ("count_distinct", "top_k"):
             later.append(_frame_rolling(pl, df, x, v, t, w, None, [u]))
         else:
-            out[x.name] = _sliding(pl, x, v, passes(x), t, w, "right").over(u)
+            closed = "right" if x.include_current else "none"
+            out[x.name] = _sliding(pl, x, v, passes(x), t, w, closed).over(u)
             picks.update({x.name: spec.value(x)} if x.agg in ("first", "last") else {})
     if out:
         df = df.with_columns(**out)
@@ -239,6 +256,28 @@ def polars_targets(spec: HandSpec, files: list[str], presorted: bool = False):  
         df = df.with_columns(
             pl.col(c).gather(pl.col(name)).alias(name) for name, c in picks.items()
         )
+
+    # next / previous: the next (previous) row of the user that passes the filter, whether
+    # or not its value is null: its position by a shifted, back- (forward-) filled column
+    events = by_kind("next") + by_kind("previous")
+    if events:
+        at: dict[str, pl.Expr] = {}
+        for x in events:
+            mark = pl.when(passes(x)).then(pl.col("_i"))
+            if x.kind == "next":
+                at[x.name] = mark.shift(-1).backward_fill().over(u)
+            else:
+                at[x.name] = mark.shift(1).forward_fill().over(u)
+        df = df.with_columns(**{f"_at/{name}": e for name, e in at.items()})
+        cols = {}
+        for x in events:
+            pos = pl.col(f"_at/{x.name}")
+            if x.agg == "elapsed":  # seconds between the two events, null without one
+                dt = pl.col(t).gather(pos) - pl.col(t)
+                cols[x.name] = (dt if x.kind == "next" else -dt).dt.total_microseconds() / 1e6
+            else:  # first / last of one event: its value
+                cols[x.name] = pl.col(spec.value(x)).gather(pos).cast(pl.Float64)
+        df = df.with_columns(**cols)
 
     # period and next_period: aggregate each (user, period) once, join it to the rows of
     # the same period and, shifted back by one period, to the rows of the period before
@@ -314,8 +353,10 @@ def _sliding(pl: Any, x: HandTarget, v: Any, passes: Any, by: str, w: Any, close
     if x.agg == "mean":
         n = roll(v.is_not_null().cast(pl.Int64), "sum")
         return pl.when(n > 0).then(roll(v.fill_null(0.0), "sum") / n)
-    if x.agg in ("min", "max", "std"):  # nulls skipped; std: null under two values
-        return roll(v, x.agg)
+    if x.agg in ("min", "max", "std", "var", "median"):  # nulls skipped; std, var: null
+        return roll(v, x.agg)  # under two values
+    if x.agg == "quantile":  # linear interpolation, as numpy's default
+        return v.rolling_quantile_by(by, w, quantile=x.q, interpolation="linear", closed=closed)
     if x.agg in ("first", "last"):  # the earliest / latest position that has a value
         at = pl.when(v.is_not_null()).then(pl.col("_i"))
         return roll(at, "min" if x.agg == "first" else "max")
@@ -326,8 +367,10 @@ def _whole(pl: Any, x: HandTarget, v: Any, passes: Any) -> Any:
     """``v`` aggregated over a whole group (``group_by(...).agg``)."""
     if x.agg == "count":
         return passes.cast(pl.Int64).sum()
-    if x.agg in ("sum", "mean", "min", "max", "std"):
+    if x.agg in ("sum", "mean", "min", "max", "std", "var", "median"):
         return getattr(v, x.agg)()  # sum of nothing: 0; the others: null
+    if x.agg == "quantile":
+        return v.quantile(x.q, interpolation="linear")
     if x.agg in ("first", "last"):
         return getattr(v.drop_nulls(), x.agg)()
     return _list_agg(pl, x, v)
