@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: venv
+	mkdir -p $(DEMO)
 	$(BIN)/sqltargets demo-data --users $(DEMO_USERS) --out $(DEMO)/data --seed 7
 	$(BIN)/sqltargets validate examples/demo.yaml
 	@echo "--- the native program: DuckDB prologue, then one kernel per target ---"
