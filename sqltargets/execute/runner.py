@@ -70,6 +70,9 @@ def shift_period(key: np.ndarray, period: str, steps: int) -> np.ndarray:
     return months.astype("datetime64[D]").astype(np.int64)
 
 
+_SERIALS = itertools.count()
+
+
 class Events:
     """The prologue's result as arrays, and what several kernel calls share."""
 
@@ -80,6 +83,7 @@ class Events:
         self.user = np.cumsum(self.user_start, dtype=np.int64) - 1
         self._cache: dict[Any, Any] = {}
         self._lock = threading.Lock()
+        self.serial = next(_SERIALS)  # unique for the process's life (an id() is reused)
 
     def _get(self, key: Any, make: Callable[[], Any]) -> Any:
         with self._lock:
@@ -244,11 +248,25 @@ def compute_arrays(
         k = max(k, -(-threads // len(calls)))
     if k > 1:
         blocks = _user_blocks(events, k)
-    parts = [
-        Events(events.slice(a, b - a)) if len(blocks) > 1 else Events(events) for a, b in blocks
-    ]
     local = threading.local()
     lock = threading.Lock()
+    # a block's arrays (filters, values, user codes, ...) exist while its targets run
+    parts: dict[int, Events] = {}
+    remaining = [len(calls)] * len(blocks)
+
+    def part(bi: int) -> Events:
+        with lock:
+            ev = parts.get(bi)
+            if ev is None:
+                a, b = blocks[bi]
+                ev = parts[bi] = Events(events.slice(a, b - a) if len(blocks) > 1 else events)
+            return ev
+
+    def done_with(bi: int) -> None:
+        with lock:
+            remaining[bi] -= 1
+            if remaining[bi] == 0:
+                del parts[bi]
     whole: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # one block: its result
     outs: dict[int, list[Any]] = {}  # several: [values, ok or None], filled block by block
 
@@ -257,9 +275,11 @@ def compute_arrays(
         scratch = getattr(local, "scratch", None)
         if scratch is None:
             scratch = local.scratch = Scratch(0)
-        ev = parts[bi]
+        ev = part(bi)
         scratch.n = ev.n
         values, ok = run_call(calls[c], ev, scratch, program)
+        del ev
+        done_with(bi)
         if len(blocks) == 1:
             whole[c] = (values, ok)
             return
@@ -368,7 +388,7 @@ def run_call(
     hi = scratch.get("hi", np.int64)
     # targets with the same window (whatever their filter) share its ranges: skip the driver
     # when this thread's last call over these events left them in lo and hi
-    tag: Any = (id(ev), w.kind, w.period, w.length, w.offset, w.include_current, w.n)
+    tag: Any = (ev.serial, w.kind, w.period, w.length, w.offset, w.include_current, w.n)
     if w.kind in EVENT:
         tag = (*tag, call.filter)  # the n-th event passing this target's filter
     if scratch.ranges != tag:
