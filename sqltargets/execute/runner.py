@@ -267,6 +267,7 @@ def compute_arrays(
             remaining[bi] -= 1
             if remaining[bi] == 0:
                 del parts[bi]
+
     whole: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # one block: its result
     outs: dict[int, list[Any]] = {}  # several: [values, ok or None], filled block by block
 
