@@ -462,7 +462,7 @@ def write(
                 ts, source, parts, shards, jobs, settings, batch_size, on_shard
             )
         _files.write_marker(tmp, "targets", [p.name for _, p in parts])
-        _files.replace_dir(tmp, out)
+        _files.replace_dir(tmp, out, ("targets",))
     except BaseException:
         _files.remove(tmp)
         raise
@@ -635,7 +635,7 @@ def _write_file(
                 rows += batch.num_rows
                 if progress:
                     progress(rows, total[-1])
-        os.replace(tmp, out)
+        _files.place_file(tmp, out)
     except OSError as e:
         reader.close()
         if tmp:

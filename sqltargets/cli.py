@@ -280,12 +280,13 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
 def _cmd_describe(a: argparse.Namespace) -> int:
     from .description import describe
+    from .execute import files
     from .report import PLOT_HINT, check_report_path, plots_available, progress_printer
 
     if a.users is not None and a.users < 1:
         raise SqlTargetsError(f"--users: {a.users} is not allowed; expected a positive number")
     if a.html:
-        check_report_path(a.html)
+        check_report_path(a.html, files.input_paths(a.input))
     progress = None if a.quiet else progress_printer(sys.stderr)
     d = describe(
         a.spec, a.input, a.users, seed=a.seed, engine=a.engine, threads=a.threads,

@@ -640,7 +640,7 @@ def write_demo(
             pq.write_table(rows, tmp / name, compression="zstd")
             files_mod.give_umask(tmp / name)
         files_mod.write_marker(tmp, "demo-data", names)
-        files_mod.replace_dir(tmp, out)
+        files_mod.replace_dir(tmp, out, ("demo-data",))
     except OSError as e:
         files_mod.remove(tmp)
         raise OutputError(f"demo-data output {str(out_dir)!r}: cannot be written: {e}") from e

@@ -66,6 +66,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import SourceError, SpecError
+from .execute.files import input_paths
 from .report import (
     QUANTILES,
     REDUNDANT_ABOVE,
@@ -147,6 +148,8 @@ class Description:
     seconds: float = 0.0
     targets: tuple[str, ...] = field(default=())
     user_sample: tuple[Any, ...] | None = None
+    #: real paths of the input described (its files and folders): a report never goes there
+    inputs: tuple[str, ...] = ()
 
     def flagged(self, kind: str) -> list[Flag]:
         """The flags of one kind (one of :data:`FLAG_KINDS`)."""
@@ -265,6 +268,7 @@ class _Meta:
     time_range: tuple[str, str] | None = None
     notes: list[str] = field(default_factory=list)
     user_sample: tuple[Any, ...] | None = None
+    inputs: tuple[str, ...] = ()  # real paths of the input's files and folders
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,6 +347,7 @@ def _from_generate(
         spec_text=_spec_text(spec, ts),
         spec_name=str(spec) if isinstance(spec, (str, Path)) else "(spec given as Python data)",
         source_text=_source_text(source),
+        inputs=tuple(input_paths(source)),
         users=described,
         total_users=total_users,
         rows=out.num_rows,
@@ -692,6 +697,7 @@ def _assemble(
         seconds=time.monotonic() - t0,
         targets=meta.targets,
         user_sample=meta.user_sample,
+        inputs=meta.inputs,
     )
 
 

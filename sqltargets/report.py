@@ -24,7 +24,6 @@ import base64
 import html
 import io
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import OutputError
+from .execute.files import HTML_MARKER, check_output, place_file, remove, temp_file
 
 #: What this module renders: a :class:`sqltargets.description.Description`, which is built
 #: (and imports this module) one layer up.
@@ -555,6 +555,7 @@ def html_page(
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
+        HTML_MARKER,  # lets a later report replace this file (and nothing else)
         f"<title>{_esc(title)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
@@ -735,18 +736,12 @@ def _coverage_html(d: Description) -> list[str]:
     return out
 
 
-def check_report_path(path: str | Path) -> Path:
+def check_report_path(path: str | Path, inputs: list[str] | tuple[str, ...] = ()) -> Path:
     """``path`` as a Path when a report can be written there, else an :class:`OutputError`
-    (checked before the work starts, so that a typo does not cost a whole run)."""
-    out = Path(path)
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"report {str(out)!r}: folder {str(folder)!r} does not exist")
-    if out.is_dir():
-        raise OutputError(f"report {str(out)!r} is a folder; expected a file name")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"report {str(out)!r}: folder {str(folder)!r} is not writable")
-    return out
+    (checked before the work starts, so that a typo does not cost a whole run). The rules
+    of every output (``execute/files.check_output``): never an input (``inputs``: real
+    paths), a store or a file sqltargets did not write; an earlier report is replaced."""
+    return check_output(path, inputs=list(inputs), folder=False, what="report")
 
 
 def write_html(
@@ -757,14 +752,16 @@ def write_html(
     progress: Progress | None = None,
 ) -> Path:
     """Write the HTML report to ``path`` (atomically: a temporary file renamed into place)."""
-    out = check_report_path(path)
+    out = check_report_path(path, d.inputs)
     page = html_page(d, plots=plots, progress=progress)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = ""
     try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out)
+        tmp = temp_file(out)  # a new hidden file beside it: nothing else is ever removed
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(page)
+        place_file(tmp, out, "report")
     except OSError as e:
-        if tmp.exists():
-            tmp.unlink()
+        if tmp:
+            remove(tmp)
         raise OutputError(f"report {str(out)!r}: {e.strerror or e}") from e
     return out

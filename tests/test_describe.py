@@ -624,3 +624,35 @@ def test_cli_describe_errors(
     assert code == 1 and err.startswith("Error: input") and len(err.splitlines()) == 1
     code, _, err = run(capsys, "describe", spec_file)
     assert code == 1 and "--input" in err
+
+
+def test_report_never_replaces_what_sqltargets_did_not_write(
+    data: Path, spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report follows every output's rules: not over the input (a file of it, or a new
+    file inside its folder), not over a file of the user's; an earlier report is replaced.
+    Through the CLI (checked before any work) and the API alike."""
+    first = sorted(data.glob("*.parquet"))[0]
+    before = first.read_bytes()
+    notes = tmp_path / "notes.html"
+    notes.write_text("<!DOCTYPE html><p>my own page</p>")
+    for target, needle in [
+        (first, "lies inside the input"),
+        (data / "report.html", "lies inside the input"),
+        (notes, "was not written by sqltargets"),
+    ]:
+        code, _, err = run(capsys, "describe", spec_file, "--input", data, "--quiet",
+                           "--html", target)  # fmt: skip
+        assert code == 1 and err.startswith("Error: report") and needle in err, err
+        assert len(err.strip().splitlines()) == 1
+        d = sqltargets.describe(spec_file, data, users=5)
+        with pytest.raises(OutputError, match=needle):
+            d.write_html(target, plots=False)
+    assert first.read_bytes() == before
+    assert notes.read_text() == "<!DOCTYPE html><p>my own page</p>"
+    assert not (data / "report.html").exists()
+    ours = tmp_path / "r.html"
+    d.write_html(ours, plots=False)
+    d.write_html(ours, plots=False)  # its own earlier report: replaced
+    assert ours.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries

@@ -599,3 +599,34 @@ def test_hive_named_folders_and_brackets_read_their_files(tmp_path: Path) -> Non
         out = sqltargets.generate(spec, source)
         assert out.column("g").to_pylist()[-1] == out.num_rows, source  # every MCC is 5411
         assert sqltargets.verify(spec, source).ok
+
+
+def test_placing_checks_again_what_appeared_during_the_run(tmp_path: Path) -> None:
+    """An output is checked before the work and again when it is put in place: a user's file
+    or folder that appeared at the output's path while the run went on is never replaced
+    (the finished temporary stays for the caller to remove)."""
+    from sqltargets.errors import OutputError
+    from sqltargets.execute import files
+
+    dest = tmp_path / "targets.parquet"
+    dest.write_text("the user's file, written during the run")
+    tmp = files.temp_file(dest)
+    with pytest.raises(OutputError, match="not written by sqltargets; nothing replaced"):
+        files.place_file(tmp, dest)
+    assert dest.read_text() == "the user's file, written during the run"
+    files.remove(tmp)
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    files.write_marker(folder, "targets", ["part-00000.parquet"])
+    (folder / "part-00000.parquet").write_bytes(b"ours")
+    (folder / "notes.txt").write_text("put here by the user during the run")
+    new = files.temp_dir(folder)
+    with pytest.raises(OutputError, match=r"notes\.txt"):
+        files.replace_dir(new, folder, ("targets",))
+    assert (folder / "notes.txt").read_text() == "put here by the user during the run"
+    assert new.is_dir()
+    (folder / "notes.txt").unlink()
+    files.replace_dir(new, folder, ("targets",))  # ours again: replaced
+    assert sorted(p.name for p in folder.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -306,9 +306,20 @@ def footer(path: str) -> Any:
         ) from e
 
 
+#: The line that marks an HTML report as sqltargets' own (``describe --html``).
+HTML_MARKER = '<meta name="generator" content="sqltargets">'
+
+
 def _is_output_file(path: str) -> bool:
+    """Whether sqltargets wrote this file: Parquet with its metadata key, or an HTML report
+    whose head carries :data:`HTML_MARKER`."""
     if not path.endswith(".parquet"):
-        return False
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                head = f.read(4096)
+        except OSError:
+            return False
+        return HTML_MARKER in head
     try:
         meta = footer(path).metadata
     except SourceError:
@@ -699,14 +710,32 @@ def remove(path: str | Path) -> None:
         pass
 
 
-def replace_dir(tmp: Path, dest: Path) -> None:
-    """Move the finished folder ``tmp`` to ``dest``, replacing a folder there (the caller has
-    checked with :func:`check_output` that it is ours).
+def place_file(tmp: str | Path, dest: Path, what: str = "output") -> None:
+    """Rename the finished file ``tmp`` to ``dest``. A file already there is replaced only
+    when sqltargets wrote it: checked by :func:`check_output` before the work, and again
+    here, since the work may have taken minutes."""
+    if os.path.lexists(dest) and (
+        os.path.islink(dest) or os.path.isdir(dest) or not _is_output_file(str(dest))
+    ):
+        raise OutputError(
+            f"{what} {str(dest)!r} now exists and was not written by sqltargets; nothing replaced"
+        )
+    os.replace(tmp, dest)
+
+
+def replace_dir(tmp: Path, dest: Path, kinds: tuple[str, ...]) -> None:
+    """Move the finished folder ``tmp`` to ``dest``, replacing a folder there. The caller
+    checked with :func:`check_output` before its work that ``dest`` is ours; it is checked
+    again here, since the work may have taken minutes (a folder of ``kinds`` holding only
+    what sqltargets put there, or an empty one).
 
     Both live in the same parent folder, so each step is a rename: at every moment ``dest``
     is either the old complete folder or the new complete one.
     """
     if os.path.lexists(dest):
+        if os.path.islink(dest) or not os.path.isdir(dest):
+            raise OutputError(f"output {str(dest)!r} is no longer a folder; nothing replaced")
+        owned(dest, kinds, what="output", text=str(dest))
         old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
         try:
             os.replace(dest, old / "previous")

@@ -224,7 +224,7 @@ def prepare(
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         give_umask(tmp / DATA)
         give_umask(tmp / MANIFEST)
-        replace_dir(tmp, store)
+        replace_dir(tmp, store, ("store",))
     except BaseException:
         remove(tmp)
         raise
