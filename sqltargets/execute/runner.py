@@ -297,7 +297,7 @@ def compute_arrays(
 
     # block by block (each block's data stays in cache), and within one, targets with the
     # same window next to each other, so that a thread reuses its ranges
-    by_window = sorted(range(len(calls)), key=lambda c: _window_key(calls[c]))
+    by_window = sorted(range(len(calls)), key=lambda c: repr(calls[c].window))
     tasks = [(c, b) for b in range(len(blocks)) for c in by_window]
     if threads > 1 and len(tasks) > 1 and n:
         with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
@@ -307,11 +307,6 @@ def compute_arrays(
             one(t)
     got = whole if len(blocks) == 1 else {c: (v, ok) for c, (v, ok) in outs.items()}
     return {call.name: got[c] for c, call in enumerate(calls)}
-
-
-def _window_key(call: Call) -> tuple[str, ...]:
-    w = call.window
-    return tuple(map(str, (w.kind, w.period, w.length, w.offset, w.include_current, w.n)))
 
 
 #: Rows below which a target is not cut into blocks of users for several threads.
@@ -389,7 +384,7 @@ def run_call(
     hi = scratch.get("hi", np.int64)
     # targets with the same window (whatever their filter) share its ranges: skip the driver
     # when this thread's last call over these events left them in lo and hi
-    tag: Any = (ev.serial, w.kind, w.period, w.length, w.offset, w.include_current, w.n)
+    tag: Any = (ev.serial, w)
     if w.kind in EVENT:
         tag = (*tag, call.filter)  # the n-th event passing this target's filter
     if scratch.ranges != tag:
@@ -399,17 +394,17 @@ def run_call(
     sliding = w.kind in SLIDING
     if call.kernel == "distribution":
         values, ok = _distribution(call, ev, scratch, act_s, scan, lo, hi, sliding)
+    elif call.kernel == "elapsed":  # the time to the event the window holds, if any
+        values = np.empty(n)
+        ok = np.empty(n, dtype=bool)
+        e = scan(ev.elapsed(program.elapsed))  # type: ignore[arg-type]
+        K.elapsed(e, lo, hi, w.kind == "next", values, ok)
     else:
         cum = scratch.get("cum", np.int64, extra=1)
         K.active_count(act_s, cum)
         count = scratch.get("count", np.int64)
         K.window_counts(cum, lo, hi, count)
         values, ok = _aggregate(call, ev, scratch, act_s, scan, perm, lo, hi, count, sliding)
-        if call.kernel == "elapsed":
-            values = np.empty(n)
-            ok = np.empty(n, dtype=bool)
-            e = scan(ev.elapsed(program.elapsed))  # type: ignore[arg-type]
-            K.elapsed(e, lo, hi, w.kind == "next", values, ok)
     if perm is not None:
         values = _unscan(values, perm)
         ok = None if ok is None else _unscan(ok, perm)
@@ -563,8 +558,6 @@ def _aggregate(
         out = np.empty(n, np.int64)
         K.count_distinct(scan(codes), act, lo, hi, n_codes, out)
         return out, (out > 0) if call.fill is not None else None
-    if kern == "elapsed":
-        return count, count > 0  # computed by the caller
     x = scan(ev.values(call.value)[0])  # type: ignore[arg-type]
     if kern == "sum":
         return _sum(x, act, lo, hi, sliding, scratch), (
