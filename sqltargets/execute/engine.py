@@ -259,13 +259,11 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     schema = table.schema
     columns: list[Any] = list(table.columns)
     del table
-    from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # pyarrow's take releases the GIL
-        for i in range(0, len(columns), max(1, threads)):
-            idx = range(i, min(i + max(1, threads), len(columns)))
-            for j, col in zip(idx, pool.map(lambda j: columns[j].take(order), idx)):
-                columns[j] = col
+    def take(j: int) -> None:  # (pyarrow's take releases the GIL)
+        columns[j] = columns[j].take(order)
+
+    K.on_threads(threads, take, len(columns))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -1037,7 +1037,9 @@ def _event_layout(user, n_users, k1, k2, k3, n_keys, threads):  # type: ignore[n
     cuts = np.linspace(0, n, max(1, threads) + 1).astype(np.int64).tolist()
     blocks = list(itertools.pairwise(cuts))
     counts = np.zeros((len(blocks), n_users), np.int64)
-    _map(threads, lambda j: _count_users(user, blocks[j][0], blocks[j][1], counts[j]), len(blocks))
+    on_threads(
+        threads, lambda j: _count_users(user, blocks[j][0], blocks[j][1], counts[j]), len(blocks)
+    )
     start = np.zeros(n_users + 1, np.int64)
     np.cumsum(counts.sum(axis=0), out=start[1:])
     pos = np.cumsum(counts, axis=0) - counts + start[:-1]  # block j's first row of each user
@@ -1045,12 +1047,12 @@ def _event_layout(user, n_users, k1, k2, k3, n_keys, threads):  # type: ignore[n
     s1 = np.empty(n, np.int64)
     s2 = np.empty(n, np.int64) if n_keys > 1 else s1
     s3 = np.empty(n, np.int64) if n_keys > 2 else s2
-    _map(threads, lambda j: _scatter_users(user, blocks[j][0], blocks[j][1], pos[j], perm,
+    on_threads(threads, lambda j: _scatter_users(user, blocks[j][0], blocks[j][1], pos[j], perm,
                                            k1, k2, k3, s1, s2, s3, n_keys), len(blocks))  # fmt: skip
     return start, perm, s1, s2, s3
 
 
-def _map(threads, fn, n):  # type: ignore[no-untyped-def]
+def on_threads(threads, fn, n):  # type: ignore[no-untyped-def]
     """``fn(0) .. fn(n - 1)`` on ``threads`` Python threads (the kernels release the GIL)."""
     if threads <= 1 or n <= 1:
         for j in range(n):
@@ -1095,7 +1097,7 @@ def event_order(user, n_users, k1, k2, k3, threads=1, n_keys=3):  # type: ignore
     cuts = np.searchsorted(start, np.linspace(0, user.size, 4 * max(1, threads) + 1)).tolist()
     cuts = sorted({0, n_users, *(min(c, n_users) for c in cuts)})
     blocks = list(itertools.pairwise(cuts))
-    _map(threads, lambda j: _sort_users(start, perm, s1, s2, s3, blocks[j][0], blocks[j][1]),
+    on_threads(threads, lambda j: _sort_users(start, perm, s1, s2, s3, blocks[j][0], blocks[j][1]),
          len(blocks))  # fmt: skip
     return perm
 
