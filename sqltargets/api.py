@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from .compile.spec import TargetSet, load
 from .errors import ArgumentError, OutputError, SourceError
+from .errors import first_line as _first_line
 from .execute import engine as _engine
 from .execute import files as _files
 from .execute import source as _source
@@ -53,11 +54,6 @@ def _connection(
     return _source.connect(
         threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
     ), True
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _callable(name: str, value: object) -> None:

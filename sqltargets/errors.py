@@ -10,6 +10,17 @@ import difflib
 from collections.abc import Iterable
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line ``Error: ...`` quotes of an error from below (DuckDB, pyarrow, the OS).
+
+    >>> first_line(ValueError("bad value\\nsecond line")), first_line(KeyError())
+    ('bad value', 'KeyError')
+    """
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class SqlTargetsError(Exception):
     """Root of every error sqltargets raises on purpose."""
 

@@ -57,7 +57,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from .compile.plan import Plan
 from .compile.plan import build as build_plan
 from .compile.spec import TargetSet, load
-from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean
+from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean, first_line
 from .execute import arrays, engine
 from .execute import program as program_mod
 from .execute import source as _src
@@ -393,7 +393,7 @@ class _Runner:
             rows = None if known is None else -(-known // (shard[1] if shard else 1))
             self.events = [engine.run_prologue(p, con, rows) for p in self.programs]
         except duckdb.Error as e:
-            raise SourceError(f"cannot read the input: {str(e).strip().splitlines()[0]}") from e
+            raise SourceError(f"cannot read the input: {first_line(e)}") from e
         finally:
             inp.unregister(con)
             con.close()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError, SpecError, SpecIssue, did_you_mean, one_of, short
+from ..errors import SourceError, SpecError, SpecIssue, did_you_mean, first_line, one_of, short
 from . import mcc as mcc_catalog
 from . import where as where_mod
 from .aggregates import AGGREGATIONS, EVENT_AGGS, MCC_LABEL_AGGS
@@ -469,8 +469,7 @@ def _check_expansion(root: Any, name: str) -> None:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+    return first_line(e)[:200]
 
 
 # ---------------------------------------------------------------------------------------------

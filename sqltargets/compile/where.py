@@ -21,6 +21,7 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import SpecError, SpecIssue, short
+from ..errors import first_line as _first_line
 
 #: Scalar functions a ``where`` may call, by sqlglot node class, with their SQL names.
 SAFE_FUNCTIONS: dict[type[exp.Expression], str] = {
@@ -197,10 +198,6 @@ def _tree_depth(tree: exp.Expression) -> int:
 
 def _is_arithmetic(tree: exp.Expression) -> bool:
     return isinstance(tree, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, *SAFE_FUNCTIONS))
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def parse(text: str) -> exp.Expression:

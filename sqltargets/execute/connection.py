@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from ..errors import ArgumentError, short
+from ..errors import ArgumentError, first_line, short
 
 #: More DuckDB threads than this is a mistake (each thread is an OS thread).
 MAX_THREADS = 1024
@@ -56,5 +56,4 @@ def connect(
     return con
 
 
-def message(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+message = first_line  # (its name here, for the modules that quote DuckDB's errors)

@@ -57,6 +57,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import DataError, OutputError, SourceError
+from ..errors import first_line as _first_line
 
 GLOB_CHARS = frozenset("*?[")
 HIDDEN_PREFIXES = (".", "_")
@@ -325,11 +326,6 @@ def _is_output_file(path: str) -> bool:
     except SourceError:
         return False  # not ours; reading it later gives the error
     return bool(meta) and OUTPUT_KEY in meta
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 @dataclass(frozen=True)
