@@ -76,6 +76,18 @@ def has_glob(path: str) -> bool:
     return bool(GLOB_CHARS & set(path))
 
 
+def looks_like_path(source: str) -> bool:
+    """A string is a path (not a table name) when it has a slash, a glob, a .parquet
+    suffix, or exists on disk."""
+    return (
+        "/" in source
+        or os.sep in source
+        or has_glob(source)
+        or source.lower().endswith(".parquet")
+        or os.path.lexists(source)
+    )
+
+
 def is_hidden(name: str) -> bool:
     """Names starting with ``.`` or ``_`` are hidden from listings."""
     return name.startswith(HIDDEN_PREFIXES)
@@ -514,8 +526,7 @@ def input_paths(source: Any) -> list[str]:
         source = str(source)
     if not isinstance(source, str):
         return []
-    looks_like_path = os.sep in source or source.endswith(".parquet") or has_glob(source)
-    if not (looks_like_path or os.path.lexists(source)):
+    if not looks_like_path(source):
         return []  # a table name
     if os.path.isdir(source) and os.path.isfile(os.path.join(source, STORE_MANIFEST)):
         try:

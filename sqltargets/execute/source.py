@@ -29,7 +29,7 @@ from ..errors import DataError, DroppedRowsWarning, SourceError, did_you_mean
 from . import store as store_mod
 from .connection import connect
 from .connection import message as _msg
-from .files import Listing, has_glob, list_input
+from .files import Listing, has_glob, list_input, looks_like_path
 from .inputs import Input, parquet_input
 
 __all__ = ["Input", "connect", "resolve"]
@@ -53,18 +53,6 @@ TIME_TYPES = {
 def is_numeric(duck_type: str) -> bool:
     """Whether a DuckDB type name is numeric."""
     return duck_type in INTEGER_TYPES or duck_type in FLOAT_TYPES or duck_type.startswith("DECIMAL")
-
-
-def looks_like_path(source: str) -> bool:
-    """A string is a path (not a table name) when it has a slash, a glob, a .parquet
-    suffix, or exists on disk."""
-    return (
-        "/" in source
-        or os.sep in source
-        or has_glob(source)
-        or source.lower().endswith(".parquet")
-        or os.path.lexists(source)
-    )
 
 
 #: DuckDB's names for a Parquet file's row position, which an input column would hide.
