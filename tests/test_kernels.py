@@ -1021,6 +1021,140 @@ def test_shift_period_examples() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# derived columns: calendar keys, MCC filters and slots (what DuckDB computed before)
+
+PERIOD_NUMBER = {"day": 0, "week": 1, "month": 2, "quarter": 3, "year": 4}
+US_PER_DAY = 86_400_000_000
+
+
+def start_of_shifted(period: str, d: dt.date, week_shift: int) -> dt.date:
+    if period == "week":  # weeks start on weekday `week_shift` (0 Monday)
+        return d - dt.timedelta(days=(d.weekday() - week_shift) % 7)
+    return start_of(period, d)
+
+
+@settings(max_examples=examples(300))
+@given(
+    times=st.lists(
+        st.datetimes(dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)),
+        min_size=1,
+        max_size=20,
+    ),
+    period=st.sampled_from(PERIODS),
+    week_shift=st.integers(0, 6),
+)
+def test_period_keys(times: list[dt.datetime], period: str, week_shift: int) -> None:
+    """Any wall-clock time of years 1 to 9999 (before 1970 too, at any microsecond): the
+    first day of its period, weeks starting on any weekday."""
+    epoch = dt.datetime(1970, 1, 1)
+    us = np.array([(t - epoch) // dt.timedelta(microseconds=1) for t in times], np.int64)
+    out = np.empty(us.size, np.int32)
+    K.period_keys(us, PERIOD_NUMBER[period], week_shift if period == "week" else 0, out)
+    shift = week_shift if period == "week" else 0
+    want = [(start_of_shifted(period, t.date(), shift) - EPOCH).days for t in times]
+    assert out.tolist() == want
+
+
+def test_period_keys_as_duckdb() -> None:
+    """The same keys as the SQL the portable statement runs (``CAST(date_trunc(...) AS
+    DATE)``), on the edges of days, weeks, months and years, around 1970 and far from it."""
+    import duckdb
+
+    con = duckdb.connect()
+    keys = {  # days since 1970-01-01 (BC dates too)
+        "day": "CAST(t AS DATE)",
+        "week": "CAST(date_trunc('week', t) AS DATE)",
+        "month": "CAST(date_trunc('month', t) AS DATE)",
+        "quarter": "CAST(date_trunc('quarter', t) AS DATE)",
+        "year": "CAST(date_trunc('year', t) AS DATE)",
+        "week6": "CAST(date_trunc('week', t - INTERVAL 6 DAY) + INTERVAL 6 DAY AS DATE)",
+    }
+    select = ", ".join(f"{sql} - DATE '1970-01-01'" for sql in keys.values())
+    rows = con.sql(
+        f"SELECT epoch_us(t), {select} "
+        "FROM (SELECT unnest([TIMESTAMP '1969-12-31 23:59:59.999999', TIMESTAMP '1970-01-01', "
+        "TIMESTAMP '1600-02-29 12:00', TIMESTAMP '0001-01-01', TIMESTAMP '9999-12-31 23:59:59', "
+        "TIMESTAMP '2024-03-31 23:59:59.999999', TIMESTAMP '2024-04-01', "
+        "TIMESTAMP '1900-03-01 00:00:00.000001', TIMESTAMP '2000-02-29 23:00']) AS t)"
+    ).fetchall()
+    us = np.array([r[0] for r in rows], np.int64)
+    for j, name in enumerate(keys, start=1):
+        period, shift = ("week", 6) if name == "week6" else (name, 0)
+        out = np.empty(us.size, np.int32)
+        K.period_keys(us, PERIOD_NUMBER[period], shift, out)
+        assert out.tolist() == [r[j] for r in rows], name
+
+
+def in_ranges(c: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(lo <= c <= hi for lo, hi in ranges)
+
+
+@settings(max_examples=examples(200))
+@given(
+    codes=st.lists(st.integers(-(2**31), 2**31 - 1) | st.integers(0, 30), max_size=40),
+    valid=st.lists(st.booleans(), min_size=40, max_size=40),
+    where=st.lists(st.booleans(), min_size=40, max_size=40),
+    use_where=st.booleans(),
+    ranges=st.lists(st.tuples(st.integers(-5, 35), st.integers(0, 8)), min_size=1, max_size=6),
+)
+def test_mcc_filter(
+    codes: list[int], valid: list[bool], where: list[bool], use_where: bool, ranges: list
+) -> None:
+    """As ``COALESCE(code IN (...) OR code BETWEEN lo AND hi [AND where], FALSE)``, with the
+    ranges as the program passes them (merged, sorted)."""
+    from sqltargets.execute.program import merged
+
+    spans = [(lo, lo + width) for lo, width in ranges]
+    m = merged(tuple(spans))
+    n = len(codes)
+    code = np.array(codes, np.int32)
+    ok = np.array(valid[:n], bool)
+    w = np.array(where[:n], bool)
+    out = np.empty(n, bool)
+    los = np.array([a for a, _ in m], np.int64)
+    his = np.array([b for _, b in m], np.int64)
+    K.mcc_filter(code, ok, los, his, w, use_where, out)
+    want = [
+        bool(ok[i]) and (not use_where or bool(w[i])) and in_ranges(codes[i], spans)
+        for i in range(n)
+    ]
+    assert out.tolist() == want
+
+
+@settings(max_examples=examples(200))
+@given(
+    codes=st.lists(st.integers(-3, 40), max_size=40),
+    valid=st.lists(st.booleans(), min_size=40, max_size=40),
+    groups=st.lists(
+        st.lists(st.tuples(st.integers(-2, 38), st.integers(0, 6)), min_size=1, max_size=3),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_mcc_slots(codes: list[int], valid: list[bool], groups: list) -> None:
+    """The first group holding the code (groups may overlap), else the last slot."""
+    spans = [[(lo, lo + width) for lo, width in g] for g in groups]
+    flat = [(r, gi) for gi, g in enumerate(spans) for r in g]
+    n = len(codes)
+    ok = np.array(valid[:n], bool)
+    out = np.empty(n, np.int64)
+    K.mcc_slots(
+        np.array(codes, np.int32),
+        ok,
+        np.array([r[0] for r, _ in flat], np.int64),
+        np.array([r[1] for r, _ in flat], np.int64),
+        np.array([g for _, g in flat], np.int64),
+        len(spans),
+        out,
+    )
+    want = []
+    for i, c in enumerate(codes):
+        hit = [gi for gi, g in enumerate(spans) if ok[i] and in_ranges(c, g)]
+        want.append(hit[0] if hit else len(spans))
+    assert out.tolist() == want
+
+
+# ---------------------------------------------------------------------------------------------
 # compiled: nogil, cached, picklable by reference; safe on several threads
 
 

@@ -450,6 +450,16 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         "filter_sql": {
             f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc), plan.mcc_text) for f in plan.filters
         },
+        # the native prologue (render_prologue): MCC codes and `where` parts of filters
+        "native": False,
+        "native_mcc": needs_mcc_codes(plan),
+        "native_lus": needs_local_clock(plan),
+        "mcc_code": mcc_code_sql(ident(cols.mcc), plan.mcc_text),
+        "where_sql": {
+            f.id: _filter_sql(None, f.where, ident(cols.mcc), plan.mcc_text)
+            for f in plan.filters
+            if f.where is not None
+        },
         "value_sql": {
             v.id: _value_sql(v.kind, ident(v.column), ident(cols.mcc), plan.mcc_text)
             for v in plan.values
@@ -506,11 +516,30 @@ def render(plan: Plan, source: Source, pretty: bool = True) -> str:
     return statement(plan, source).sql(dialect="duckdb", pretty=pretty)
 
 
+def needs_mcc_codes(plan: Plan) -> bool:
+    """Whether the native prologue carries ``_m``, each row's MCC code (INTEGER, NULL when it
+    is not one), from which the executor derives MCC filters and distribution slots."""
+    return bool(plan.slots) or any(f.mcc is not None for f in plan.filters)
+
+
+def needs_local_clock(plan: Plan) -> bool:
+    """Whether the native prologue carries ``_lus``, the wall clock in the spec's zone in µs,
+    from which the executor derives calendar keys; naive timestamps and dates have it as
+    the order key ``_o`` already (both are ``epoch_us(CAST(time AS TIMESTAMP))``)."""
+    return bool(plan.periods) and plan.time_kind not in LOCAL_IS_ORDER
+
+
+#: Time kinds whose wall clock in µs is the order key ``_o``.
+LOCAL_IS_ORDER = ("timestamp", "date")
+
+
 def render_prologue(
     plan: Plan, source: Source, columns: list[str], *, sort: bool = True, pretty: bool = True
 ) -> str:
     """The native executor's prologue: the events of ``plan`` read from ``source``, with
     ``columns`` (internal names such as ``_u``, ``_v0``, ``_p_day``), sorted by user and
     event order unless ``sort`` is False (see :mod:`sqltargets.execute.program`)."""
-    raw = render_raw(plan, source, "prologue.sql.j2", prologue_columns=columns, sort=sort)
+    raw = render_raw(
+        plan, source, "prologue.sql.j2", prologue_columns=columns, sort=sort, native=True
+    )
     return _parse(raw, "prologue.sql.j2").sql(dialect="duckdb", pretty=pretty)

@@ -117,11 +117,11 @@ def assemble(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.
 def _periods(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.Array]) -> pa.Table:
     """One row per user and calendar period present: the first row of each (user, period)
     segment, ordered by user and period."""
-    from .arrays import numpy as to_numpy
     from .arrays import user_starts
+    from .runner import Events
 
     period = prog.spec.targets[0].window.period
-    key = to_numpy(events.column(f"_p_{period}"), np.int64, writable=False)
+    key = Events(events, prog.derived).key(f"_p_{period}")
     user = np.cumsum(user_starts(events.column("_u"))) - 1
     order = np.lexsort((key, user))  # stable: rows keep event order within a segment
     u, k = user[order], key[order]
@@ -132,7 +132,7 @@ def _periods(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.
     names = [prog.spec.columns.user, "period_start", *prog.names]
     cols = [
         events.column("_u").take(rows),
-        events.column(f"_p_{period}").take(rows).cast(pa.date32()),
+        from_numpy(key[order[first]].astype(np.int64)).cast(pa.int32()).cast(pa.date32()),
     ]
     cols += [pa.chunked_array([targets[n]]).take(rows) for n in prog.names]
     return pa.Table.from_arrays(cols, names=names)

@@ -949,6 +949,128 @@ def elapsed(e, lo, hi, after, out, valid):  # type: ignore[no-untyped-def]
 
 
 # ---------------------------------------------------------------------------------------------
+# derived columns: what DuckDB would compute with one expression per row and per column
+
+
+@_jit
+def _range_of(los, his, c):  # type: ignore[no-untyped-def]
+    # the index of the range of sorted, disjoint [los, his] holding c, else -1
+    a = 0
+    b = los.size
+    while a < b:
+        h = (a + b) >> 1
+        if los[h] <= c:
+            a = h + 1
+        else:
+            b = h
+    if a > 0 and c <= his[a - 1]:
+        return a - 1
+    return -1
+
+
+#: The widest span of MCC codes (highest minus lowest of a filter's ranges) looked up in a
+#: table of flags rather than by binary search (several times faster on random codes).
+LOOKUP_SPAN = 1 << 16
+
+
+@_jit
+def mcc_filter(code, ok, los, his, where, use_where, out):  # type: ignore[no-untyped-def]
+    """``out[i]``: the row's MCC code is valid and inside one of the sorted, disjoint
+    inclusive ranges ``[los, his]`` (and ``where[i]``, with ``use_where``): the filter
+    ``COALESCE(code IN (...) OR code BETWEEN ... [AND where], FALSE)``."""
+    n = code.size
+    if los.size == 0:
+        out[:] = False
+        return
+    base = los[0]
+    span = his[his.size - 1] - base + 1
+    if span <= LOOKUP_SPAN:
+        table = np.zeros(span, np.bool_)
+        for j in range(los.size):
+            table[los[j] - base : his[j] - base + 1] = True
+        for i in range(n):  # (bitwise, without branches: codes come in random order)
+            k = np.int64(code[i]) - base
+            r = ok[i] & (k >= 0) & (k < span) & table[min(max(k, 0), span - 1)]
+            out[i] = r & (where[i] | (not use_where))
+        return
+    for i in range(n):
+        r = False
+        if ok[i] and (not use_where or where[i]):
+            r = _range_of(los, his, code[i]) >= 0
+        out[i] = r
+
+
+@_jit
+def mcc_slots(code, ok, los, his, group, n_groups, out):  # type: ignore[no-untyped-def]
+    """``out[i]``: the first group (``group[j]`` of each range ``[los[j], his[j]]``) whose
+    ranges hold the row's MCC code, else ``n_groups`` (no group, or no valid code)."""
+    for i in range(code.size):
+        s = n_groups
+        if ok[i]:
+            c = code[i]
+            for j in range(los.size):
+                if los[j] <= c <= his[j] and group[j] < s:
+                    s = group[j]
+        out[i] = s
+
+
+_US_PER_DAY = 86_400_000_000
+
+
+@_jit
+def _civil(days):  # type: ignore[no-untyped-def]
+    # (year, month) of a day count since 1970-01-01, proleptic Gregorian (H. Hinnant)
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (1 if m <= 2 else 0)
+    return y, m
+
+
+@_jit
+def _first_of_month(y, m):  # type: ignore[no-untyped-def]
+    # days since 1970-01-01 of the first day of month m of year y
+    y = y - (1 if m <= 2 else 0)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@_jit
+def period_keys(us, period, week_shift, out):  # type: ignore[no-untyped-def]
+    """``out[i]``: the first day (days since 1970-01-01) of the calendar period holding the
+    wall-clock time ``us[i]`` (µs since 1970-01-01): ``period`` 0 day, 1 week (starting on
+    weekday ``week_shift``, 0 Monday), 2 month, 3 quarter, 4 year. As DuckDB's
+    ``CAST(date_trunc(period, t) AS DATE)``, for any time before or after 1970."""
+    last_day = np.int64(0)
+    last_key = np.int64(0)
+    for i in range(us.size):
+        d = us[i] // _US_PER_DAY
+        if i > 0 and d == last_day:  # sorted rows: mostly the day of the row before
+            out[i] = last_key
+            continue
+        last_day = d
+        if period == 1:
+            d -= week_shift
+            d = d - (d + 3) % 7 + week_shift  # 1970-01-01 was a Thursday (3 from Monday)
+        elif period >= 2:
+            y, m = _civil(d)
+            if period == 3:
+                m = m - (m - 1) % 3
+            elif period == 4:
+                m = 1
+            d = _first_of_month(y, m)
+        last_key = d
+        out[i] = d
+
+
+# ---------------------------------------------------------------------------------------------
 # the event order: rows sorted by user, then by up to three more keys
 
 
@@ -1152,6 +1274,14 @@ def warm_up() -> None:
     mode(rank, sx, first, b, lo, hi, most, f, np.empty(n, np.bool_))
     elapsed(i64, lo, hi, True, f, np.empty(n, np.bool_))
     top_k_growing(x, b, lo, hi, 2, np.empty((n, 2)), np.empty((n, 2), np.bool_))
+    code = np.array([5411, 0, 7, 5412], np.int32)  # (the runner passes read-only views)
+    code.setflags(write=False)
+    spans = np.array([1, 5411], np.int64)
+    mcc_filter(code, b, spans, spans, b, True, np.empty(n, np.bool_))
+    mcc_slots(code, b, spans, spans, i64, 2, np.empty(n, np.int64))
+    us = i64.copy()
+    us.setflags(write=False)
+    period_keys(us, 2, 0, np.empty(n, np.int32))
     calendar_fold(b, b, x, SUM, False, True, f, np.empty(n, np.int64))
     is_identity(event_order(i64, 2, i64, i64, i64))
     next_period_fold(b, i64, i64, i64 + 1, b, x, SUM, f, np.empty(n, np.int64))

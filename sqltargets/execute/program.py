@@ -19,8 +19,8 @@ comment line per kernel call.
 >>> ts = load({"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
 ...     {"name": "s", "agg": "sum", "mcc": [5411], "window": {"kind": "expanding", "period": "day"}}]})
 >>> prog = build(plan(ts), relation_source("transactions"))
->>> prog.columns
-('_u', '_time', '_tb', '_v0', '_f0', '_p_day')
+>>> prog.columns  # the filter _f0 and the day _p_day are derived from _m and _o
+('_u', '_time', '_tb', '_v0', '_m', '_o')
 >>> print(prog.calls[0].describe())
 s: sum of _v0 where _f0, expanding/day (key _p_day) -> double (past-looking)
 """
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ..compile.aggregates import AGGREGATIONS
 from ..compile.plan import Plan
-from ..compile.render import Source, render_prologue
+from ..compile.render import LOCAL_IS_ORDER, Source, render_prologue
 from ..compile.spec import TargetSet, Window
 
 #: Window kinds over calendar periods, over elapsed time, and over single events.
@@ -81,6 +81,80 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A column the executor derives from prologue columns (runner.Events) instead of
+    DuckDB computing it, which costs several times more (one expression per row, per
+    filter): a filter on MCC codes, a distribution's slot, a calendar key."""
+
+    name: str
+    kind: str  # "mcc" (a filter), "slot" or "period"
+    source: str  # the prologue column it reads: _m (MCC codes) or a clock in µs
+    #: mcc: the filter's code ranges, merged and sorted; slot: every group's ranges
+    ranges: tuple[tuple[int, int], ...] = ()
+    groups: tuple[int, ...] = ()  # slot: the group of each range
+    n_groups: int = 0  # slot: rows in no group go to the last slot, n_groups
+    where: str | None = None  # mcc: the prologue column of the filter's `where` part
+    period: str | None = None  # period: day, week, month, quarter or year
+    week_shift: int = 0  # period: 0 for weeks starting on Monday ... 6 for Sunday
+
+    def describe(self) -> str:
+        """One line: how the column is derived."""
+        if self.kind == "period":
+            start = f", weeks from weekday {self.week_shift}" if self.week_shift else ""
+            return f"{self.name}: the {self.period} of {self.source}{start} (a DATE)"
+
+        def spans(ranges: list[tuple[int, int]]) -> str:
+            return "[" + ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges) + "]"
+
+        if self.kind == "slot":
+            groups = [
+                spans([r for r, g in zip(self.ranges, self.groups) if g == i])
+                for i in range(self.n_groups)
+            ]
+            return (
+                f"{self.name}: the first i with {self.source} in group i of "
+                f"{', '.join(groups)}, else {self.n_groups}"
+            )
+        where = f" and {self.where}" if self.where else ""
+        return f"{self.name}: {self.source} in {spans(list(self.ranges))}{where}"
+
+
+def merged(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """Inclusive ranges, sorted, overlapping and adjacent ones merged.
+
+    >>> merged(((5, 9), (1, 1), (2, 3), (8, 12)))
+    ((1, 3), (5, 12))
+    """
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def derivations(plan: Plan) -> dict[str, Derived]:
+    """Every column the native executor derives for ``plan``, by name."""
+    out: dict[str, Derived] = {}
+    for f in plan.filters:
+        if f.mcc is not None:
+            where = f"_{f.id}_w" if f.where is not None else None
+            out[f"_{f.id}"] = Derived(f"_{f.id}", "mcc", "_m", merged(f.mcc), where=where)
+    for s in plan.slots:
+        pairs = [(r, g) for g, group in enumerate(s.groups) for r in group]
+        out[f"_{s.id}"] = Derived(
+            f"_{s.id}", "slot", "_m", tuple(r for r, _ in pairs), tuple(g for _, g in pairs),
+            len(s.groups),
+        )  # fmt: skip
+    clock = "_o" if plan.time_kind in LOCAL_IS_ORDER else "_lus"
+    for p in plan.periods:
+        shift = plan.spec.week_start_index if p == "week" else 0
+        out[f"_p_{p}"] = Derived(f"_p_{p}", "period", clock, period=p, week_shift=shift)
+    return out
+
+
+@dataclass(frozen=True)
 class Program:
     """The prologue SQL, its columns, and the kernel calls of one spec."""
 
@@ -95,6 +169,8 @@ class Program:
     unsorted: str = ""
     sort_keys: tuple[str, ...] = ("_u", "_o", "_tb")
     presorted: bool = False  # the input is sorted already: the prologue has no ORDER BY
+    #: columns the kernels read that the executor derives from prologue columns
+    derived: tuple[Derived, ...] = ()
 
     def sorted_from(self, table: str) -> str:
         """The prologue's result from the table ``unsorted`` was materialised as (a quoted
@@ -113,6 +189,9 @@ class Program:
             "-- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):",
         ]
         lines += [f"--   {c.describe()}" for c in self.calls]
+        if self.derived:
+            lines.append("-- and derives from the prologue's columns:")
+            lines += [f"--   {d.describe()}" for d in self.derived]
         return "\n".join(lines) + "\n" + self.prologue
 
 
@@ -132,6 +211,8 @@ def build(
     ts = plan.spec
     calls: list[Call] = []
     columns = ["_u", "_time", "_tb"]
+    derivable = derivations(plan)
+    derived: dict[str, Derived] = {}
     elapsed = None
     for o in plan.outputs:
         t = o.target
@@ -165,10 +246,16 @@ def build(
             )
         )
         for col in (value, filt, period, slots):
-            if col is not None and col not in columns:
-                columns.append(col)
+            if col is None:
+                continue
+            d = derivable.get(col)
+            if d is not None:
+                derived.setdefault(col, d)
+            for c in (d.source, d.where) if d is not None else (col,):
+                if c is not None and c not in columns:
+                    columns.append(c)
     columns += [f"_{v.id}" for v in plan.extra if f"_{v.id}" not in columns]
-    if elapsed is not None:
+    if elapsed is not None and elapsed not in columns:
         columns.append(elapsed)
     if order_time and "_o" not in columns:
         columns.append("_o")
@@ -179,5 +266,5 @@ def build(
     )
     return Program(
         ts, plan, prologue, tuple(columns), tuple(calls), elapsed, unsorted, tuple(sort_keys),
-        presorted,
+        presorted, tuple(derived.values()),
     )  # fmt: skip

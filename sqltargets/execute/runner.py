@@ -19,7 +19,7 @@ the first time is expensive; a run allocates the outputs and little else).
 >>> prog = build(plan(ts, time_kind="integer"), relation_source("transactions"))
 >>> events = pa.table({"_u": [1, 1, 2], "_time": [0, 1, 0], "_tb": [0, 1, 2],
 ...                    "_v0": [1.0, 2.0, 4.0],
-...                    "_p_month": pa.array([0, 0, 0], pa.int32()).cast(pa.date32())})
+...                    "_lus": [0, 86_400_000_000, 0]})  # (the month key derives from it)
 >>> compute(prog, events)["s"].to_pylist()
 [1.0, 3.0, 4.0]
 """
@@ -38,7 +38,7 @@ import pyarrow as pa
 from ..compile.aggregates import AGGREGATIONS
 from . import arrays
 from . import kernels as K
-from .program import CALENDAR, EVENT, SLIDING, Call, Program
+from .program import CALENDAR, EVENT, SLIDING, Call, Derived, Program
 
 #: A bound on (rows x sum of |values|) of a sliding window below which a sum in another
 #: order than event order stays within 2.2e-16 x this = 2.2e-7 of the sequential sum (inside
@@ -73,11 +73,18 @@ def shift_period(key: np.ndarray, period: str, steps: int) -> np.ndarray:
 _SERIALS = itertools.count()
 
 
-class Events:
-    """The prologue's result as arrays, and what several kernel calls share."""
+#: Calendar periods as :func:`kernels.period_keys` numbers them.
+PERIOD_NUMBERS = {"day": 0, "week": 1, "month": 2, "quarter": 3, "year": 4}
 
-    def __init__(self, table: pa.Table) -> None:
+
+class Events:
+    """The prologue's result as arrays, the columns derived from it (``derived``: the
+    program's :class:`~sqltargets.execute.program.Derived`), and what several kernel calls
+    share."""
+
+    def __init__(self, table: pa.Table, derived: tuple[Derived, ...] = ()) -> None:
         self.table = table
+        self.derived = {d.name: d for d in derived}
         self.n = table.num_rows
         self.user_start = arrays.user_starts(table.column("_u"))
         self.user = np.cumsum(self.user_start, dtype=np.int64) - 1
@@ -101,7 +108,38 @@ class Events:
     def filter(self, col: str | None) -> np.ndarray:
         if col is None:
             return self._get("all", lambda: np.ones(self.n, dtype=bool))
+        d = self.derived.get(col)
+        if d is not None:
+            return self._get(("f", col), lambda: self._mcc_filter(d))
         return self._get(("f", col), lambda: arrays.bools(self.table.column(col)))
+
+    def _mcc_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(MCC codes, int32, arbitrary where not valid; valid)."""
+        c = self.table.column("_m")
+        return self._get("m", lambda: (arrays.numpy(c, np.int32, writable=False), arrays.valid(c)))
+
+    def _mcc_filter(self, d: Derived) -> np.ndarray:
+        code, ok = self._mcc_codes()
+        los, his = _bounds(d)
+        where = self.filter(d.where) if d.where is not None else ok
+        out = np.empty(self.n, dtype=bool)
+        K.mcc_filter(code, ok, los, his, where, d.where is not None, out)
+        return out
+
+    def slots(self, col: str) -> np.ndarray:
+        """A distribution's slot of each row, int64."""
+        d = self.derived.get(col)
+        if d is None:
+            return self._get(("g", col), lambda: arrays.numpy(self.table.column(col), np.int64))
+
+        def make() -> np.ndarray:
+            code, ok = self._mcc_codes()
+            los, his = _bounds(d)
+            out = np.empty(self.n, np.int64)
+            K.mcc_slots(code, ok, los, his, np.array(d.groups, np.int64), d.n_groups, out)
+            return out
+
+        return self._get(("g", col), make)
 
     def active(self, filt: str | None, value: str | None) -> np.ndarray:
         """Rows that pass the filter and have a value."""
@@ -115,10 +153,22 @@ class Events:
         return self._get(("a", filt, value), make)
 
     def key(self, col: str) -> np.ndarray:
-        """A calendar key: days since 1970-01-01, int32 (a view of the DATE column)."""
-        return self._get(
-            ("k", col), lambda: arrays.numpy(self.table.column(col), np.int32, writable=False)
-        )
+        """A calendar key: days since 1970-01-01, int32 (derived from a clock in µs, or a
+        view of a DATE column)."""
+        d = self.derived.get(col)
+        if d is None:
+            return self._get(
+                ("k", col), lambda: arrays.numpy(self.table.column(col), np.int32, writable=False)
+            )
+
+        def make() -> np.ndarray:
+            us = arrays.numpy(self.table.column(d.source), np.int64, writable=False)
+            out = np.empty(self.n, np.int32)
+            K.period_keys(us, PERIOD_NUMBERS[d.period], d.week_shift, out)  # type: ignore[index]
+            out.setflags(write=False)  # (the kernels' read-only specialisations, as a view's)
+            return out
+
+        return self._get(("k", col), make)
 
     def elapsed(self, col: str) -> np.ndarray:
         return self._get(
@@ -174,6 +224,14 @@ class Events:
             return codes, max(len(enc.dictionary), 1)
 
         return self._get(("c", col), make)
+
+
+def _bounds(d: Derived) -> tuple[np.ndarray, np.ndarray]:
+    """The lower and upper ends of a derived column's MCC ranges, as the kernels read them."""
+    return (
+        np.array([lo for lo, _ in d.ranges], np.int64),
+        np.array([hi for _, hi in d.ranges], np.int64),
+    )
 
 
 def _nested_key(v: Any) -> Any:
@@ -259,7 +317,8 @@ def compute_arrays(
             ev = parts.get(bi)
             if ev is None:
                 a, b = blocks[bi]
-                ev = parts[bi] = Events(events.slice(a, b - a) if len(blocks) > 1 else events)
+                rows = events.slice(a, b - a) if len(blocks) > 1 else events
+                ev = parts[bi] = Events(rows, program.derived)
             return ev
 
     def done_with(bi: int) -> None:
@@ -638,7 +697,7 @@ def _distribution(
     sliding: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     n = lo.size
-    slots = scan(arrays.numpy(ev.table.column(call.slots), np.int64))  # type: ignore[arg-type]
+    slots = scan(ev.slots(call.slots))  # type: ignore[arg-type]
     g = call.n_slots
     out = np.empty((n, g))
     x = scan(ev.values(call.value)[0]) if call.measure == "sum" else None  # type: ignore[arg-type]

@@ -1,6 +1,9 @@
 -- sqltargets native program: the prologue below runs in DuckDB; then one kernel
 -- per target passes over each user's sorted rows (sqltargets/execute/kernels.py):
 --   grocery_daily_running_sum: sum of _v0 where _f0, expanding/day (key _p_day) -> double (past-looking)
+-- and derives from the prologue's columns:
+--   _f0: _m in [5411]
+--   _p_day: the day of _o (a DATE)
 WITH src AS (
   SELECT
     *,
@@ -13,15 +16,12 @@ WITH src AS (
     _st_rid AS _tb,
     EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
     CAST("amount" AS DOUBLE) AS _v0,
-    COALESCE((
-      TRY_CAST("mcc" AS INT) IN (5411)
-    ), FALSE) AS _f0,
+    TRY_CAST("mcc" AS INT) AS _m,
     CAST("ts" AS TIMESTAMP) AS _l
   FROM src
 ), events AS (
   SELECT
-    base.*,
-    CAST(_l AS DATE) AS _p_day
+    base.*
   FROM base
 )
 SELECT
@@ -29,8 +29,8 @@ SELECT
   _time,
   _tb,
   _v0,
-  _f0,
-  _p_day
+  _m,
+  _o
 FROM events
 ORDER BY
   _u,

@@ -4,6 +4,10 @@
 --   distinct_merchants_quarter: count_distinct of _v1, period/quarter (key _p_quarter) -> int64 (future-looking)
 --   next_week_last: last of _v0, next_period/week (key _p_week), fill -1 -> double (future-looking)
 --   std_year: std of _v0, expanding/year (key _p_year) -> double (past-looking)
+-- and derives from the prologue's columns:
+--   _p_week: the week of _lus, weeks from weekday 6 (a DATE)
+--   _p_quarter: the quarter of _lus (a DATE)
+--   _p_year: the year of _lus (a DATE)
 WITH src AS (
   SELECT
     *
@@ -21,9 +25,7 @@ WITH src AS (
 ), events AS (
   SELECT
     base.*,
-    CAST(DATE_TRUNC('WEEK', _l - INTERVAL '6' DAY) + INTERVAL '6' DAY AS DATE) AS _p_week,
-    CAST(DATE_TRUNC('QUARTER', _l) AS DATE) AS _p_quarter,
-    CAST(DATE_TRUNC('YEAR', _l) AS DATE) AS _p_year,
+    EPOCH_US(_l) AS _lus,
     {'o': _o, 'tb': _tb} AS _ord
   FROM base
 )
@@ -32,10 +34,8 @@ SELECT
   _time,
   _tb,
   _v0,
-  _p_week,
-  _v1,
-  _p_quarter,
-  _p_year
+  _lus,
+  _v1
 FROM events
 ORDER BY
   _u,

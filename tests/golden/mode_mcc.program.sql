@@ -5,6 +5,10 @@
 --   usual_amount_week: mode of _v1, expanding/week (key _p_week) -> double (past-looking)
 --   first_mcc_today: first of _v0, expanding/day (key _p_day) -> int64 (past-looking)
 --   last_mcc_7d: last of _v0, future/1w -> int64 (future-looking)
+-- and derives from the prologue's columns:
+--   _p_month: the month of _o (a DATE)
+--   _p_week: the week of _o (a DATE)
+--   _p_day: the day of _o (a DATE)
 WITH src AS (
   SELECT
     *
@@ -22,9 +26,6 @@ WITH src AS (
 ), events AS (
   SELECT
     base.*,
-    CAST(_l AS DATE) AS _p_day,
-    CAST(DATE_TRUNC('WEEK', _l) AS DATE) AS _p_week,
-    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month,
     {'o': _o, 'tb': _tb} AS _ord
   FROM base
 )
@@ -33,11 +34,8 @@ SELECT
   _time,
   _tb,
   _v0,
-  _p_month,
-  _v1,
-  _p_week,
-  _p_day,
-  _o
+  _o,
+  _v1
 FROM events
 ORDER BY
   _u,

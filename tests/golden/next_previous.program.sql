@@ -7,6 +7,8 @@
 --   secs_since_grocery: elapsed where _f0, previous#1 -> double (past-looking)
 --   prev_grocery_amount: last of _v0 where _f0, previous#1, fill 0 -> double (past-looking)
 --   has_prev_grocery: count where _f0, previous#1 -> int64 (past-looking)
+-- and derives from the prologue's columns:
+--   _f0: _m in [5411, 5422, 5441, 5451, 5462, 5499]
 WITH src AS (
   SELECT
     *
@@ -20,9 +22,7 @@ WITH src AS (
     EPOCH_US(TIMEZONE('America/New_York', CAST("ts" AS TIMESTAMP))) AS _e,
     CAST("amount" AS DOUBLE) AS _v0,
     CAST(TRY_CAST("mcc" AS INT) AS BIGINT) AS _v1,
-    COALESCE((
-      TRY_CAST("mcc" AS INT) IN (5411, 5422, 5441, 5451, 5462, 5499)
-    ), FALSE) AS _f0,
+    TRY_CAST("mcc" AS INT) AS _m,
     CAST("ts" AS TIMESTAMP) AS _l
   FROM src
 ), events AS (
@@ -36,7 +36,7 @@ SELECT
   _tb,
   _v0,
   _v1,
-  _f0,
+  _m,
   _e
 FROM events
 ORDER BY

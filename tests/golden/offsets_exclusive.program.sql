@@ -6,6 +6,9 @@
 --   max_in_three_months: max of _v0, next_period/month+2 (key _p_month) -> double (future-looking)
 --   tx_before_today: count, expanding/day excl. current (key _p_day) -> int64 (past-looking)
 --   mean_24h_before: mean of _v0, rolling/1d excl. current -> double (past-looking)
+-- and derives from the prologue's columns:
+--   _p_month: the month of _o (a DATE)
+--   _p_day: the day of _o (a DATE)
 WITH src AS (
   SELECT
     *
@@ -21,9 +24,7 @@ WITH src AS (
   FROM src
 ), events AS (
   SELECT
-    base.*,
-    CAST(_l AS DATE) AS _p_day,
-    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month
+    base.*
   FROM base
 )
 SELECT
@@ -31,8 +32,6 @@ SELECT
   _time,
   _tb,
   _v0,
-  _p_month,
-  _p_day,
   _o
 FROM events
 ORDER BY

@@ -3,6 +3,9 @@
 --   median_quarter: median of _v0 (q=0.5), period/quarter (key _p_quarter) -> double (future-looking)
 --   spend_after_next: sum of _v0, next_period/quarter+1 (key _p_quarter) -> double (future-looking)
 --   mix_after_next: distribution of _v0 per _s0 (3 slots, sum), next_period/quarter+1 (key _p_quarter) -> list (future-looking)
+-- and derives from the prologue's columns:
+--   _p_quarter: the quarter of _o (a DATE)
+--   _s0: the first i with _m in group i of [5411, 5422, 5441, 5451, 5462, 5499], [3000-3999, 4111-4112, 4131, 4411, 4511, 4722, 7011-7012, 7512], else 2
 WITH src AS (
   SELECT
     *
@@ -14,26 +17,12 @@ WITH src AS (
     "tx_id" AS _tb,
     EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
     CAST("amount" AS DOUBLE) AS _v0,
-    CAST(CASE
-      WHEN (
-        TRY_CAST("mcc" AS INT) IN (5411, 5422, 5441, 5451, 5462, 5499)
-      )
-      THEN 0
-      WHEN (
-        TRY_CAST("mcc" AS INT) IN (4131, 4411, 4511, 4722, 7512)
-        OR TRY_CAST("mcc" AS INT) BETWEEN 3000 AND 3999
-        OR TRY_CAST("mcc" AS INT) BETWEEN 4111 AND 4112
-        OR TRY_CAST("mcc" AS INT) BETWEEN 7011 AND 7012
-      )
-      THEN 1
-      ELSE 2
-    END AS SMALLINT) AS _s0,
+    TRY_CAST("mcc" AS INT) AS _m,
     CAST("ts" AS TIMESTAMP) AS _l
   FROM src
 ), events AS (
   SELECT
-    base.*,
-    CAST(DATE_TRUNC('QUARTER', _l) AS DATE) AS _p_quarter
+    base.*
   FROM base
 )
 SELECT
@@ -41,8 +30,8 @@ SELECT
   _time,
   _tb,
   _v0,
-  _p_quarter,
-  _s0
+  _o,
+  _m
 FROM events
 ORDER BY
   _u,

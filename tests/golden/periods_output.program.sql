@@ -3,6 +3,9 @@
 --   grocery_month: sum of _v0 where _f0, period/month (key _p_month) -> double (future-looking)
 --   grocery_next_month: sum of _v0 where _f0, next_period/month (key _p_month) -> double (future-looking)
 --   top2: top_k of _v0 (k=2), period/month (key _p_month), fill 0 -> list (future-looking)
+-- and derives from the prologue's columns:
+--   _f0: _m in [5411, 5422, 5441, 5451, 5462, 5499]
+--   _p_month: the month of _o (a DATE)
 WITH src AS (
   SELECT
     *,
@@ -15,15 +18,12 @@ WITH src AS (
     _st_rid AS _tb,
     EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
     CAST("amount" AS DOUBLE) AS _v0,
-    COALESCE((
-      TRY_CAST("mcc" AS INT) IN (5411, 5422, 5441, 5451, 5462, 5499)
-    ), FALSE) AS _f0,
+    TRY_CAST("mcc" AS INT) AS _m,
     CAST("ts" AS TIMESTAMP) AS _l
   FROM src
 ), events AS (
   SELECT
-    base.*,
-    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month
+    base.*
   FROM base
 )
 SELECT
@@ -31,8 +31,8 @@ SELECT
   _time,
   _tb,
   _v0,
-  _f0,
-  _p_month
+  _m,
+  _o
 FROM events
 ORDER BY
   _u,

@@ -6,6 +6,11 @@
 --   var_day: var of _v0, expanding/day (key _p_day) -> double (past-looking)
 --   q1_week: quantile of _v0 (q=0.25) where _f0, period/week (key _p_week) -> double (future-looking)
 --   grocery_median_next_month: median of _v0 (q=0.5) where _f1, next_period/month (key _p_month) -> double (future-looking)
+-- and derives from the prologue's columns:
+--   _p_day: the day of _o (a DATE)
+--   _p_week: the week of _o (a DATE)
+--   _f1: _m in [5411, 5422, 5441, 5451, 5462, 5499]
+--   _p_month: the month of _o (a DATE)
 WITH src AS (
   SELECT
     *
@@ -18,20 +23,15 @@ WITH src AS (
     EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
     EPOCH_US(TIMEZONE('Europe/Berlin', CAST("ts" AS TIMESTAMP))) AS _e,
     CAST("amount" AS DOUBLE) AS _v0,
+    TRY_CAST("mcc" AS INT) AS _m,
     COALESCE((
       "amount" > 0
     ), FALSE) AS _f0,
-    COALESCE((
-      TRY_CAST("mcc" AS INT) IN (5411, 5422, 5441, 5451, 5462, 5499)
-    ), FALSE) AS _f1,
     CAST("ts" AS TIMESTAMP) AS _l
   FROM src
 ), events AS (
   SELECT
-    base.*,
-    CAST(_l AS DATE) AS _p_day,
-    CAST(DATE_TRUNC('WEEK', _l) AS DATE) AS _p_week,
-    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month
+    base.*
   FROM base
 )
 SELECT
@@ -39,11 +39,9 @@ SELECT
   _time,
   _tb,
   _v0,
-  _p_day,
+  _o,
   _f0,
-  _p_week,
-  _f1,
-  _p_month,
+  _m,
   _e
 FROM events
 ORDER BY

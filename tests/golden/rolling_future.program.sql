@@ -3,6 +3,8 @@
 --   spend_7d: sum of _v0 where _f0, rolling/1w -> double (past-looking)
 --   first_24h: first of _v0, rolling/1d -> double (past-looking)
 --   drug_next_7d_mean: mean of _v0 where _f1, future/1w -> double (future-looking)
+-- and derives from the prologue's columns:
+--   _f1: _m in [5122, 5912]
 WITH src AS (
   SELECT
     *,
@@ -16,12 +18,10 @@ WITH src AS (
     EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
     EPOCH_US(TIMEZONE('America/New_York', CAST("ts" AS TIMESTAMP))) AS _e,
     CAST("amount" AS DOUBLE) AS _v0,
+    TRY_CAST("mcc" AS INT) AS _m,
     COALESCE((
       "amount" > 0
     ), FALSE) AS _f0,
-    COALESCE((
-      TRY_CAST("mcc" AS INT) IN (5122, 5912)
-    ), FALSE) AS _f1,
     CAST("ts" AS TIMESTAMP) AS _l
   FROM src
 ), events AS (
@@ -36,7 +36,7 @@ SELECT
   _tb,
   _v0,
   _f0,
-  _f1,
+  _m,
   _e
 FROM events
 ORDER BY

@@ -4,6 +4,9 @@
 --   grocery_month_count: count where _f0, expanding/month (key _p_month) -> int64 (past-looking)
 --   grocery_month_mean: mean of _v0 where _f0, expanding/month (key _p_month) -> double (past-looking)
 --   grocery_month_max: max of _v0 where _f0, expanding/month (key _p_month) -> double (past-looking)
+-- and derives from the prologue's columns:
+--   _f0: _m in [5411, 5422, 5441, 5451, 5462, 5499]
+--   _p_month: the month of _o (a DATE)
 WITH src AS (
   SELECT
     *,
@@ -16,15 +19,12 @@ WITH src AS (
     _st_rid AS _tb,
     EPOCH_US(CAST("ts" AS TIMESTAMP)) AS _o,
     CAST("amount" AS DOUBLE) AS _v0,
-    COALESCE((
-      TRY_CAST("mcc" AS INT) IN (5411, 5422, 5441, 5451, 5462, 5499)
-    ), FALSE) AS _f0,
+    TRY_CAST("mcc" AS INT) AS _m,
     CAST("ts" AS TIMESTAMP) AS _l
   FROM src
 ), events AS (
   SELECT
-    base.*,
-    CAST(DATE_TRUNC('MONTH', _l) AS DATE) AS _p_month
+    base.*
   FROM base
 )
 SELECT
@@ -32,8 +32,8 @@ SELECT
   _time,
   _tb,
   _v0,
-  _f0,
-  _p_month
+  _m,
+  _o
 FROM events
 ORDER BY
   _u,
