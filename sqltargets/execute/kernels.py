@@ -431,6 +431,9 @@ def calendar_fold(seg_start, act, x, op, whole, inclusive, out, count):  # type:
     period). Sums accumulate in row order: the same as :func:`swag` over
     :func:`expanding_ranges` / :func:`period_ranges`, without materialising the ranges.
     Empty windows get 0, NaN, -inf or NaN (the caller masks them with ``count``)."""
+    if op == SUM:
+        _sum_fold(seg_start, act, x, whole, inclusive, out, count)
+        return
     n = seg_start.size
     i = 0
     while i < n:
@@ -457,6 +460,46 @@ def calendar_fold(seg_start, act, x, op, whole, inclusive, out, count):  # type:
             for r in range(i, j):
                 out[r] = acc
                 count[r] = c
+        i = j
+
+
+@_jit
+def _sum_fold(seg_start, act, x, whole, inclusive, out, count):  # type: ignore[no-untyped-def]
+    # calendar_fold's SUM, about twice as fast: adding 0.0 for an inactive row instead of
+    # branching on it (filters pass rows at random, and a branch would mispredict) leaves
+    # every sum unchanged, bit for bit (a sum started at +0.0 is never -0.0, and x + 0.0 is
+    # x for every other x, NaN and infinities included). The value is read whether or not
+    # the row is active, so that the choice compiles to a select, not a branch.
+    n = seg_start.size
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and not seg_start[j]:
+            j += 1
+        acc = 0.0
+        c = 0
+        if whole:
+            for r in range(i, j):
+                v = x[r]
+                acc += v if act[r] else 0.0
+                c += act[r]
+            for r in range(i, j):
+                out[r] = acc
+                count[r] = c
+        elif inclusive:
+            for r in range(i, j):
+                v = x[r]
+                acc += v if act[r] else 0.0
+                c += act[r]
+                out[r] = acc
+                count[r] = c
+        else:
+            for r in range(i, j):
+                out[r] = acc
+                count[r] = c
+                v = x[r]
+                acc += v if act[r] else 0.0
+                c += act[r]
         i = j
 
 
