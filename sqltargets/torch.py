@@ -549,12 +549,11 @@ class _Items:
         it["length"] = torch.tensor(b - a, dtype=torch.int64)
         for name, col in features.items():
             it[name] = col[a:b].clone()
+        # the item's scalar targets in one copy (its own storage: an item never holds on to
+        # the block it came from), one view per target
+        rows = scalars[:, a:b].clone().unbind(0) if self.scalar_row else ()
         for name, width in self.order:
-            it[name] = (
-                scalars[self.scalar_row[name], a:b].clone()
-                if width is None
-                else lists[name][a:b].clone()
-            )
+            it[name] = rows[self.scalar_row[name]] if width is None else lists[name][a:b].clone()
         return it
 
 
@@ -881,6 +880,9 @@ def collate(
     lengths = torch.tensor([b - a for a, b in spans], dtype=torch.int64)
     longest = int(lengths.max()) if len(batch) else 0
     out: dict[str, Any] = {}
+    # sequences of one dtype and item shape are padded into one tensor (in shared memory in
+    # a DataLoader worker, so that handing the batch over copies nothing), one view per key
+    groups: dict[tuple[Any, ...], list[str]] = {}
     for key, value in first.items():
         if key == "length":
             out[key] = lengths
@@ -894,15 +896,42 @@ def collate(
                 out["length"] = lengths
                 out["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
         else:
-            pad = _pad_value(key, value, target_set)
-            padded = torch.full((len(batch), longest, *value.shape[1:]), pad, dtype=value.dtype)
-            for i, (it, (a, b)) in enumerate(zip(batch, spans)):
-                padded[i, : b - a] = it[key][a:b]
-            out[key] = padded
+            groups.setdefault((value.dtype, tuple(value.shape[1:])), []).append(key)
+            out[key] = None  # (keeps the items' key order)
+    if groups:
+        full = all(b - a == longest for a, b in spans)  # no padding: one copy per key
+        for (dtype, trail), keys in groups.items():
+            padded = _empty((len(keys), len(batch), longest, *trail), dtype)
+            for j, key in enumerate(keys):
+                dst = padded[j]
+                parts = [it[key][a:b] for it, (a, b) in zip(batch, spans)]
+                if full and all(p.dtype == dtype for p in parts):
+                    torch.cat(parts, out=dst.view(len(batch) * longest, *trail))
+                else:  # each item's events, then padding after them (each byte written once)
+                    pad = _pad_value(key, first[key], target_set)
+                    for i, part in enumerate(parts):
+                        n = part.shape[0]
+                        dst[i, :n] = part
+                        if n < longest:
+                            dst[i, n:] = pad
+                out[key] = dst
     if "mask" not in out:
         out["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
         out.setdefault("length", lengths)
     return out
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor, in shared memory inside a DataLoader worker (as torch's own
+    ``default_collate`` does): the batch then goes to the main process without a copy."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = 1
+    for n in shape:
+        numel *= n
+    proto = torch.empty(0, dtype=dtype)
+    storage = proto._typed_storage()._new_shared(numel, device=proto.device)
+    return proto.new(storage).view(shape)
 
 
 def _is_sequence(value: Any, length: int) -> bool:

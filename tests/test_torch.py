@@ -183,6 +183,45 @@ def test_start_methods(kind: str, method: str, workers: int, parquet: Path, ref:
     assert sorted(seen) == sorted(ref.rows)
 
 
+def _collate_in_shared_memory(items: list[Any]) -> dict[str, Any]:
+    out = collate(items)
+    padded = [k for k, v in out.items() if isinstance(v, torch.Tensor) and v.dim() >= 2]
+    out["built_shared"] = [k for k in padded if out[k].is_shared()]
+    out["padded"] = padded
+    return out
+
+
+def test_worker_batches_are_built_in_shared_memory(parquet: Path, ref: Reference) -> None:
+    """In a worker, collate pads straight into shared memory, so handing a batch to the main
+    process copies nothing; padded and unpadded batches hold the generate values."""
+    ds = StreamingTargetDataset(SPEC, parquet, users_per_chunk=5, dtype=torch.float64)
+    seen = []
+    for batch in DataLoader(ds, batch_size=4, num_workers=1, collate_fn=_collate_in_shared_memory):
+        targets_and_features = set(batch["padded"]) - {"mask"}
+        assert targets_and_features and targets_and_features <= set(batch["built_shared"])
+        seen += ref.check_batch(
+            {k: v for k, v in batch.items() if k not in ("padded", "built_shared")}
+        )
+    assert sorted(seen) == sorted(ref.rows)
+    # one user per batch: nothing to pad (the path that copies each key once)
+    one = list(DataLoader(ds, batch_size=1, num_workers=1, collate_fn=collate))
+    assert len(one) == N_USERS and all(bool(b["mask"].all()) for b in one)
+    assert sorted(u for b in one for u in ref.check_batch(b)) == sorted(ref.rows)
+
+
+def test_items_own_their_memory(parquet: Path) -> None:
+    """An item kept by the caller holds its own events only, not the chunk it came from."""
+    ds = StreamingTargetDataset(SPEC, parquet, users_per_chunk=50, dtype=torch.float64)
+    it = next(iter(ds))
+    n = int(it["length"])
+    scalar = [k for k in it.targets if it[k].dim() == 1]
+    for k in it:
+        if isinstance(it[k], torch.Tensor) and it[k].dim() >= 1:
+            per_row = it[k].element_size() * (it[k][0].numel() if it[k].dim() > 1 else 1)
+            limit = per_row * n * (len(scalar) if k in scalar else 1)
+            assert it[k].untyped_storage().nbytes() <= limit, k
+
+
 def test_default_dtype_is_float32(parquet: Path, ref: Reference) -> None:
     ds = StreamingTargetDataset(SPEC, parquet, users_per_chunk=50)
     items = list(ds)
