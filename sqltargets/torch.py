@@ -329,9 +329,8 @@ def _setup(
     feats = tuple(
         _Feature(f.name, f.kind, "_o" if f.kind == "time" else cols[f.column]) for f in feats
     )
-    from .execute.kernels import warm_up
-
-    warm_up()  # once here: forked DataLoader workers inherit the loaded kernels
+    for prog in programs:  # once here: forked DataLoader workers inherit the kernels
+        engine.warm_up(prog)
     utype = users.type
     return _Setup(
         specs=tss,

@@ -516,6 +516,40 @@ def test_runs_never_touch_pandas(tmp_path: Path) -> None:
     assert rows > 0 and streamed == mapped == 12
 
 
+def test_workers_inherit_every_kernel_they_run(tmp_path: Path) -> None:
+    """Building a dataset loads exactly the kernels its programs run (and the event sort),
+    so a forked worker loads none: in a fresh process, iterating every target of
+    examples/demo.yaml and pretrain.yaml adds no compiled signature to any kernel."""
+    from sqltargets.demo import write_demo
+
+    write_demo(tmp_path / "d", 12, seed=2, files=2, shuffle=True)
+    code = textwrap.dedent(
+        f"""
+        from numba.core.registry import CPUDispatcher
+        from sqltargets.execute import kernels as K
+        from sqltargets.torch import StreamingTargetDataset
+
+        def loaded():
+            return {{n: len(f.signatures) for n, f in vars(K).items()
+                    if isinstance(f, CPUDispatcher)}}
+
+        specs = [{str(ROOT / "examples" / "demo.yaml")!r},
+                 {str(ROOT / "examples" / "pretrain.yaml")!r}]
+        data = {str(tmp_path / "d")!r}
+        datasets = [StreamingTargetDataset(s, data, users_per_chunk=5) for s in specs]
+        before = loaded()
+        n = min(len(list(ds)) for ds in datasets)
+        after = loaded()
+        print(n, sum(before.values()), sorted(k for k in after if after[k] != before[k]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    users, signatures, grew = done.stdout.split(maxsplit=2)
+    assert int(users) == 12 and int(signatures) > 10
+    assert grew.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- helpers
 
 SPEC_TARGETS = {

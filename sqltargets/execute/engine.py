@@ -267,6 +267,32 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def warm_up(prog: program_mod.Program) -> None:
+    """Load the kernels ``prog`` runs (from numba's on-disk cache, or compile them) by
+    running it, from the event sort on, over a few made-up events: a process pays this
+    once, and forked DataLoader workers inherit what it loaded. Only these kernels load
+    (each costs milliseconds); those that rare inputs need (sums re-added in event order,
+    two-pass moments) load when first used."""
+    n = 6
+    user = np.array([1, 0, 1, 0, 1, 0], np.int64)  # unsorted: the whole sort runs
+    step = np.array([2, 2, 1, 1, 0, 0], np.int64) * 3_600_000_000
+    columns = {}
+    for name in dict.fromkeys((*prog.columns, *prog.sort_keys)):
+        if name == "_u":
+            columns[name] = from_numpy(user)
+        elif name.startswith("_f"):  # a filter, or a filter's `where` part
+            columns[name] = from_numpy(np.arange(n) % 2).cast(pa.bool_())
+        elif name == "_m":  # MCC codes (pa.array of a list would import pandas)
+            codes = np.array([5411, 5812, 5411, 4111, 5999, 5411], np.int64)
+            columns[name] = from_numpy(codes).cast(pa.int32())
+        elif name.startswith("_v"):  # values
+            columns[name] = from_numpy(np.arange(n, dtype=np.float64))
+        else:  # times, clocks and tie-breaks (µs, row positions)
+            columns[name] = from_numpy(step + np.arange(n, dtype=np.int64))
+    events = order_events(pa.table(columns), prog.sort_keys, threads=1)
+    compute(prog, events.select(list(prog.columns)))
+
+
 def presorted(ts: TargetSet, source: Any, inp: Input, con: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``source`` is a prepared store whose rows are in event order already (sorted by
     user, time and input position, for a spec without an id column), read by a connection
