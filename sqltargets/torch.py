@@ -687,9 +687,9 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     """An ``IterableDataset`` computing targets on the fly, ``users_per_chunk`` users at a
     time, inside each DataLoader worker (or the main process with ``num_workers=0``).
 
-    Users are sharded over the workers by position in sorted order (worker ``w`` of ``W``
-    takes users ``w, w + W, ...``), so each user comes exactly once per epoch and a user's
-    events are never split. On its first pass each process opens its own DuckDB
+    Users are sharded over the workers by a hash of the user (worker ``w`` of ``W`` takes
+    the users with ``hash(user) % W == w``), so each user comes exactly once per epoch and a
+    user's events are never split. On its first pass each process opens its own DuckDB
     connection (``threads``: default 1 in a worker, 2 in the main process; ``memory_limit``)
     and reads its users' input rows once (only the columns the specs and features need);
     later passes in the same process (``persistent_workers=True``, or ``num_workers=0``)
