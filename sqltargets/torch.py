@@ -43,6 +43,7 @@ chunk of users, with the global row positions carried along as the tie-break).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -449,11 +450,19 @@ class _Runner:
         targets = self.setup.targets
         scalar = [t for t in targets if t.width is None]
         where = {t.name: i for i, t in enumerate(scalar)}
-        # written straight in the item dtype when NumPy has it (one pass, no float64 copy)
+        # the kernels' blocks are written straight into the item dtype (no float64 copy of
+        # a whole target, no concatenation), NaN where null
         np_dtype = _NUMPY_FLOATS.get(self.dtype, np.float64)
         scal = np.empty((len(scalar), n), np_dtype)
-        lists: dict[str, torch.Tensor] = {}
-        for i, (prog, ev) in enumerate(zip(self.programs, self.events)):
+        lists = {t.name: np.empty((n, t.width), np_dtype) for t in targets if t.width is not None}
+
+        def sink(name: str, a: int, b: int, values: np.ndarray, ok: np.ndarray | None) -> None:
+            dst = scal[where[name], a:b] if name in where else lists[name][a:b]
+            dst[...] = values
+            if ok is not None:
+                dst[~ok] = np.nan
+
+        for prog, ev in zip(self.programs, self.events):
             sub = (
                 ev.slice(runs[0][0], runs[0][1] - runs[0][0])
                 if len(runs) == 1
@@ -461,21 +470,7 @@ class _Runner:
                 if runs
                 else ev.slice(0, 0)
             )
-            got = compute_arrays(prog, sub, self.kernel_threads)
-            for t in targets:
-                if t.spec != i:
-                    continue
-                values, ok = got[t.name]
-                if t.width is None:
-                    row = scal[where[t.name]]
-                    row[:] = values
-                    if ok is not None:
-                        row[~ok] = np.nan
-                else:
-                    values = values.astype(np.float64, copy=False)
-                    if ok is not None:
-                        values = np.where(ok, values, np.nan)
-                    lists[t.name] = torch.from_numpy(np.ascontiguousarray(values)).to(self.dtype)
+            compute_arrays(prog, sub, self.kernel_threads, sink)
         feats: dict[str, torch.Tensor] = {}
         for f in self.setup.features:
             arr = gather(self.feature_arrays[f.name])
@@ -486,7 +481,7 @@ class _Runner:
             row_id=torch.from_numpy(gather(self.row_id)),
             features=feats,
             scalars=torch.from_numpy(scal).to(self.dtype),  # no copy when already that dtype
-            lists=lists,
+            lists={k: torch.from_numpy(v).to(self.dtype) for k, v in lists.items()},
         )
 
 
@@ -563,9 +558,9 @@ class _Items:
 class TargetDataset(Dataset):  # type: ignore[type-arg]
     """Map-style: one item per user present in ``source``, users in sorted order.
 
-    Every target is computed once, here in ``__init__``, ``users_per_chunk`` users at a
-    time on one DuckDB connection (``threads``, ``memory_limit``), which is closed before
-    ``__init__`` returns; the results are kept as flat tensors, and ``ds[i]`` slices them
+    Every target is computed once, here in ``__init__``, on one DuckDB connection
+    (``threads``, ``memory_limit``), which is closed before ``__init__`` returns, and
+    ``threads`` kernel threads; the results are kept as flat tensors, and ``ds[i]`` slices them
     (sent to DataLoader workers through shared memory). ``specs`` is one spec or a list of
     specs naming the same columns; ``source`` is anything :func:`sqltargets.generate`
     reads. ``features`` lists item features: the roles ``amount`` and ``mcc`` (int64 codes,
@@ -594,14 +589,21 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
         max_len: int | None = None,
         keep: str = "last",
         dtype: torch.dtype = torch.float32,
-        users_per_chunk: int = 256,
+        users_per_chunk: int | None = None,
         connection: duckdb.DuckDBPyConnection | None = None,
         threads: int | None = None,
         memory_limit: str | None = None,
         temp_directory: str | None = None,
         past_only: bool = False,
     ) -> None:
-        _check_common(max_len, keep, users_per_chunk)
+        if users_per_chunk is not None:
+            warnings.warn(
+                "TargetDataset(users_per_chunk=...) has no effect: the kernels run over "
+                "blocks of about a million rows and write into the dataset's tensors",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        _check_common(max_len, keep, users_per_chunk or 1)
         setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
         self.max_len = max_len
         self.keep = keep
@@ -610,33 +612,16 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
             temp_directory=temp_directory, dtype=dtype,
             kernel_threads=threads or min(2, os.cpu_count() or 1),
         )  # fmt: skip
-        n_users = len(runner)
-        blocks = [
-            runner.compute(np.arange(n_users)[sl]) for sl in _chunks(n_users, users_per_chunk)
-        ]
+        # every user at once: the kernels run over blocks of about a million rows on
+        # `threads` threads and write straight into the dataset's tensors
+        block = runner.compute(np.arange(len(runner)))
         runner.close()
         self._users = runner.users.to_pylist()
         self._offsets = runner.offsets
-        self._row_id = (
-            torch.cat([b.row_id for b in blocks]) if blocks else torch.empty(0, dtype=torch.int64)
-        )
-        self._features = {
-            f: torch.cat([b.features[f] for b in blocks]) if blocks else torch.empty(0)
-            for f in setup.feature_names
-        }
-        scalar = [t for t in setup.targets if t.width is None]
-        self._scalars = (
-            torch.cat([b.scalars for b in blocks], dim=1)
-            if blocks
-            else torch.empty(len(scalar), 0, dtype=dtype)
-        )
-        self._lists = {
-            t.name: torch.cat([b.lists[t.name] for b in blocks])
-            if blocks
-            else torch.empty(0, t.width or 1, dtype=dtype)
-            for t in setup.targets
-            if t.width is not None
-        }
+        self._row_id = block.row_id
+        self._features = block.features
+        self._scalars = block.scalars
+        self._lists = block.lists
         self._setup = replace(setup, input=_src.Input(setup.input.source, setup.input.label))
         self._items = _Items(self._setup, max_len, keep)
 

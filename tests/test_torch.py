@@ -234,7 +234,9 @@ def test_default_dtype_is_float32(parquet: Path, ref: Reference) -> None:
 
 
 def test_map_and_stream_items_agree(parquet: Path) -> None:
-    by_map = {it["user"].item(): it for it in TargetDataset(SPEC, parquet, users_per_chunk=9)}
+    with pytest.warns(DeprecationWarning, match="users_per_chunk"):  # (it has no effect)
+        TargetDataset(SPEC, parquet, users_per_chunk=9)
+    by_map = {it["user"].item(): it for it in TargetDataset(SPEC, parquet)}
     stream = StreamingTargetDataset(SPEC, parquet, users_per_chunk=11)
     assert [it["user"].item() for it in stream] == sorted(by_map)  # unshuffled: sorted
     for it in stream:

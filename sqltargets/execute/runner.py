@@ -285,8 +285,13 @@ def compute(program: Program, events: pa.Table, threads: int = 1) -> dict[str, p
     return {c.name: to_arrow(c, *got[c.name]) for c in program.calls}
 
 
+#: Where :func:`compute_arrays` hands each finished (target, block of rows) instead of
+#: keeping it: ``sink(name, start, end, values, ok)``, called from any of its threads.
+Sink = Callable[[str, int, int, np.ndarray, "np.ndarray | None"], None]
+
+
 def compute_arrays(
-    program: Program, events: pa.Table, threads: int = 1
+    program: Program, events: pa.Table, threads: int = 1, sink: Sink | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Like :func:`compute`, as NumPy: name -> (values, ok), ``ok`` False where null (None:
     no nulls); values are int64 or float64 vectors, or (rows, k) float64 matrices for
@@ -297,7 +302,9 @@ def compute_arrays(
     work arrays stay block-sized whatever the input (a third less peak memory on the seed
     workload's rolling targets), and with fewer targets than threads into as many blocks
     as it takes to give every core work. Each target's blocks are written into one output
-    array as they finish."""
+    array as they finish; or, with a ``sink``, handed to it (rows ``start`` to ``end``) and
+    let go, and nothing is returned: the caller writes them where they belong (the torch
+    datasets, straight into their tensors)."""
     calls = list(program.calls)
     n = events.num_rows
     blocks = [(0, n)]
@@ -340,6 +347,9 @@ def compute_arrays(
         values, ok = run_call(calls[c], ev, scratch, program)
         del ev
         done_with(bi)
+        if sink is not None:
+            sink(calls[c].name, *blocks[bi], values, ok)
+            return
         if len(blocks) == 1:
             whole[c] = (values, ok)
             return
@@ -364,6 +374,8 @@ def compute_arrays(
     else:
         for t in tasks:
             one(t)
+    if sink is not None:
+        return {}
     got = whole if len(blocks) == 1 else {c: (v, ok) for c, (v, ok) in outs.items()}
     return {call.name: got[c] for c, call in enumerate(calls)}
 
