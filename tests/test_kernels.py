@@ -1285,3 +1285,28 @@ def test_event_order_is_a_stable_lexsort(
         k1 = np.sort(k1)
     got = K.event_order(user, users, k1, k2, k3, threads)
     assert got.tolist() == np.lexsort((k3, k2, k1, user)).tolist()
+
+
+@settings(max_examples=examples(60))
+@given(
+    users=st.lists(st.integers(-5, 40), min_size=2, max_size=300),
+    wide=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_order_events_by_integer_users(users: list[int], wide: bool, seed: int) -> None:
+    """Integer users, dense or with gaps and negatives (counted by their span) or spread
+    over a wide range (ranked): rows sorted by (user, time, position), stably."""
+    import pyarrow as pa
+
+    from sqltargets.execute.arrays import span_codes
+    from sqltargets.execute.engine import order_events
+
+    rng = np.random.default_rng(seed)
+    u = np.array(users, np.int64) * (10**12 if wide else 1)
+    counted = int(u.max()) - int(u.min()) < 2 * u.size  # else ranked
+    assert (span_codes(pa.array(u)) is not None) == counted
+    t = rng.integers(0, 4, u.size).astype(np.int64)
+    table = pa.table({"_u": u, "_o": t, "_tb": np.arange(u.size, dtype=np.int64)})
+    got = order_events(table, ("_u", "_o", "_tb"), threads=2)
+    want = np.lexsort((np.arange(u.size), t, u))
+    assert got.column("_tb").to_pylist() == want.tolist()

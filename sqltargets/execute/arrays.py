@@ -114,6 +114,29 @@ def ranks(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     return rank[codes], order.size + (1 if idx.null_count else 0)
 
 
+def span_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int] | None:
+    """Codes that sort as an integer column without nulls does, its values minus the
+    smallest, and how many there can be, when they span at most twice as many values as
+    there are rows (user ids usually do): a counting sort by them needs no
+    :func:`ranks`, which hashes every value (a tenth of a second per two million rows).
+    None otherwise.
+
+    >>> codes, n = span_codes(pa.array([12, 10, 12, 15]))
+    >>> codes.tolist(), n
+    ([2, 0, 2, 5], 6)
+    >>> span_codes(pa.array([1, 10**12])) is None, span_codes(pa.array([1, None])) is None
+    (True, True)
+    """
+    t = col.type
+    if not pa.types.is_integer(t) or t == pa.uint64() or col.null_count or not len(col):
+        return None
+    a = numpy(col, t.to_pandas_dtype(), writable=False)
+    lo, hi = int(a.min()), int(a.max())
+    if hi - lo >= 2 * len(a):
+        return None
+    return a.astype(np.int64) - lo, hi - lo + 1
+
+
 def sort_key(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """An int64 array that sorts as the column does, nulls last: integers and times as they
     are, anything else by its rank."""

@@ -241,11 +241,11 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     into their new order ``threads`` at a time, and each unsorted column is let go as soon as
     its sorted copy exists (so the peak is the table and a few columns, not two tables)."""
     from . import kernels as K
-    from .arrays import ranks, sort_key
+    from .arrays import ranks, sort_key, span_codes
 
     if table.num_rows < 2:
         return table
-    user, n_users = ranks(table.column(keys[0]))
+    user, n_users = span_codes(table.column(keys[0])) or ranks(table.column(keys[0]))
     rest = [sort_key(table.column(k)) for k in keys[1:]]
     n_keys = len(rest)
     while len(rest) < 3:
