@@ -398,9 +398,10 @@ class _Runner:
             inp.unregister(con)
             con.close()
         first = self.events[0]
-        key = arrays.numpy(first.column("_tb"), np.int64)
+        # views of the events where possible: a fresh worker pays for every page it touches
+        key = arrays.numpy(first.column("_tb"), np.int64, writable=False)
         for i, ev in enumerate(self.events[1:], start=1):
-            if not np.array_equal(arrays.numpy(ev.column("_tb"), np.int64), key):
+            if not np.array_equal(arrays.numpy(ev.column("_tb"), np.int64, writable=False), key):
                 raise DataError(
                     f"spec {i} orders the events differently from spec 0; is columns.id unique?"
                 )
@@ -409,23 +410,25 @@ class _Runner:
         self.users = first.column("_u").take(arrays.from_numpy(starts.astype(np.int64)))
         self.users = self.users.combine_chunks()
         self.row_id = key
+        # float features in the item dtype once, here, not per chunk
+        floats = _NUMPY_FLOATS.get(dtype, np.float64)
         self.feature_arrays: dict[str, np.ndarray] = {}
         for f in setup.features:
-            if f.kind == "time":
-                t_us = arrays.numpy(first.column("_o"), np.int64)
-                lengths = np.diff(self.offsets)
-                firsts = np.repeat(t_us[self.offsets[:-1]], lengths)
-                self.feature_arrays[f.name] = (t_us - firsts) / 1e6
+            col = first.column(f.column)
+            if f.kind == "time":  # seconds since the user's first event
+                t_us = arrays.numpy(col, np.int64, writable=False)
+                firsts = np.repeat(t_us[self.offsets[:-1]], np.diff(self.offsets))
+                seconds = (t_us - firsts) / 1e6
+                self.feature_arrays[f.name] = seconds.astype(floats, copy=False)
             elif f.kind == "code":
-                col = first.column(f.column)
-                self.feature_arrays[f.name] = np.where(
-                    arrays.valid(col), arrays.numpy(col, np.int64), 0
-                )
+                codes = arrays.numpy(col, np.int64, writable=False)
+                self.feature_arrays[f.name] = np.where(arrays.valid(col), codes, 0)
             else:
-                col = first.column(f.column)
-                self.feature_arrays[f.name] = np.where(
-                    arrays.valid(col), arrays.doubles(col), np.nan
-                )
+                values = np.empty(len(col), floats)
+                values[...] = arrays.doubles(col)
+                if col.null_count:
+                    values[~arrays.valid(col)] = np.nan
+                self.feature_arrays[f.name] = values
 
     def __len__(self) -> int:
         return len(self.users)
