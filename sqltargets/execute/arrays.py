@@ -35,7 +35,18 @@ def valid(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def numpy(col: pa.ChunkedArray | pa.Array, dtype: type, writable: bool = True) -> np.ndarray:
     """The values as a NumPy array (nulls arbitrary: combine with :func:`valid`); with
-    ``writable=False``, a read-only view of the Arrow buffer where the types allow."""
+    ``writable=False``, read-only: a view of the Arrow buffer where the types allow.
+
+    Read-only whatever the buffer (DuckDB's are, those of Arrow's own pool are not) and
+    whether or not it had to be copied: the kernels compile once per array type, so one
+    call site must always pass the same type (and a view must never be written)."""
+    out = _numpy(col, dtype, writable)
+    if not writable:
+        out.flags.writeable = False
+    return out
+
+
+def _numpy(col: pa.ChunkedArray | pa.Array, dtype: type, writable: bool) -> np.ndarray:
     arr = _one(col)
     t = arr.type
     n, off = len(arr), arr.offset
@@ -68,10 +79,12 @@ def bools(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def doubles(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """The values as doubles, with 0.0 where null."""
+    """The values as doubles, with 0.0 where null: read-only, a view where it can be (so
+    that the kernels see one array type whether or not a column has nulls)."""
     out = numpy(col, np.float64, writable=bool(col.null_count))
     if col.null_count:
         out[~valid(col)] = 0.0
+    out.flags.writeable = False
     return out
 
 
@@ -134,19 +147,20 @@ def span_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int] | None
     lo, hi = int(a.min()), int(a.max())
     if hi - lo >= 2 * len(a):
         return None
-    return a.astype(np.int64) - lo, hi - lo + 1
+    return np.subtract(a, lo, dtype=np.int64), hi - lo + 1
 
 
 def sort_key(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """An int64 array that sorts as the column does, nulls last: integers and times as they
-    are, anything else by its rank."""
+    are (a view of the column when it has no nulls), anything else by its rank."""
     t = col.type
     if (pa.types.is_integer(t) and t != pa.uint64()) or pa.types.is_temporal(t):
         if pa.types.is_time(t) or pa.types.is_duration(t) or pa.types.is_interval(t):
             return ranks(col)[0]
+        if not col.null_count:  # a view where the type allows (no copy to hold)
+            return numpy(col, np.int64, writable=False)
         out = numpy(col, np.int64)
-        if col.null_count:
-            out[~valid(col)] = np.iinfo(np.int64).max
+        out[~valid(col)] = np.iinfo(np.int64).max
         return out
     return ranks(col)[0]
 

@@ -56,10 +56,16 @@ def _restore_types(table: pa.Table, ts: TargetSet, inp: Input) -> pa.Table:
     return table
 
 
+#: Rows per Arrow batch of a whole result. DuckDB's default (131,072) made 64 chunks of
+#: 8M rows, each column later combined into one array; one batch per DuckDB thread is
+#: about a third faster to fetch and holds a third less memory (nothing is reserved ahead).
+WHOLE_BATCH = 1 << 40
+
+
 def run_table(sql: str, con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Run a statement and return its result as one Arrow table."""
     try:
-        return con.sql(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table(WHOLE_BATCH)
     except duckdb.Error as e:
         raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
 
@@ -198,7 +204,9 @@ def _events_reader(
     try:
         rel = con.sql(sql)
         return (
-            rel.to_arrow_table() if batch_size is None else rel.to_arrow_reader(batch_size)
+            rel.to_arrow_table(WHOLE_BATCH)
+            if batch_size is None
+            else rel.to_arrow_reader(batch_size)
         ), name
     except duckdb.Error as e:
         _drop(con, name)
@@ -247,6 +255,12 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
         return table
     user, n_users = span_codes(table.column(keys[0])) or ranks(table.column(keys[0]))
     rest = [sort_key(table.column(k)) for k in keys[1:]]
+    # a second key that increases from row to row already (the input position, as DuckDB
+    # usually returns it) is unique, and stays in order within each user through the stable
+    # counting sort: it (and any third) need not be laid out and compared (a key's copy
+    # less at the peak)
+    if len(rest) > 1 and K.is_increasing(rest[1]):
+        rest = rest[:1]
     n_keys = len(rest)
     while len(rest) < 3:
         rest.append(rest[-1])

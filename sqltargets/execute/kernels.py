@@ -1268,6 +1268,15 @@ def event_order(user, n_users, k1, k2, k3, threads=1, n_keys=3):  # type: ignore
 
 
 @_jit
+def is_increasing(x):  # type: ignore[no-untyped-def]
+    """Whether every value is larger than the one before."""
+    for i in range(1, x.size):  # noqa: SIM110 - numba compiles loops, not generators
+        if x[i] <= x[i - 1]:
+            return False
+    return True
+
+
+@_jit
 def is_identity(perm):  # type: ignore[no-untyped-def]
     """Whether ``perm`` leaves every row where it is."""
     for i in range(perm.size):  # noqa: SIM110 - numba compiles loops, not generators
@@ -1327,6 +1336,7 @@ def warm_up() -> None:
     period_keys(us, 2, 0, np.empty(n, np.int32))
     calendar_fold(b, b, x, SUM, False, True, f, np.empty(n, np.int64))
     is_identity(event_order(i64, 2, i64, i64, i64))
+    is_increasing(i64)
     next_period_fold(b, i64, i64, i64 + 1, b, x, SUM, f, np.empty(n, np.int64))
     i32 = i64.astype(np.int32)  # calendar keys are int32 days
     next_period_fold(b, i64, i32, i64 + 1, b, x, SUM, f, np.empty(n, np.int64))
