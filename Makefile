@@ -36,7 +36,7 @@ test: venv
 bench: venv
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/bench_targets.py
-	$(BIN)/python bench/bench_torch.py
+	$(BIN)/python bench/bench_torch.py --repeat 3
 
 lint: venv
 	$(BIN)/ruff check .
