@@ -537,7 +537,7 @@ def render_prologue(
     plan: Plan, source: Source, columns: list[str], *, sort: bool = True, pretty: bool = True
 ) -> str:
     """The native executor's prologue: the events of ``plan`` read from ``source``, with
-    ``columns`` (internal names such as ``_u``, ``_v0``, ``_p_day``), sorted by user and
+    ``columns`` (internal names such as ``_u``, ``_v0``, ``_m``), sorted by user and
     event order unless ``sort`` is False (see :mod:`sqltargets.execute.program`)."""
     raw = render_raw(
         plan, source, "prologue.sql.j2", prologue_columns=columns, sort=sort, native=True

@@ -123,12 +123,11 @@ def assemble(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.
 def _periods(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.Array]) -> pa.Table:
     """One row per user and calendar period present: the first row of each (user, period)
     segment, ordered by user and period."""
-    from .arrays import user_starts
     from .runner import Events
 
     period = prog.spec.targets[0].window.period
-    key = Events(events, prog.derived).key(f"_p_{period}")
-    user = np.cumsum(user_starts(events.column("_u"))) - 1
+    ev = Events(events, prog.derived)
+    key, user = ev.key(f"_p_{period}"), ev.user
     order = np.lexsort((key, user))  # stable: rows keep event order within a segment
     u, k = user[order], key[order]
     first = np.ones(len(order), dtype=bool)

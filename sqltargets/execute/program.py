@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..compile.aggregates import AGGREGATIONS
+from ..compile.mcc import merge
 from ..compile.plan import Plan
 from ..compile.render import LOCAL_IS_ORDER, Source, render_prologue
 from ..compile.spec import TargetSet, Window
@@ -119,28 +120,13 @@ class Derived:
         return f"{self.name}: {self.source} in {spans(list(self.ranges))}{where}"
 
 
-def merged(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
-    """Inclusive ranges, sorted, overlapping and adjacent ones merged.
-
-    >>> merged(((5, 9), (1, 1), (2, 3), (8, 12)))
-    ((1, 3), (5, 12))
-    """
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return tuple(out)
-
-
 def derivations(plan: Plan) -> dict[str, Derived]:
     """Every column the native executor derives for ``plan``, by name."""
     out: dict[str, Derived] = {}
     for f in plan.filters:
         if f.mcc is not None:
             where = f"_{f.id}_w" if f.where is not None else None
-            out[f"_{f.id}"] = Derived(f"_{f.id}", "mcc", "_m", merged(f.mcc), where=where)
+            out[f"_{f.id}"] = Derived(f"_{f.id}", "mcc", "_m", merge(list(f.mcc)), where=where)
     for s in plan.slots:
         pairs = [(r, g) for g, group in enumerate(s.groups) for r in group]
         out[f"_{s.id}"] = Derived(

@@ -127,10 +127,8 @@ class Events:
         return out
 
     def slots(self, col: str) -> np.ndarray:
-        """A distribution's slot of each row, int64."""
-        d = self.derived.get(col)
-        if d is None:
-            return self._get(("g", col), lambda: arrays.numpy(self.table.column(col), np.int64))
+        """A distribution's slot of each row, int64 (derived from the MCC codes)."""
+        d = self.derived[col]
 
         def make() -> np.ndarray:
             code, ok = self._mcc_codes()
@@ -153,13 +151,9 @@ class Events:
         return self._get(("a", filt, value), make)
 
     def key(self, col: str) -> np.ndarray:
-        """A calendar key: days since 1970-01-01, int32 (derived from a clock in µs, or a
-        view of a DATE column)."""
-        d = self.derived.get(col)
-        if d is None:
-            return self._get(
-                ("k", col), lambda: arrays.numpy(self.table.column(col), np.int32, writable=False)
-            )
+        """A calendar key: days since 1970-01-01, int32, read-only (derived from the local
+        clock in µs)."""
+        d = self.derived[col]
 
         def make() -> np.ndarray:
             us = arrays.numpy(self.table.column(d.source), np.int64, writable=False)
