@@ -1096,16 +1096,29 @@ def in_ranges(c: int, ranges: list[tuple[int, int]]) -> bool:
     where=st.lists(st.booleans(), min_size=40, max_size=40),
     use_where=st.booleans(),
     ranges=st.lists(st.tuples(st.integers(-5, 35), st.integers(0, 8)), min_size=1, max_size=6),
+    scale=st.sampled_from((1, 100_000)),
+    step=st.lists(st.sampled_from((-1, 0, 1)), min_size=40, max_size=40),
 )
 def test_mcc_filter(
-    codes: list[int], valid: list[bool], where: list[bool], use_where: bool, ranges: list
+    codes: list[int],
+    valid: list[bool],
+    where: list[bool],
+    use_where: bool,
+    ranges: list,
+    scale: int,
+    step: list[int],
 ) -> None:
     """As ``COALESCE(code IN (...) OR code BETWEEN lo AND hi [AND where], FALSE)``, with the
-    ranges as the program passes them (merged, sorted)."""
-    from sqltargets.execute.program import merged
+    ranges as the program passes them (merged, sorted); ranges spanning up to 4M codes
+    (``scale``) take the binary search instead of the table, codes next to their ends too."""
+    from sqltargets.compile.mcc import merge
 
-    spans = [(lo, lo + width) for lo, width in ranges]
-    m = merged(tuple(spans))
+    spans = [(lo * scale, (lo + width) * scale) for lo, width in ranges]
+    m = merge(spans)
+    codes = [
+        c if abs(c) > 40 else max(-(2**31), min(2**31 - 1, c * scale + d))
+        for c, d in zip(codes, step)
+    ]
     n = len(codes)
     code = np.array(codes, np.int32)
     ok = np.array(valid[:n], bool)
