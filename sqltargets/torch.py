@@ -499,13 +499,11 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
-def _check_common(max_len: int | None, keep: str, users_per_chunk: int) -> None:
+def _check_common(max_len: int | None, keep: str) -> None:
     if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
         raise ValueError(f"max_len must be a positive integer or None, got {max_len!r}")
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
-    if not isinstance(users_per_chunk, int) or users_per_chunk < 1:
-        raise ValueError(f"users_per_chunk must be a positive integer, got {users_per_chunk!r}")
 
 
 def _bounds(a: int, b: int, max_len: int | None, keep: str) -> tuple[int, int]:
@@ -606,7 +604,7 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
                 DeprecationWarning,
                 stacklevel=2,
             )
-        _check_common(max_len, keep, users_per_chunk or 1)
+        _check_common(max_len, keep)
         setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
         self.max_len = max_len
         self.keep = keep
@@ -718,7 +716,9 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         temp_directory: str | None = None,
         past_only: bool = False,
     ) -> None:
-        _check_common(max_len, keep, users_per_chunk)
+        _check_common(max_len, keep)
+        if not isinstance(users_per_chunk, int) or users_per_chunk < 1:
+            raise ValueError(f"users_per_chunk must be a positive integer, got {users_per_chunk!r}")
         self._setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
         self._items = _Items(self._setup, max_len, keep)
         self.users_per_chunk = users_per_chunk
