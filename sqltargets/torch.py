@@ -314,7 +314,13 @@ def _setup(
             _src.check_rows(ts0, inp, con)  # null users or times are errors
             numeric = _src.numeric_columns(types)
             plans = tuple(
-                build_plan(ts, time_kind=time_kind, numeric=numeric, extra=extra if i == 0 else ())
+                build_plan(
+                    ts,
+                    time_kind=time_kind,
+                    numeric=numeric,
+                    extra=extra if i == 0 else (),
+                    time_us=_src.time_is_us(ts, types),
+                )
                 for i, ts in enumerate(tss)
             )
             programs = tuple(

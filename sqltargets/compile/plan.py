@@ -150,6 +150,9 @@ class Plan:
     mcc_text: bool = False  # the MCC column holds strings (of digits, we hope)
     extra: tuple[Value, ...] = ()  # values asked for beyond the targets' (see build)
     slots: tuple[Slot, ...] = ()  # distribution groups of rows
+    #: the time column is DuckDB's µs TIMESTAMP (with or without zone): its values are the
+    #: order key ``_o`` already, so the native executor reads ``_o`` as a view of ``_time``
+    time_us: bool = False
 
 
 def build(
@@ -157,11 +160,13 @@ def build(
     time_kind: str | None = None,
     numeric: dict[str, bool] | None = None,
     extra: tuple[tuple[str, str], ...] = (),
+    time_us: bool = False,
 ) -> Plan:
     """Plan ``ts``. ``time_kind`` is the time column's kind (default from the spec:
     ``integer`` when ``time.unit`` is set, else ``timestamp``); ``numeric`` says which
     columns are numeric (default: all). ``extra`` lists more (column, kind) values the
-    events carry (features of the torch datasets); ``Plan.extra`` holds their values."""
+    events carry (features of the torch datasets); ``Plan.extra`` holds their values.
+    ``time_us``: the time column is a µs TIMESTAMP, with or without zone (``Plan.time_us``)."""
     if time_kind is None:
         time_kind = "integer" if ts.time.unit else "timestamp"
     if time_kind not in TIME_KINDS:
@@ -272,4 +277,5 @@ def build(
         ),
         needs_order_key=bool(fns & {"first", "last"}),
         mcc_text=numeric.get(ts.columns.mcc, True) is False,
+        time_us=time_us and time_kind in ("timestamp", "timestamptz"),
     )

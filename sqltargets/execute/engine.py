@@ -237,10 +237,10 @@ def events_table(
     if prog.presorted or _spills(con, prog, rows):
         table, name = _events_reader(prog, con, None)
         _drop(con, name)
-        return table
+        return prog.complete(table)
     threads = threads_of(con)
     events = order_events(run_table(prog.unsorted, con), prog.sort_keys, threads)
-    return events.select(list(prog.columns))
+    return prog.complete(events)
 
 
 def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa.Table:
@@ -290,7 +290,7 @@ def warm_up(prog: program_mod.Program) -> None:
     user = np.array([1, 0, 1, 0, 1, 0], np.int64)  # unsorted: the whole sort runs
     step = np.array([2, 2, 1, 1, 0, 0], np.int64) * 3_600_000_000
     columns = {}
-    for name in dict.fromkeys((*prog.columns, *prog.sort_keys)):
+    for name in dict.fromkeys((*prog.fetched, *prog.sort_keys)):
         if name == "_u":
             columns[name] = from_numpy(user)
         elif name.startswith("_f"):  # a filter, or a filter's `where` part
@@ -300,10 +300,12 @@ def warm_up(prog: program_mod.Program) -> None:
             columns[name] = from_numpy(codes).cast(pa.int32())
         elif name.startswith("_v"):  # values
             columns[name] = from_numpy(np.arange(n, dtype=np.float64))
+        elif name == "_time" and prog.plan.time_us:  # µs timestamps: _o is a view of them
+            columns[name] = from_numpy(step + np.arange(n, dtype=np.int64)).cast(pa.timestamp("us"))
         else:  # times, clocks and tie-breaks (µs, row positions)
             columns[name] = from_numpy(step + np.arange(n, dtype=np.int64))
     events = order_events(pa.table(columns), prog.sort_keys, threads=1)
-    compute(prog, events.select(list(prog.columns)))
+    compute(prog, prog.complete(events))
 
 
 def presorted(ts: TargetSet, source: Any, inp: Input, con: duckdb.DuckDBPyConnection) -> bool:
@@ -495,6 +497,7 @@ def _native_batches(
     from .arrays import user_starts
 
     def finish(events: pa.Table) -> Iterator[pa.RecordBatch]:
+        events = prog.complete(events)
         out = assemble(prog, events, compute(prog, events, threads))
         yield from out.to_batches(batch_size)
 

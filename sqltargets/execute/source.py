@@ -420,4 +420,11 @@ def prepare(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Plan:
             )
     types = describe(inp, con)
     time_kind = check_columns(ts, types)
-    return build(ts, time_kind=time_kind, numeric=numeric_columns(types))
+    return build(
+        ts, time_kind=time_kind, numeric=numeric_columns(types), time_us=time_is_us(ts, types)
+    )
+
+
+def time_is_us(ts: TargetSet, types: dict[str, str]) -> bool:
+    """Whether the time column is one whose Arrow values are epoch µs (see ``Plan.time_us``)."""
+    return types.get(ts.columns.time) in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE")

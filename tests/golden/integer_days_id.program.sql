@@ -25,8 +25,7 @@ WITH src AS (
 ), events AS (
   SELECT
     base.*,
-    EPOCH_US(_l) AS _lus,
-    {'o': _o, 'tb': _tb} AS _ord
+    EPOCH_US(_l) AS _lus
   FROM base
 )
 SELECT

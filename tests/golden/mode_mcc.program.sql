@@ -25,8 +25,7 @@ WITH src AS (
   FROM src
 ), events AS (
   SELECT
-    base.*,
-    {'o': _o, 'tb': _tb} AS _ord
+    base.*
   FROM base
 )
 SELECT
