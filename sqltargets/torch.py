@@ -311,7 +311,6 @@ def _setup(
                     f"columns.id: column {ts0.columns.id!r} has type {types[ts0.columns.id]}; the "
                     "datasets need an integer id (it becomes the int64 row_id tensor)"
                 )
-            _src.check_rows(ts0, inp, con)  # null users or times are errors
             numeric = _src.numeric_columns(types)
             plans = tuple(
                 build_plan(
@@ -327,6 +326,7 @@ def _setup(
                 program_mod.build(plan, inp.source, order_time=i == 0)
                 for i, plan in enumerate(plans)
             )
+            # null users or times are errors (or left out): found while counting
             users, counts = engine.user_counts(ts0, inp, con)
         finally:
             inp.unregister(con)
@@ -415,26 +415,7 @@ class _Runner:
         self.offsets = np.append(starts, first.num_rows).astype(np.int64)
         self.users = first.column("_u").take(arrays.from_numpy(starts.astype(np.int64)))
         self.users = self.users.combine_chunks()
-        self.row_id = key
-        # float features in the item dtype once, here, not per chunk
-        floats = _NUMPY_FLOATS.get(dtype, np.float64)
-        self.feature_arrays: dict[str, np.ndarray] = {}
-        for f in setup.features:
-            col = first.column(f.column)
-            if f.kind == "time":  # seconds since the user's first event
-                t_us = arrays.numpy(col, np.int64, writable=False)
-                firsts = np.repeat(t_us[self.offsets[:-1]], np.diff(self.offsets))
-                seconds = (t_us - firsts) / 1e6
-                self.feature_arrays[f.name] = seconds.astype(floats, copy=False)
-            elif f.kind == "code":
-                codes = arrays.numpy(col, np.int64, writable=False)
-                self.feature_arrays[f.name] = np.where(arrays.valid(col), codes, 0)
-            else:
-                values = np.empty(len(col), floats)
-                values[...] = arrays.doubles(col)
-                if col.null_count:
-                    values[~arrays.valid(col)] = np.nan
-                self.feature_arrays[f.name] = values
+        del key
 
     def __len__(self) -> int:
         return len(self.users)
@@ -453,9 +434,6 @@ class _Runner:
         if pos.size and np.all(np.diff(pos) == 1):
             runs = [(int(a[0]), int(b[-1]))]
 
-        def gather(arr: np.ndarray) -> np.ndarray:  # a new, writable array
-            return np.concatenate([arr[x:y] for x, y in runs]) if runs else arr[:0].copy()
-
         targets = self.setup.targets
         scalar = [t for t in targets if t.width is None]
         where = {t.name: i for i, t in enumerate(scalar)}
@@ -471,6 +449,7 @@ class _Runner:
             if ok is not None:
                 dst[~ok] = np.nan
 
+        first: pa.Table | None = None
         for prog, ev in zip(self.programs, self.events):
             sub = (
                 ev.slice(runs[0][0], runs[0][1] - runs[0][0])
@@ -479,19 +458,43 @@ class _Runner:
                 if runs
                 else ev.slice(0, 0)
             )
+            first = sub if first is None else first
             compute_arrays(prog, sub, self.kernel_threads, sink)
-        feats: dict[str, torch.Tensor] = {}
-        for f in self.setup.features:
-            arr = gather(self.feature_arrays[f.name])
-            t = torch.from_numpy(arr)
-            feats[f.name] = t if f.kind == "code" else t.to(self.dtype)
+        assert first is not None
         return _Block(
             lengths=lengths,
-            row_id=torch.from_numpy(gather(self.row_id)),
-            features=feats,
+            row_id=torch.from_numpy(arrays.numpy(first.column("_tb"), np.int64)),  # a copy
+            features=self._features(first, lengths, np_dtype),
             scalars=torch.from_numpy(scal).to(self.dtype),  # no copy when already that dtype
             lists={k: torch.from_numpy(v).to(self.dtype) for k, v in lists.items()},
         )
+
+    def _features(
+        self, rows: pa.Table, lengths: np.ndarray, floats: Any
+    ) -> dict[str, torch.Tensor]:
+        """The features of ``rows`` (whole users, ``lengths`` events each), computed here
+        per chunk of users (a worker touches each value once, with nothing kept between
+        chunks): float features straight in the item dtype."""
+        feats: dict[str, torch.Tensor] = {}
+        for f in self.setup.features:
+            col = rows.column(f.column)
+            if f.kind == "time":  # seconds since the user's first event
+                t_us = arrays.numpy(col, np.int64, writable=False)
+                starts = np.cumsum(lengths) - lengths
+                firsts = np.repeat(t_us[starts], lengths)
+                seconds = np.subtract(t_us, firsts)
+                values = np.divide(seconds, 1e6, dtype=np.float64).astype(floats, copy=False)
+            elif f.kind == "code":
+                codes = arrays.numpy(col, np.int64, writable=False)
+                feats[f.name] = torch.from_numpy(np.where(arrays.valid(col), codes, 0))
+                continue
+            else:
+                values = np.empty(len(col), floats)
+                values[...] = arrays.doubles(col)
+                if col.null_count:
+                    values[~arrays.valid(col)] = np.nan
+            feats[f.name] = torch.from_numpy(values).to(self.dtype)
+        return feats
 
 
 _NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -467,6 +468,32 @@ def test_errors(parquet: Path) -> None:
         StreamingTargetDataset(_small_spec(), parquet, features=["channel"])
     with pytest.raises(ValueError, match="max_len"):
         TargetDataset(_small_spec(), parquet, max_len=0)
+
+
+def test_null_users_and_times_are_errors_or_left_out(tx: pa.Table) -> None:
+    """``null_rows: drop`` leaves out rows with a null user or time: from the users, the
+    lengths and ``len`` too (a user whose every time is null is no user at all)."""
+    tx = pa.concat_tables([tx.slice(0, 600), tx.slice(0, 1)])  # the last: a user of its own
+    users = tx.column("user_id").to_pylist()
+    times = tx.column("ts").to_pylist()
+    users[3], times[10] = None, None
+    users[-1], times[-1] = max(u for u in users if u is not None) + 1, None  # all times null
+    tx = tx.set_column(0, "user_id", pa.array(users, pa.int64()))
+    tx = tx.set_column(1, "ts", pa.array(times, tx.schema.field("ts").type))
+    spec = {**_small_spec(), "null_rows": "drop", "targets": [SPEC_TARGETS["tx_24h_count"]]}
+    keep = tx.filter(pc.and_(tx["user_id"].is_valid(), tx["ts"].is_valid()))
+    want = sqltargets.generate({**spec, "null_rows": "error"}, keep)
+    lengths = {
+        u: want.column("user_id").to_pylist().count(u) for u in set(want["user_id"].to_pylist())
+    }
+    for kind in ("map", "stream"):
+        with pytest.warns(sqltargets.DroppedRowsWarning, match="dropped 3 of"):
+            ds = make(kind, tx, spec=spec, features=[])
+        assert len(ds) == len(lengths) and ds.users == sorted(lengths)
+        got = {it["user"].item(): len(it["row_id"]) for it in ds}
+        assert got == lengths
+        with pytest.raises(DataError, match="null user"):
+            make(kind, tx, spec={**spec, "null_rows": "error"}, features=[])
 
 
 def test_import_without_torch(tmp_path: Path) -> None:

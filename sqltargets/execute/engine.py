@@ -145,6 +145,8 @@ def _periods(prog: program_mod.Program, events: pa.Table, targets: dict[str, pa.
 
 @functools.lru_cache(maxsize=1)
 def _default_memory_limit() -> str:
+    """DuckDB's own memory limit on this machine (a fresh connection's): asked once per
+    process (a connection costs 15 ms); :func:`warm_up` asks, for forked workers."""
     c = duckdb.connect()
     try:
         return str(c.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
@@ -285,7 +287,8 @@ def warm_up(prog: program_mod.Program) -> None:
     running it, from the event sort on, over a few made-up events: a process pays this
     once, and forked DataLoader workers inherit what it loaded. Only these kernels load
     (each costs milliseconds); those that rare inputs need (sums re-added in event order,
-    two-pass moments) load when first used."""
+    two-pass moments) load when first used. Also learns DuckDB's default memory limit."""
+    _default_memory_limit()
     n = 6
     user = np.array([1, 0, 1, 0, 1, 0], np.int64)  # unsorted: the whole sort runs
     step = np.array([2, 2, 1, 1, 0, 0], np.int64) * 3_600_000_000
@@ -601,14 +604,27 @@ def run_prologue(
 def user_counts(
     ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection
 ) -> tuple[pa.Array, np.ndarray]:
-    """Every user of the input, sorted as the prologue sorts them, and its rows."""
-    u = ident(ts.columns.user)
+    """Every user of the input, sorted as the prologue sorts them, and its events: rows with
+    a null user or time are errors, or left out (``null_rows: drop``), as in
+    :func:`~sqltargets.execute.source.check_rows` (one scan for both, when there are none)."""
+    u, t = ident(ts.columns.user), ident(ts.columns.time)
     table = run_table(
-        f"SELECT {u} AS u, count(*) AS n FROM {inp.scan_sql()} GROUP BY {u} ORDER BY {u}", con
+        f"SELECT {u} AS u, count({t}) AS n, count(*) - count({t}) AS nulls "
+        f"FROM {inp.scan_sql()} GROUP BY {u} ORDER BY {u} NULLS LAST",
+        con,
     )
     from .arrays import numpy as to_numpy
 
-    return table.column("u").combine_chunks(), to_numpy(table.column("n"), np.int64)
+    users = table.column("u").combine_chunks()
+    counts = to_numpy(table.column("n"), np.int64)
+    if users.null_count or to_numpy(table.column("nulls"), np.int64).any():
+        check_rows(ts, inp, con)  # raises, or warns of the rows left out
+        if users.null_count:  # sorted last: the rows of the null user
+            users, counts = users.slice(0, len(users) - 1), counts[:-1]
+        keep = counts > 0  # users whose every time is null have no events
+        if not keep.all():
+            users, counts = users.filter(pa.array(keep)), counts[keep]
+    return users, counts
 
 
 def materialize(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Input:
