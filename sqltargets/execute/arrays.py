@@ -47,6 +47,10 @@ def numpy(col: pa.ChunkedArray | pa.Array, dtype: type, writable: bool = True) -
 
 
 def _numpy(col: pa.ChunkedArray | pa.Array, dtype: type, writable: bool) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray) and col.num_chunks > 1 and _fixed(col.type):
+        # chunk by chunk into one NumPy array: no combined copy from Arrow's pool first
+        parts = [_numpy(c, dtype, False) for c in col.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
     arr = _one(col)
     t = arr.type
     n, off = len(arr), arr.offset
@@ -68,6 +72,12 @@ def _numpy(col: pa.ChunkedArray | pa.Array, dtype: type, writable: bool) -> np.n
     if not n:
         return np.zeros(0, dtype=dtype)
     return np.array(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _fixed(t: pa.DataType) -> bool:
+    """Whether NumPy reads the type's values from its data buffer as they are."""
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_timestamp(t)
+            or pa.types.is_date(t))  # fmt: skip
 
 
 def bools(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
