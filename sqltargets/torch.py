@@ -609,7 +609,7 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
         if users_per_chunk is not None:
             warnings.warn(
                 "TargetDataset(users_per_chunk=...) has no effect: the kernels run over "
-                "blocks of about a million rows and write into the dataset's tensors",
+                "blocks of about half a million rows and write into the dataset's tensors",
                 DeprecationWarning,
                 stacklevel=2,
             )
@@ -622,7 +622,7 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
             temp_directory=temp_directory, dtype=dtype,
             kernel_threads=threads or min(2, os.cpu_count() or 1),
         )  # fmt: skip
-        # every user at once: the kernels run over blocks of about a million rows on
+        # every user at once: the kernels run over blocks of about half a million rows on
         # `threads` threads and write straight into the dataset's tensors
         block = runner.compute(np.arange(len(runner)))
         runner.close()
