@@ -133,6 +133,8 @@ class _Setup:
     users: pa.Array  # distinct users, in the prologue's order
     counts: np.ndarray  # events per user
     int_users: bool
+    #: rows per input file, when every user's rows lie in one file (Parquet with footers)
+    file_rows: np.ndarray | None = None
 
     @property
     def target_names(self) -> list[str]:
@@ -146,13 +148,42 @@ class _Setup:
         return self.users.to_pylist()
 
     def programs_for(self, shard: tuple[int, int] | None) -> tuple[program_mod.Program, ...]:
-        """The programs over the users of ``shard`` (i, n), or over every user."""
+        """The programs over the users of ``shard`` (i, n), or over every user: the users
+        of whole files when every user's rows lie in one file and the files can be shared
+        out evenly (the worker reads only those files), else those of a hash of the user."""
         if shard is None:
             return self.programs
-        source = replace(self.input.source, shard=shard)
+        keep = None if self.file_rows is None else file_shard(self.file_rows, *shard)
+        source = (
+            replace(self.input.source, shard=shard)
+            if keep is None
+            else self.input.source.only_files(keep)
+        )
         return tuple(
             program_mod.build(plan, source, order_time=i == 0) for i, plan in enumerate(self.plans)
         )
+
+
+def file_shard(rows: np.ndarray, i: int, n: int, slack: float = 1.15) -> list[int] | None:
+    """The files (positions) of shard ``i`` of ``n`` when files of ``rows`` rows each are
+    shared out so that no shard has more than ``slack`` times its share of the rows
+    (largest file first, to the shard with the fewest rows so far); else None.
+
+    >>> file_shard(np.array([4, 4, 4, 4]), 1, 2), file_shard(np.array([9, 1]), 0, 2)
+    ([1, 3], None)
+    """
+    total = int(rows.sum())
+    if n < 1 or not 0 <= i < n or len(rows) < n or total == 0:
+        return None
+    load = [0] * n
+    owner = [0] * len(rows)
+    for k in sorted(range(len(rows)), key=lambda k: (-int(rows[k]), k)):
+        w = min(range(n), key=lambda w: (load[w], w))
+        owner[k] = w
+        load[w] += int(rows[k])
+    if max(load) > slack * total / n:
+        return None
+    return [k for k in range(len(rows)) if owner[k] == i]
 
 
 def _load_specs(specs: SpecLike | Sequence[SpecLike]) -> tuple[TargetSet, ...]:
@@ -327,7 +358,7 @@ def _setup(
                 for i, plan in enumerate(plans)
             )
             # null users or times are errors (or left out): found while counting
-            users, counts = engine.user_counts(ts0, inp, con)
+            users, counts, file_rows = engine.user_counts(ts0, inp, con)
         finally:
             inp.unregister(con)
     finally:
@@ -349,6 +380,7 @@ def _setup(
         users=users,
         counts=counts,
         int_users=pa.types.is_integer(utype) and utype != pa.uint64(),
+        file_rows=file_rows,
     )
 
 
@@ -682,9 +714,11 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     """An ``IterableDataset`` computing targets on the fly, ``users_per_chunk`` users at a
     time, inside each DataLoader worker (or the main process with ``num_workers=0``).
 
-    Users are sharded over the workers by a hash of the user (worker ``w`` of ``W`` takes
-    the users with ``hash(user) % W == w``), so each user comes exactly once per epoch and a
-    user's events are never split. On its first pass each process opens its own DuckDB
+    Users are sharded over the workers by whole files when every user's rows lie in one
+    file of a multi-file Parquet input and the files can be shared out evenly (each worker
+    then reads only its files), else by a hash of the user (worker ``w`` of ``W`` takes the
+    users with ``hash(user) % W == w``); either way each user comes exactly once per epoch
+    and a user's events are never split. On its first pass each process opens its own DuckDB
     connection (``threads``: default 1 in a worker, 2 in the main process; ``memory_limit``)
     and reads its users' input rows once (only the columns the specs and features need);
     later passes in the same process (``persistent_workers=True``, or ``num_workers=0``)

@@ -222,6 +222,33 @@ def test_duckdb_reads_escaped_names_literally(tmp_path: Path) -> None:
         assert got == [(i,)], name
 
 
+def test_row_positions_written_in_equal_those_counted(tmp_path: Path) -> None:
+    """The native prologue writes each file's offset in (from the footers, files sorted
+    bytewise as DuckDB sorts file names); the portable statement counts them from the data:
+    both give every row its position in files-in-name-order, rows-in-file-order."""
+    names = ["b.parquet", "B.parquet", "é.parquet", "10.parquet", "9.parquet", "tx[1].parquet"]
+    sizes = [3, 1, 4, 0, 2, 5]
+    for i, (name, n) in enumerate(zip(names, sizes)):
+        pq.write_table(tx(list(range(10 * i, 10 * i + n))), tmp_path / name)
+    want = [u for name in sorted(names, key=str.encode) for u in tx_users(tmp_path / name)]
+    assert "f.file_index AS BIGINT" in sqltargets.explain(SPEC, source=tmp_path)
+    assert users_in_order(tmp_path) == want
+    sql = sqltargets.generate(SPEC, tmp_path, engine="sql")
+    assert sorted(zip(sql.column("row_id").to_pylist(), sql.column("u").to_pylist())) == list(
+        enumerate(want)
+    )
+    # an input column named file_index hides DuckDB's: the offsets are counted instead
+    for name in names:
+        t = pq.read_table(tmp_path / name)
+        pq.write_table(t.append_column("file_index", pa.array([7] * t.num_rows)), tmp_path / name)
+    assert "o._off + f.file_row_number" in sqltargets.explain(SPEC, source=tmp_path)
+    assert users_in_order(tmp_path) == want
+
+
+def tx_users(path: Path) -> list[int]:
+    return pq.read_table(path).column("u").to_pylist()
+
+
 # ---------------------------------------------------------------------------------------------
 # mixed column types across files
 

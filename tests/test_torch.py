@@ -174,6 +174,41 @@ def test_two_workers_see_every_user_once_with_generate_values(
     assert len(seen) == N_USERS and sorted(seen) == sorted(ref.rows)
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker")
+def test_workers_read_only_their_files_when_users_keep_to_one_file(
+    tx: pa.Table, tmp_path: Path
+) -> None:
+    """Each user's rows in one file: each worker reads whole files (shared out by rows), not
+    every file for a hash of the users; row ids still count over every file. Users spread
+    over files: the hash shards (see the test above)."""
+    users = sorted(set(tx.column("user_id").to_pylist()))
+    cuts = [users[len(users) * k // 5] for k in (1, 2, 3, 4)]  # five files of users
+    part = np.searchsorted(cuts, tx.column("user_id").to_numpy(), side="right")
+    for k in range(5):
+        pq.write_table(tx.filter(pa.array(part == k)), tmp_path / f"p{4 - k}.parquet")
+    ref = Reference(SPEC, tmp_path, pa.concat_tables(
+        [pq.read_table(f) for f in sorted(tmp_path.glob("*.parquet"))]
+    ))  # fmt: skip
+    ds = StreamingTargetDataset(SPEC, tmp_path, users_per_chunk=6, dtype=torch.float64)
+    assert ds._setup.file_rows is not None and len(ds._setup.file_rows) == 5
+    reads = [ds._setup.programs_for((w, 2))[0].prologue for w in (0, 1)]
+    for k in range(5):  # each file read by exactly one of the two workers
+        assert sum(f"p{k}.parquet" in sql for sql in reads) == 1
+    assert not any("HASH(" in sql for sql in reads)
+    seen = epoch(ds, ref, num_workers=2, batch_size=5)
+    assert sorted(seen) == users
+    # three workers cannot share five files of these sizes evenly: a hash of the users
+    assert "HASH(" in ds._setup.programs_for((0, 3))[0].prologue
+    seen = epoch(ds, ref, num_workers=3, batch_size=5)
+    assert sorted(seen) == users
+
+
+def test_users_spread_over_files_are_sharded_by_hash(parquet: Path) -> None:
+    ds = StreamingTargetDataset(SPEC, parquet, users_per_chunk=6)
+    assert ds._setup.file_rows is None
+    assert "HASH(" in ds._setup.programs_for((1, 2))[0].prologue
+
+
 @pytest.mark.parametrize(
     "kind,method,workers",
     [("stream", "spawn", 2), ("stream", "forkserver", 1), ("map", "spawn", 1)],

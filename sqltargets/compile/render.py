@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jinja2
@@ -96,6 +96,22 @@ class Source:
     columns: str = "f.*"  # the select list over the files (alias f): casts for mixed types
     rid_name: str = ROW_ID_COLUMN  # the row position's column: never an input column's name
     filename: str = "filename"  # the file name's column (read_parquet's filename option)
+    #: each file's first row position (the rows of the files before it in name order), in
+    #: ``files`` order: the native prologue reads them instead of counting (empty: none)
+    offsets: tuple[int, ...] = ()
+    paths: tuple[str, ...] = ()  # SQL literals, one per file of ``files``
+
+    def only_files(self, keep: list[int]) -> Source:
+        """This source reading only the files at ``keep`` (positions in ``files``), with
+        their rows' positions in the whole input (needs ``offsets``)."""
+        if not self.offsets:
+            raise ValueError("only_files: the source has no file offsets")
+        return replace(
+            self,
+            files="[" + ", ".join(self.paths[k] for k in keep) + "]",
+            paths=tuple(self.paths[k] for k in keep),
+            offsets=tuple(self.offsets[k] for k in keep),
+        )
 
     @property
     def read(self) -> str:
@@ -135,12 +151,15 @@ def parquet_source(
     casts: dict[str, str] | None = None,
     union: bool = False,
     explicit: bool = False,
+    rows: list[int] | None = None,
 ) -> Source:
     """Read Parquet files: an explicit list (each path escaped, so DuckDB globs nothing), with
     Hive partitioning off. ``columns`` are the input's column names (internal names avoid
     them); ``casts`` (column -> DuckDB type) read mixed types as one, and ``union`` matches
     the files' columns by name. ``rid_column`` names a column holding the input position (a
-    prepared store's); else positions come from ``file_row_number`` and per-file offsets.
+    prepared store's); else positions come from ``file_row_number`` and per-file offsets:
+    computed from the data, or, given each file's ``rows`` (from its footer), written in
+    for the native prologue (see :func:`file_offsets`).
 
     >>> parquet_source(["d/tx[1].parquet"], multi=False).read
     "read_parquet(['d/tx[[]1].parquet'], hive_partitioning = FALSE)"
@@ -149,7 +168,8 @@ def parquet_source(
 
     if isinstance(paths, str):
         paths = [paths]
-    files = "[" + ", ".join(literal(duckdb_path(p)) for p in paths) + "]"
+    literals = tuple(literal(duckdb_path(p)) for p in paths)
+    files = "[" + ", ".join(literals) + "]"
     names = list(columns)
     options = ", hive_partitioning = FALSE" + (", union_by_name = TRUE" if union else "")
     select = "f.*"
@@ -160,6 +180,9 @@ def parquet_source(
             for c in names
         )
     taken = [*names, "filename", "file_row_number", "file_index"]
+    offsets: tuple[int, ...] = ()
+    if multi and rows is not None and "file_index" not in {n.lower() for n in names}:
+        offsets = tuple(file_offsets(paths, rows))
     return Source(
         "parquet",
         files=files,
@@ -171,7 +194,26 @@ def parquet_source(
         rid_name=unused_name(ROW_ID_COLUMN, taken),
         filename=unused_name("filename", names) if "filename" in {n.lower() for n in names}
         else "filename",
+        offsets=offsets,
+        paths=literals,
     )  # fmt: skip
+
+
+def file_offsets(paths: list[str], rows: list[int]) -> list[int]:
+    """Each file's first row position: the rows of the files whose path sorts before its
+    own, as DuckDB's ``ORDER BY filename`` sorts them (bytewise), in ``paths`` order.
+
+    >>> file_offsets(["b", "a", "c"], [5, 3, 2])
+    [3, 0, 8]
+    """
+    if len(paths) != len(rows):
+        raise ValueError("file_offsets: one row count per path")
+    offsets = [0] * len(paths)
+    total = 0
+    for i in sorted(range(len(paths)), key=lambda i: paths[i].encode("utf-8")):
+        offsets[i] = total
+        total += rows[i]
+    return offsets
 
 
 def relation_source(

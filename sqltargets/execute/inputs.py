@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ..compile.render import Source, ident, parquet_source
 from ..errors import DataError
-from .files import InputSchema, Listing, input_schema, list_input
+from .files import InputSchema, Listing, footer, input_schema, list_input
 
 __all__ = ["Input", "duck_type", "parquet_input"]
 
@@ -108,9 +108,10 @@ def parquet_input(path: str, *, absolute: bool = True, label: str | None = None)
     for f in schema.schema:  # zoned nanoseconds: as microseconds (see for_duckdb)
         if pa.types.is_timestamp(f.type) and f.type.unit == "ns" and f.type.tz is not None:
             casts[f.name] = "TIMESTAMPTZ"
+    rows = [footer(f).num_rows for f in listing.files] if listing.multi else None
     src = parquet_source(
         files, multi=listing.multi, rid=True, columns=schema.schema.names, casts=casts,
-        union=not schema.same, explicit=not schema.same,
+        union=not schema.same, explicit=not schema.same, rows=rows,
     )  # fmt: skip
     return Input(src, label=label or path, listing=listing, file_schema=schema)
 
