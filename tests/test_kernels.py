@@ -1288,12 +1288,15 @@ def test_event_order_is_a_stable_lexsort(
     users: int, n: int, times: int, seed: int, threads: int
 ) -> None:
     """(user, k1, k2, k3) order, stable, on any threads: shuffled rows, rows already in
-    time order, ties in k1 broken by k2 then k3."""
+    time order, ties in k1 broken by k2 then k3 (short runs of ties and runs of hundreds),
+    ties in all three kept in input order."""
     rng = np.random.default_rng(seed)
     user = rng.integers(0, users, n).astype(np.int64)
     k1 = rng.integers(0, times, n).astype(np.int64)
     k2 = rng.integers(0, 3, n).astype(np.int64)
     k3 = rng.permutation(n).astype(np.int64)
+    if seed % 2 == 0:  # ties in all three keys: input order decides
+        k3 = rng.integers(0, 3, n).astype(np.int64)
     if seed % 3 == 0:  # some users' rows already in order
         k1 = np.sort(k1)
     got = K.event_order(user, users, k1, k2, k3, threads)

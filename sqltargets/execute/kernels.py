@@ -1230,6 +1230,40 @@ def on_threads(threads, fn, n):  # type: ignore[no-untyped-def]
 
 
 @_jit
+def _after(s2, s3, i, j):  # type: ignore[no-untyped-def]
+    # whether row i comes after row j by (s2, s3)
+    return s2[i] > s2[j] or (s2[i] == s2[j] and s3[i] > s3[j])
+
+
+@_jit
+def _order_ties(order, a, s1, s2, s3):  # type: ignore[no-untyped-def]
+    """Rows ``a + order`` sorted by ``s1`` (stably): each run of equal ``s1`` put in
+    (``s2``, ``s3``) order, stably. Short runs by insertion, long ones by two stable
+    sorts (a user with many events at one instant stays n log n)."""
+    m = order.size
+    j0 = 0
+    while j0 < m:
+        j1 = j0 + 1
+        v = s1[a + order[j0]]
+        while j1 < m and s1[a + order[j1]] == v:
+            j1 += 1
+        if j1 - j0 > 32:
+            run = order[j0:j1].copy()
+            run = run[np.argsort(s3[a + run], kind="mergesort")]
+            run = run[np.argsort(s2[a + run], kind="mergesort")]
+            order[j0:j1] = run
+        elif j1 - j0 > 1:
+            for p in range(j0 + 1, j1):
+                cur = order[p]
+                q = p - 1
+                while q >= j0 and _after(s2, s3, a + order[q], a + cur):
+                    order[q + 1] = order[q]
+                    q -= 1
+                order[q + 1] = cur
+        j0 = j1
+
+
+@_jit
 def _sort_users(start, perm, s1, s2, s3, u0, u1):  # type: ignore[no-untyped-def]
     """Users ``u0 .. u1 - 1`` of a layout: each one's rows sorted by (s1, s2, s3), stably."""
     for u in range(u0, u1):
@@ -1237,12 +1271,10 @@ def _sort_users(start, perm, s1, s2, s3, u0, u1):  # type: ignore[no-untyped-def
         b = start[u + 1]
         if b - a < 2 or _in_order(a, b, s1, s2, s3, 1):
             continue
-        if _in_order(a, b, s1, s2, s3, 2):
-            order = stable_argsort(s1[a:b])
-        else:
-            order = stable_argsort(s3[a:b])
-            order = order[stable_argsort(s2[a:b][order])]
-            order = order[stable_argsort(s1[a:b][order])]
+        # by the first key, then each run of ties by the other two (times rarely tie:
+        # one radix sort and a scan, whatever order the input positions came in)
+        order = stable_argsort(s1[a:b])
+        _order_ties(order, a, s1, s2, s3)
         rows = perm[a:b].copy()
         for j in range(b - a):
             perm[a + j] = rows[order[j]]
