@@ -638,11 +638,8 @@ def user_counts(
             users = users.take(from_numpy(np.flatnonzero(keep).astype(np.int64)))
             counts = counts[keep]
             one_file = None if one_file is None else one_file[keep]
-    rows = None
-    if one_file is not None and one_file.all() and inp.listing is not None:
-        from .files import footer
-
-        rows = np.array([footer(f).num_rows for f in inp.listing.files], np.int64)
+    per_file = inp.file_rows() if one_file is not None and one_file.all() else None
+    rows = None if per_file is None else np.array(per_file, np.int64)
     return users, counts, rows
 
 

@@ -40,10 +40,12 @@ class Input:
         if self.arrow_table is not None:
             return self.arrow_table.num_rows
         if self.listing is not None:
-            from .files import footer
-
-            return sum(footer(f).num_rows for f in self.listing.files)
+            return sum(file_rows(self.listing.files))
         return None
+
+    def file_rows(self) -> list[int] | None:
+        """Each input file's rows (from its footer), in read order; None for other inputs."""
+        return None if self.listing is None else file_rows(self.listing.files)
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Make an Arrow input visible to ``con`` (a no-op for files and tables)."""
@@ -108,12 +110,17 @@ def parquet_input(path: str, *, absolute: bool = True, label: str | None = None)
     for f in schema.schema:  # zoned nanoseconds: as microseconds (see for_duckdb)
         if pa.types.is_timestamp(f.type) and f.type.unit == "ns" and f.type.tz is not None:
             casts[f.name] = "TIMESTAMPTZ"
-    rows = [footer(f).num_rows for f in listing.files] if listing.multi else None
+    rows = file_rows(listing.files) if listing.multi else None
     src = parquet_source(
         files, multi=listing.multi, rid=True, columns=schema.schema.names, casts=casts,
         union=not schema.same, explicit=not schema.same, rows=rows,
     )  # fmt: skip
     return Input(src, label=label or path, listing=listing, file_schema=schema)
+
+
+def file_rows(files: tuple[str, ...] | list[str]) -> list[int]:
+    """Each file's rows, from its (cached) footer."""
+    return [footer(f).num_rows for f in files]
 
 
 def duck_type(t: pa.DataType) -> str:

@@ -168,9 +168,9 @@ class Program:
 
     @property
     def fetched(self) -> tuple[str, ...]:
-        """The columns the prologue returns: :attr:`columns`, less ``_o`` where it is a view
-        of ``_time`` (``Plan.time_us``; :meth:`complete` adds it)."""
-        return tuple(c for c in self.columns if c != "_o" or not self.plan.time_us)
+        """The columns the prologue returns (see :func:`fetched`; :meth:`complete` adds
+        what it leaves out)."""
+        return fetched(self.columns, self.plan)
 
     def complete(self, table: pa.Table) -> pa.Table:
         """The prologue's result (or a part of it) as the kernels read it: :attr:`columns`,
@@ -205,6 +205,12 @@ class Program:
                 lines.append("--   _o: _time's µs as BIGINT (a view of the same memory)")
             lines += [f"--   {d.describe()}" for d in self.derived]
         return "\n".join(lines) + "\n" + self.prologue
+
+
+def fetched(columns: tuple[str, ...] | list[str], plan: Plan) -> tuple[str, ...]:
+    """The prologue's columns among ``columns``: all but ``_o`` where it is a view of
+    ``_time`` (``Plan.time_us``)."""
+    return tuple(c for c in columns if c != "_o" or not plan.time_us)
 
 
 def elapsed_column(plan: Plan) -> str:
@@ -274,10 +280,10 @@ def build(
     # a µs time column sorts as its order key does: _o need not be computed at all
     clock = "_time" if plan.time_us else "_o"
     sort_keys = ["_u", clock, "_tb"] + (["_tb2"] if ts.columns.id and source.rid else [])
-    fetched = [c for c in columns if c != "_o" or not plan.time_us]
-    prologue = render_prologue(plan, source, fetched, sort=not presorted)
+    returned = list(fetched(columns, plan))
+    prologue = render_prologue(plan, source, returned, sort=not presorted)
     unsorted = render_prologue(
-        plan, source, fetched + [k for k in sort_keys if k not in fetched], sort=False
+        plan, source, returned + [k for k in sort_keys if k not in returned], sort=False
     )
     return Program(
         ts, plan, prologue, tuple(columns), tuple(calls), elapsed, unsorted, tuple(sort_keys),
