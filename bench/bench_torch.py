@@ -44,7 +44,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 DEMO_SPEC = ROOT / "examples" / "demo.yaml"
 NAMES = {"generate": "sqltargets.generate", "map": "TargetDataset",
-         "stream": "StreamingTargetDataset"}  # fmt: skip
+         "stream": "StreamingTargetDataset",
+         "batches": "StreamingTargetDataset(batch_size=B)"}  # fmt: skip
 
 
 def demo_data(users: int, tx_per_user: int, seed: int) -> Path:
@@ -105,16 +106,20 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             ds = TargetDataset(spec, data)
         else:
             ds = StreamingTargetDataset(
-                spec, data, users_per_chunk=job["users_per_chunk"], shuffle=True
-            )
+                spec, data, users_per_chunk=job["users_per_chunk"], shuffle=True,
+                batch_size=job["batch_size"] if kind == "batches" else None,
+            )  # fmt: skip
         t1 = time.perf_counter()
-        loader = DataLoader(
-            ds,
-            batch_size=job["batch_size"],
-            shuffle=kind == "map",
-            num_workers=job["workers"],
-            collate_fn=collate,
-        )
+        if kind == "batches":  # the dataset yields the batches collate would make
+            loader = DataLoader(ds, batch_size=None, num_workers=job["workers"])
+        else:
+            loader = DataLoader(
+                ds,
+                batch_size=job["batch_size"],
+                shuffle=kind == "map",
+                num_workers=job["workers"],
+                collate_fn=collate,
+            )
         users = events = 0
         for batch in loader:
             users += len(batch["length"])
@@ -204,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users-per-chunk", type=int, default=64)
     p.add_argument("--workers", default="2", help="comma-separated num_workers values")
     p.add_argument("--targets", default="1,20", help="comma-separated: 1 and/or 20")
-    p.add_argument("--kinds", default="map,stream", help="map and/or stream")
+    p.add_argument("--kinds", default="map,stream,batches",
+                   help="map, stream (items, collate in the DataLoader) and/or batches "
+                   "(StreamingTargetDataset(batch_size=...), DataLoader(batch_size=None))")  # fmt: skip
     p.add_argument("--out", default="results-torch", help="report file stem in bench/")
     p.add_argument("--repeat", type=int, default=1, help="runs of each row; the fastest is kept")
     p.add_argument("--child", help=argparse.SUPPRESS)

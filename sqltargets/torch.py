@@ -42,6 +42,7 @@ chunk of users, with the global row positions carried along as the tie-break).
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -62,7 +63,7 @@ from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean, 
 from .execute import arrays, engine
 from .execute import program as program_mod
 from .execute import source as _src
-from .execute.runner import compute_arrays
+from .execute.runner import Scratch, compute_arrays
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -421,6 +422,8 @@ class _Runner:
         self.dtype = dtype
         self.kernel_threads = kernel_threads
         self.programs = setup.programs_for(shard)
+        self._buffers: dict[str, np.ndarray] = {}  # compute(reuse=True)'s columns
+        self._scratch = Scratch(0)  # and its kernels' work arrays
         con = _src.connect(
             threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
         )
@@ -456,8 +459,13 @@ class _Runner:
         """Drop the events."""
         self.events = []
 
-    def compute(self, pos: np.ndarray) -> _Block:
-        """Targets and features of this runner's users at ``pos`` (in that order)."""
+    def compute(self, pos: np.ndarray, reuse: bool = False) -> _Block:
+        """Targets and features of this runner's users at ``pos`` (in that order).
+
+        ``reuse``: the block's columns and the kernels' work arrays are this runner's
+        buffers, overwritten by the next call (a streaming worker copies every chunk out
+        before it computes the next): a fresh worker then pays for their pages once, not
+        once a chunk (60k fewer page faults a worker, 0.15 s, on the torch bench)."""
         a, b = self.offsets[pos], self.offsets[pos + 1]
         lengths = b - a
         n = int(lengths.sum())
@@ -472,8 +480,13 @@ class _Runner:
         # the kernels' blocks are written straight into the item dtype (no float64 copy of
         # a whole target, no concatenation), NaN where null
         np_dtype = _NUMPY_FLOATS.get(self.dtype, np.float64)
-        scal = np.empty((len(scalar), n), np_dtype)
-        lists = {t.name: np.empty((n, t.width), np_dtype) for t in targets if t.width is not None}
+        empty = self._buffer if reuse else _fresh
+        scal = empty("scalars", (len(scalar), n), np_dtype)
+        lists = {
+            t.name: empty(f"list {t.name}", (n, t.width), np_dtype)
+            for t in targets
+            if t.width is not None
+        }
 
         def sink(name: str, a: int, b: int, values: np.ndarray, ok: np.ndarray | None) -> None:
             dst = scal[where[name], a:b] if name in where else lists[name][a:b]
@@ -491,37 +504,53 @@ class _Runner:
                 else ev.slice(0, 0)
             )
             first = sub if first is None else first
-            compute_arrays(prog, sub, self.kernel_threads, sink)
+            compute_arrays(prog, sub, self.kernel_threads, sink, self._scratch if reuse else None)
         assert first is not None
+        row_id = empty("row_id", (n,), np.int64)
+        row_id[...] = arrays.numpy(first.column("_tb"), np.int64, writable=False)
         return _Block(
             lengths=lengths,
-            row_id=torch.from_numpy(arrays.numpy(first.column("_tb"), np.int64)),  # a copy
-            features=self._features(first, lengths, np_dtype),
+            row_id=torch.from_numpy(row_id),
+            features=self._features(first, lengths, np_dtype, empty),
             scalars=torch.from_numpy(scal).to(self.dtype),  # no copy when already that dtype
             lists={k: torch.from_numpy(v).to(self.dtype) for k, v in lists.items()},
         )
 
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An array of ``shape`` over this runner's buffer ``name`` (grown when too small)."""
+        need = int(np.prod(shape))
+        buf = self._buffers.get(name)
+        if buf is None or buf.dtype != np.dtype(dtype) or buf.size < need:
+            buf = self._buffers[name] = np.empty(need, dtype)
+        return buf[:need].reshape(shape)
+
     def _features(
-        self, rows: pa.Table, lengths: np.ndarray, floats: Any
+        self, rows: pa.Table, lengths: np.ndarray, floats: Any, empty: Any = None
     ) -> dict[str, torch.Tensor]:
         """The features of ``rows`` (whole users, ``lengths`` events each), computed here
         per chunk of users (a worker touches each value once, with nothing kept between
         chunks): float features straight in the item dtype."""
+        empty = _fresh if empty is None else empty
         feats: dict[str, torch.Tensor] = {}
+        n = rows.num_rows
         for f in self.setup.features:
             col = rows.column(f.column)
             if f.kind == "time":  # seconds since the user's first event
                 t_us = arrays.numpy(col, np.int64, writable=False)
                 starts = np.cumsum(lengths) - lengths
-                firsts = np.repeat(t_us[starts], lengths)
-                seconds = np.subtract(t_us, firsts)
-                values = np.divide(seconds, 1e6, dtype=np.float64).astype(floats, copy=False)
+                seconds = np.subtract(t_us, np.repeat(t_us[starts], lengths))
+                values = empty(f"feature {f.name}", (n,), floats)
+                # in float64, rounded once to the item dtype
+                np.divide(seconds, 1e6, out=values, dtype=np.float64, casting="unsafe")
             elif f.kind == "code":
-                codes = arrays.numpy(col, np.int64, writable=False)
-                feats[f.name] = torch.from_numpy(np.where(arrays.valid(col), codes, 0))
+                codes = empty(f"feature {f.name}", (n,), np.int64)
+                codes[...] = arrays.numpy(col, np.int64, writable=False)
+                if col.null_count:
+                    codes[~arrays.valid(col)] = 0
+                feats[f.name] = torch.from_numpy(codes)
                 continue
             else:
-                values = np.empty(len(col), floats)
+                values = empty(f"feature {f.name}", (n,), floats)
                 values[...] = arrays.doubles(col)
                 if col.null_count:
                     values[~arrays.valid(col)] = np.nan
@@ -529,10 +558,18 @@ class _Runner:
         return feats
 
 
+def _fresh(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    return np.empty(shape, dtype)
+
+
 _NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
 # Runners inherited through fork belong to the parent: never touched in the child.
 _INHERITED: list[_Runner] = []
+
+
+def _positive(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 1
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -591,6 +628,55 @@ class _Items:
         for name, width in self.order:
             it[name] = rows[self.scalar_row[name]] if width is None else lists[name][a:b].clone()
         return it
+
+    def batch(self, users: Sequence[Any], offsets: np.ndarray, block: _Block) -> dict[str, Any]:
+        """The batch :func:`collate` makes of the items of ``users``, whose rows are
+        ``offsets[j]`` to ``offsets[j + 1]`` of ``block`` (consecutive), built straight from
+        the block's flat columns: the same keys in the same order, dtypes, shapes and
+        padding (in shared memory inside a DataLoader worker), with no item in between.
+        A key's rows need one copy when no sequence is padded or truncated, else one per
+        user."""
+        spans = [
+            _bounds(int(offsets[j]), int(offsets[j + 1]), self.max_len, self.keep)
+            for j in range(len(users))
+        ]
+        lengths = torch.tensor([b - a for a, b in spans], dtype=torch.int64)
+        longest = int(lengths.max()) if spans else 0
+        out: dict[str, Any] = {}
+        if self.int_users:
+            out["user"] = torch.tensor(list(users), dtype=torch.int64)
+        else:
+            out["user"] = list(users)
+        out["length"] = lengths
+        out["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
+        # the columns in item order, grouped as collate groups them (dtype, item shape)
+        columns: list[tuple[str, torch.Tensor]] = [("row_id", block.row_id)]
+        columns += list(block.features.items())
+        for name, width in self.order:
+            src = block.scalars[self.scalar_row[name]] if width is None else block.lists[name]
+            columns.append((name, src))
+        groups: dict[tuple[Any, ...], list[tuple[str, torch.Tensor]]] = {}
+        for name, src in columns:
+            groups.setdefault((src.dtype, tuple(src.shape[1:])), []).append((name, src))
+            out[name] = None  # (keeps the item key order)
+        targets = set(self.names)
+        whole = all(b - a == longest for a, b in spans) and bool(spans)
+        contiguous = whole and all(spans[j][1] == spans[j + 1][0] for j in range(len(spans) - 1))
+        for (dtype, trail), cols in groups.items():
+            padded = _empty((len(cols), len(spans), longest, *trail), dtype)
+            for k, (name, src) in enumerate(cols):
+                dst = padded[k]
+                if contiguous:  # every user whole and next to the previous: one copy
+                    a0, b0 = spans[0][0], spans[-1][1]
+                    dst.view(len(spans) * longest, *trail).copy_(src[a0:b0])
+                else:
+                    pad = _pad_value(name, src, targets)
+                    for i, (a, b) in enumerate(spans):
+                        dst[i, : b - a] = src[a:b]
+                        if b - a < longest:
+                            dst[i, b - a :] = pad
+                out[name] = dst
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,6 +816,15 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     without :meth:`set_epoch`, the DataLoader's per-epoch worker seed. Other arguments are
     those of :class:`TargetDataset`.
 
+    ``batch_size=B`` makes the dataset yield batches instead of items: each chunk of users
+    (``users_per_chunk`` rounded up to a multiple of ``B``) is cut into batches of ``B``
+    users (a worker's last one may be smaller; ``drop_last=True`` drops it), each exactly
+    what :func:`collate` makes of those users' items (``max_len`` and ``keep`` apply),
+    padded straight from the computed columns: no item is built and no row copied twice.
+    Use it with ``DataLoader(ds, batch_size=None)``. ``len(ds)`` then raises ``TypeError``
+    (how many batches each worker's shard makes is known only inside the workers); the
+    user count is ``len(ds.users)``.
+
     >>> import pyarrow as pa
     >>> tx = pa.table({"u": [2, 1, 2], "t": [1, 2, 3], "a": [1.0, 2.0, 4.0], "m": [1, 2, 3]})
     >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
@@ -739,6 +834,9 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     >>> ds = StreamingTargetDataset(spec, tx, users_per_chunk=1)
     >>> [(it["user"].item(), it["n"].tolist()) for it in ds]
     [(1, [1.0]), (2, [1.0, 2.0])]
+    >>> batched = StreamingTargetDataset(spec, tx, batch_size=2)
+    >>> [(b["user"].tolist(), b["n"].tolist(), b["mask"].tolist()) for b in batched]
+    [([1, 2], [[1.0, nan], [1.0, 2.0]], [[True, False], [True, True]])]
     """
 
     def __init__(
@@ -758,13 +856,21 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         memory_limit: str | None = "1GB",
         temp_directory: str | None = None,
         past_only: bool = False,
+        batch_size: int | None = None,
+        drop_last: bool = False,
     ) -> None:
         _check_common(max_len, keep)
-        if not isinstance(users_per_chunk, int) or users_per_chunk < 1:
+        if not _positive(users_per_chunk):
             raise ValueError(f"users_per_chunk must be a positive integer, got {users_per_chunk!r}")
+        if batch_size is not None and not _positive(batch_size):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if drop_last and batch_size is None:
+            raise ValueError("drop_last=True needs batch_size (the dataset yields items)")
         self._setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
         self._items = _Items(self._setup, max_len, keep)
         self.users_per_chunk = users_per_chunk
+        self.batch_size = batch_size
+        self.drop_last = bool(drop_last)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.max_len = max_len
@@ -783,6 +889,11 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         return state
 
     def __len__(self) -> int:
+        if self.batch_size is not None:
+            raise TypeError(
+                "a StreamingTargetDataset with batch_size has no length: each worker's last "
+                "batch may be partial; len(ds.users) is the number of users"
+            )
         return len(self._setup.users)
 
     def set_epoch(self, epoch: int) -> None:
@@ -824,6 +935,11 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
 
     def __iter__(self) -> Iterator[Item]:
         info = get_worker_info()
+        if info is not None:
+            # objects inherited from the parent are never collected here: the worker's
+            # collections then leave their pages alone instead of copying them (fork's
+            # copy-on-write; 20k fewer page faults a worker on the torch bench)
+            gc.freeze()
         shard = (info.id, info.num_workers) if info is not None and info.num_workers > 1 else None
         runner = self._runner_for(shard, info is not None)
         self._passes += 1
@@ -840,10 +956,22 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
             order = np.random.default_rng(entropy).permutation(n)
         items = self._items
         users = runner.users
-        for sl in _chunks(n, self.users_per_chunk):
+        # (no pa.array on NumPy indices: pyarrow's pandas shim imports pandas, 0.17 s a worker)
+        user_values = users.to_pylist() if self.batch_size is not None else []
+        size = self.users_per_chunk
+        if self.batch_size is not None:
+            size = self.batch_size * -(-size // self.batch_size)
+        for sl in _chunks(n, size):
             want = order[sl]
-            block = runner.compute(want)
+            block = runner.compute(want, reuse=True)  # copied out before the next chunk
             offsets = np.concatenate([[0], np.cumsum(block.lengths)])
+            if self.batch_size is not None:
+                for b in _chunks(len(want), self.batch_size):
+                    if self.drop_last and b.stop - b.start < self.batch_size:
+                        break
+                    values = [user_values[i] for i in want[b].tolist()]
+                    yield items.batch(values, offsets[b.start : b.stop + 1], block)
+                continue
             for j, p in enumerate(want):
                 yield items.item(
                     users[int(p)].as_py(),
@@ -857,8 +985,9 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return (
-            f"StreamingTargetDataset(users={len(self)}, targets={len(self.target_names)}, "
-            f"features={self.feature_names}, users_per_chunk={self.users_per_chunk}, "
+            f"StreamingTargetDataset(users={len(self._setup.users)}, "
+            f"targets={len(self.target_names)}, features={self.feature_names}, "
+            f"users_per_chunk={self.users_per_chunk}, batch_size={self.batch_size}, "
             f"shuffle={self.shuffle})"
         )
 

@@ -245,6 +245,90 @@ def test_worker_batches_are_built_in_shared_memory(parquet: Path, ref: Reference
     assert sorted(u for b in one for u in ref.check_batch(b)) == sorted(ref.rows)
 
 
+def _same_batches(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert list(g) == list(w)  # the same keys, in the same order
+        for k, v in w.items():
+            if torch.is_tensor(v):
+                assert g[k].dtype == v.dtype and g[k].shape == v.shape, k
+                assert torch.equal(g[k].isnan(), v.isnan()) if v.is_floating_point() else True
+                assert torch.equal(g[k].nan_to_num(), v.nan_to_num()), k
+            else:
+                assert g[k] == v, k
+
+
+@pytest.mark.parametrize(
+    "workers,max_len,keep,batch_size",
+    [(0, None, "last", 3), (2, None, "last", 4), (2, 5, "last", 3), (0, 7, "first", 2),
+     (2, None, "last", 1)],
+)  # fmt: skip
+def test_streaming_batches_equal_collated_items(
+    workers: int, max_len: int | None, keep: str, batch_size: int, parquet: Path, ref: Reference
+) -> None:
+    """batch_size=B: the dataset yields exactly the batches collate makes of its items
+    (keys, order, dtypes, padding, truncation), chunks of users_per_chunk rounded up to a
+    multiple of B, in shared memory inside a worker; drop_last drops each worker's partial
+    batch."""
+    kw: dict[str, Any] = dict(
+        users_per_chunk=7, shuffle=True, seed=5, max_len=max_len, keep=keep, dtype=torch.float64
+    )
+    items = StreamingTargetDataset(SPEC, parquet, **kw)
+    batched = StreamingTargetDataset(SPEC, parquet, batch_size=batch_size, **kw)
+    items.set_epoch(2)
+    batched.set_epoch(2)
+    coll = functools.partial(collate, max_len=max_len, keep=keep)
+    want = list(DataLoader(items, batch_size=batch_size, num_workers=workers, collate_fn=coll))
+    got = list(DataLoader(batched, batch_size=None, num_workers=workers))
+    _same_batches(got, want)
+    assert sum(len(b["user"]) for b in got) == N_USERS
+    if workers:
+        padded = [k for k, v in got[0].items() if torch.is_tensor(v) and v.dim() >= 2]
+        assert all(got[0][k].is_shared() for k in padded if k != "mask")
+    if max_len is None:
+        seen = [u for b in got for u in ref.check_batch(b)]
+        assert sorted(seen) == sorted(ref.rows)
+    dropping = StreamingTargetDataset(SPEC, parquet, batch_size=batch_size, drop_last=True, **kw)
+    dropping.set_epoch(2)
+    kept = list(DataLoader(dropping, batch_size=None, num_workers=workers))
+    _same_batches(kept, [b for b in got if len(b["user"]) == batch_size])
+    assert N_USERS - sum(len(b["user"]) for b in kept) < batch_size * max(workers, 1)
+
+
+def test_streaming_batches_of_equal_length_users_and_string_ids() -> None:
+    """Users of one length: each key of a batch is one copy of the chunk's rows; string
+    users come as a list; values equal generate's."""
+    tx = make_transactions(9, seed=2, ties=0.2, shuffle=True)
+    users = tx.column("user_id").to_numpy()
+    first = np.concatenate([np.flatnonzero(users == u)[:11] for u in np.unique(users)])
+    tx = tx.take(pa.array(np.sort(first)))
+    tx = tx.set_column(0, "user_id", pa.array([f"u{v}" for v in tx.column(0).to_pylist()]))
+    ref = Reference(SPEC, tx, tx)
+    items = StreamingTargetDataset(SPEC, tx, users_per_chunk=4, dtype=torch.float64)
+    batched = StreamingTargetDataset(SPEC, tx, users_per_chunk=4, batch_size=2, dtype=torch.float64)
+    want = list(DataLoader(items, batch_size=2, collate_fn=collate))
+    got = list(batched)
+    _same_batches(got, want)
+    assert all(bool(b["mask"].all()) and b["row_id"].shape[1] == 11 for b in got)
+    assert isinstance(got[0]["user"], list) and isinstance(got[0]["user"][0], str)
+    assert sorted(u for b in got for u in ref.check_batch(b)) == batched.users
+
+
+def test_streaming_batch_size_arguments(parquet: Path) -> None:
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        StreamingTargetDataset(SPEC, parquet, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        StreamingTargetDataset(SPEC, parquet, batch_size=True)
+    with pytest.raises(ValueError, match="drop_last=True needs batch_size"):
+        StreamingTargetDataset(SPEC, parquet, drop_last=True)
+    ds = StreamingTargetDataset(SPEC, parquet, batch_size=8)
+    with pytest.raises(TypeError, match="no length"):
+        len(ds)
+    assert len(ds.users) == N_USERS and "batch_size=8" in repr(ds)
+    with pytest.raises(TypeError):
+        len(DataLoader(ds, batch_size=None))
+
+
 def test_items_own_their_memory(parquet: Path) -> None:
     """An item kept by the caller holds its own events only, not the chunk it came from."""
     ds = StreamingTargetDataset(SPEC, parquet, users_per_chunk=50, dtype=torch.float64)
@@ -572,12 +656,14 @@ def test_runs_never_touch_pandas(tmp_path: Path) -> None:
         print(sqltargets.generate(spec, data).num_rows)
         print(len(list(StreamingTargetDataset(spec, data, users_per_chunk=5, shuffle=True))))
         print(len(TargetDataset(spec, data)))
+        batched = StreamingTargetDataset(spec, data, users_per_chunk=5, batch_size=2, shuffle=True)
+        print(sum(len(b["user"]) for b in batched))
         """
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows, streamed, mapped = (int(x) for x in done.stdout.split())
-    assert rows > 0 and streamed == mapped == 12
+    rows, streamed, mapped, batched = (int(x) for x in done.stdout.split())
+    assert rows > 0 and streamed == mapped == batched == 12
 
 
 def test_workers_inherit_every_kernel_they_run(tmp_path: Path) -> None:

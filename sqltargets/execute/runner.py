@@ -285,7 +285,11 @@ Sink = Callable[[str, int, int, np.ndarray, "np.ndarray | None"], None]
 
 
 def compute_arrays(
-    program: Program, events: pa.Table, threads: int = 1, sink: Sink | None = None
+    program: Program,
+    events: pa.Table,
+    threads: int = 1,
+    sink: Sink | None = None,
+    scratch: Scratch | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Like :func:`compute`, as NumPy: name -> (values, ok), ``ok`` False where null (None:
     no nulls); values are int64 or float64 vectors, or (rows, k) float64 matrices for
@@ -298,7 +302,9 @@ def compute_arrays(
     as it takes to give every core work. Each target's blocks are written into one output
     array as they finish; or, with a ``sink``, handed to it (rows ``start`` to ``end``) and
     let go, and nothing is returned: the caller writes them where they belong (the torch
-    datasets, straight into their tensors)."""
+    datasets, straight into their tensors). ``scratch``: the work arrays of a caller that
+    computes chunk after chunk on one thread (a streaming dataset's worker), kept from one
+    call to the next instead of allocated (and paid for, page by page) every time."""
     calls = list(program.calls)
     n = events.num_rows
     blocks = [(0, n)]
@@ -308,6 +314,7 @@ def compute_arrays(
     if k > 1:
         blocks = _user_blocks(events, k)
     local = threading.local()
+    given = scratch if threads <= 1 else None
     lock = threading.Lock()
     # a block's arrays (filters, values, user codes, ...) exist while its targets run
     parts: dict[int, Events] = {}
@@ -335,7 +342,7 @@ def compute_arrays(
         c, bi = task
         scratch = getattr(local, "scratch", None)
         if scratch is None:
-            scratch = local.scratch = Scratch(0)
+            scratch = local.scratch = given if given is not None else Scratch(0)
         ev = part(bi)
         scratch.n = ev.n
         values, ok = run_call(calls[c], ev, scratch, program)
