@@ -292,16 +292,18 @@ def swag(x, act, lo, hi, op, out, front):  # type: ignore[no-untyped-def]
             mid = lw
             back = ident
         while cur_hi < hw:
-            if act[cur_hi]:
-                back = _combine(op, back, x[cur_hi])
+            # an inactive row combines the identity: the same result, bit for bit (see
+            # _sum_fold), and a select instead of a branch that filters make mispredict
+            v = x[cur_hi]
+            back = _combine(op, back, v if act[cur_hi] else ident)
             cur_hi += 1
         if lw > cur_lo:
             cur_lo = lw
             if cur_lo > mid:  # rows of the back part leave: rebuild the front
                 acc = ident
                 for j in range(cur_hi - 1, cur_lo - 1, -1):
-                    if act[j]:
-                        acc = _combine(op, x[j], acc)
+                    v = x[j]
+                    acc = _combine(op, v if act[j] else ident, acc)
                     front[j] = acc
                 mid = cur_hi
                 back = ident
