@@ -442,19 +442,20 @@ def calendar_fold(seg_start, act, x, op, whole, inclusive, out, count):  # type:
         j = i + 1
         while j < n and not seg_start[j]:
             j += 1
-        acc = _identity(op) if op <= 2 else np.nan
+        ident = _identity(op) if op <= 2 else np.nan
+        acc = ident
         c = 0
         for r in range(i, j):
             if not whole and not inclusive:
                 out[r] = acc
                 count[r] = c
-            if act[r]:
-                v = x[r]
-                if op <= 2:
-                    acc = _combine(op, acc, v)
-                elif op == LAST or c == 0:
-                    acc = v
-                c += 1
+            a = act[r]
+            v = x[r]
+            if op <= 2:  # an inactive row combines the identity: a select, not a branch
+                acc = _combine(op, acc, v if a else ident)
+            elif a and (op == LAST or c == 0):
+                acc = v
+            c += 1 if a else 0
             if not whole and inclusive:
                 out[r] = acc
                 count[r] = c
@@ -520,17 +521,19 @@ def next_period_fold(seg_start, user, key, wanted, act, x, op, out, count):  # t
     agg = np.empty(m)
     cnt = np.zeros(m, np.int64)
     s = -1
+    ident = _identity(op) if op <= 2 else np.nan
     for i in range(n):
         if seg_start[i]:
             s += 1
             first[s] = i
-            agg[s] = _identity(op) if op <= 2 else np.nan
-        if act[i]:
-            if op <= 2:
-                agg[s] = _combine(op, agg[s], x[i])
-            elif op == LAST or cnt[s] == 0:
-                agg[s] = x[i]
-            cnt[s] += 1
+            agg[s] = ident
+        a = act[i]
+        v = x[i]
+        if op <= 2:  # an inactive row combines the identity: a select, not a branch
+            agg[s] = _combine(op, agg[s], v if a else ident)
+        elif a and (op == LAST or cnt[s] == 0):
+            agg[s] = v
+        cnt[s] += 1 if a else 0
     first[m] = n
     t = 0  # candidate target segment, never behind the current one's successor
     for s in range(m):
@@ -601,14 +604,12 @@ def sum_order_risk_by_user(user, x, act, cum, lo, hi):  # type: ignore[no-untype
             j += 1
         total = 0.0
         most = 0
-        for r in range(i, j):
-            if act[r]:
-                if not np.isfinite(x[r]):
-                    return np.inf
-                total += abs(x[r])
-            c = cum[hi[r]] - cum[lo[r]]
-            if c > most:
-                most = c
+        for r in range(i, j):  # (selects, not branches: filters pass rows at random)
+            v = abs(x[r])
+            total += v if act[r] else 0.0
+            most = max(most, cum[hi[r]] - cum[lo[r]])
+        if not np.isfinite(total):  # an active value is NaN or infinite (or |x| overflows)
+            return np.inf
         w = most * total * (1.0 + 1e-9)
         if not w <= worst:
             worst = w if w == w else np.inf
