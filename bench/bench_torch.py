@@ -12,7 +12,10 @@ by :func:`sqltargets.demo.write_demo` into ``.bench/``), the 20 targets of
   the DataLoader only slices and pads (``iterate``);
 - ``StreamingTargetDataset(spec, data, users_per_chunk=..., shuffle=True)`` computes targets
   inside the workers while iterating, so ``iterate`` includes worker start-up, reading the
-  input and computing the targets.
+  input and computing the targets;
+- each dataset also as batches built by the dataset itself, with no item in between:
+  ``TargetDataset`` indexed by a ``BatchSampler``'s lists of positions (``ds[[i, ...]]``),
+  ``StreamingTargetDataset(..., batch_size=B)``; both with ``DataLoader(batch_size=None)``.
 
 Each dataset row is one full epoch through a fresh DataLoader, timed from the dataset's
 construction to the last batch; users/s = users / (build + iterate). Before anything is
@@ -45,7 +48,8 @@ ROOT = BENCH.parent
 DEMO_SPEC = ROOT / "examples" / "demo.yaml"
 NAMES = {"generate": "sqltargets.generate", "map": "TargetDataset",
          "stream": "StreamingTargetDataset",
-         "batches": "StreamingTargetDataset(batch_size=B)"}  # fmt: skip
+         "batches": "StreamingTargetDataset(batch_size=B)",
+         "map-batches": "TargetDataset, ds[[i, ...]]"}  # fmt: skip
 
 
 def demo_data(users: int, tx_per_user: int, seed: int) -> Path:
@@ -102,7 +106,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         events = table.num_rows
         del table
     else:
-        if kind == "map":
+        if kind in ("map", "map-batches"):
             ds = TargetDataset(spec, data)
         else:
             ds = StreamingTargetDataset(
@@ -112,6 +116,11 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         t1 = time.perf_counter()
         if kind == "batches":  # the dataset yields the batches collate would make
             loader = DataLoader(ds, batch_size=None, num_workers=job["workers"])
+        elif kind == "map-batches":  # ds[[i, ...]]: a batch from a list of positions
+            from torch.utils.data import BatchSampler, RandomSampler
+
+            sampler = BatchSampler(RandomSampler(ds), job["batch_size"], drop_last=False)
+            loader = DataLoader(ds, sampler=sampler, batch_size=None, num_workers=job["workers"])
         else:
             loader = DataLoader(
                 ds,
@@ -172,7 +181,10 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         *bench_targets.busy_note([r["load1"] for r in rows], info["usable_cores"]),
         f"- specs: `examples/demo.yaml` (20 targets) and its first target alone; batch "
         f"{args.batch_size}; the streaming dataset with users_per_chunk {args.users_per_chunk} and "
-        "`shuffle=True`, the map-style one with `shuffle=True` in the DataLoader",
+        "`shuffle=True`, the map-style one with `shuffle=True` in the DataLoader (its batch "
+        "rows: a `BatchSampler(RandomSampler(ds), B)` and `batch_size=None`, so that each "
+        "`ds[[i, ...]]` builds a batch); the streaming batch rows: `batch_size=B` on the "
+        "dataset and `batch_size=None` on the DataLoader",
         f"- each row: the fastest of {args.repeat} run(s), each a fresh process, one epoch "
         "from a fresh dataset (generate: one call, its "
         "seconds under build); users/s = users / (build + iterate); × generate = users/s over `sqltargets.generate`'s users/s at the "
@@ -209,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users-per-chunk", type=int, default=64)
     p.add_argument("--workers", default="2", help="comma-separated num_workers values")
     p.add_argument("--targets", default="1,20", help="comma-separated: 1 and/or 20")
-    p.add_argument("--kinds", default="map,stream,batches",
-                   help="map, stream (items, collate in the DataLoader) and/or batches "
+    p.add_argument("--kinds", default="map,map-batches,stream,batches",
+                   help="map, map-batches (a BatchSampler's lists of positions), stream "
+                   "(items, collate in the DataLoader) and/or batches "
                    "(StreamingTargetDataset(batch_size=...), DataLoader(batch_size=None))")  # fmt: skip
     p.add_argument("--out", default="results-torch", help="report file stem in bench/")
     p.add_argument("--repeat", type=int, default=1, help="runs of each row; the fastest is kept")

@@ -629,17 +629,16 @@ class _Items:
             it[name] = rows[self.scalar_row[name]] if width is None else lists[name][a:b].clone()
         return it
 
-    def batch(self, users: Sequence[Any], offsets: np.ndarray, block: _Block) -> dict[str, Any]:
+    def batch(
+        self, users: Sequence[Any], rows: Sequence[tuple[int, int]], block: _Block
+    ) -> dict[str, Any]:
         """The batch :func:`collate` makes of the items of ``users``, whose rows are
-        ``offsets[j]`` to ``offsets[j + 1]`` of ``block`` (consecutive), built straight from
-        the block's flat columns: the same keys in the same order, dtypes, shapes and
-        padding (in shared memory inside a DataLoader worker), with no item in between.
-        A key's rows need one copy when no sequence is padded or truncated, else one per
-        user."""
-        spans = [
-            _bounds(int(offsets[j]), int(offsets[j + 1]), self.max_len, self.keep)
-            for j in range(len(users))
-        ]
+        ``rows[j]`` (start, end) of ``block``, built straight from the block's flat
+        columns: the same keys in the same order, dtypes, shapes and padding (in shared
+        memory inside a DataLoader worker), with no item in between. A key's rows need one
+        copy when the users lie next to each other and none is padded or truncated, else
+        one per user."""
+        spans = [_bounds(a, b, self.max_len, self.keep) for a, b in rows]
         lengths = torch.tensor([b - a for a, b in spans], dtype=torch.int64)
         longest = int(lengths.max()) if spans else 0
         out: dict[str, Any] = {}
@@ -756,17 +755,46 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
     def __len__(self) -> int:
         return len(self._users)
 
-    def __getitem__(self, index: int) -> Item:
+    def __getitem__(self, index: Any) -> Any:
+        """``ds[i]``: user ``i``'s item. ``ds[[i, j, ...]]`` (a list, tuple, 1-d array or
+        tensor of positions): the batch :func:`collate` would make of those items, built
+        straight from the dataset's tensors (no item in between; in shared memory inside a
+        DataLoader worker). Use it with ``DataLoader(ds, sampler=BatchSampler(...),
+        batch_size=None)``."""
+        if isinstance(index, (list, tuple, np.ndarray, torch.Tensor)) and not (
+            isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim == 0
+        ):
+            positions = np.asarray(index)
+            if positions.dtype == np.bool_:
+                raise TypeError("user positions must be integers; a boolean mask is not taken")
+            picked = [self._position(i) for i in positions.tolist()]
+            if not picked:
+                raise IndexError("an empty list of users makes no batch")
+            block = _Block(
+                lengths=np.diff(self._offsets)[picked],
+                row_id=self._row_id,
+                features=self._features,
+                scalars=self._scalars,
+                lists=self._lists,
+            )
+            rows = [(int(self._offsets[i]), int(self._offsets[i + 1])) for i in picked]
+            return self._items.batch([self._users[i] for i in picked], rows, block)
+        i = self._position(index)
+        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        return self._items.item(
+            self._users[i], a, b, self._row_id, self._features, self._scalars, self._lists
+        )
+
+    def _position(self, index: Any) -> int:
         n = len(self._users)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer, torch.Tensor)):
+            raise TypeError(f"user index must be an integer or a list of them, got {index!r}")
         i = int(index)
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError(f"user index {index} out of range for {n} users")
-        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
-        return self._items.item(
-            self._users[i], a, b, self._row_id, self._features, self._scalars, self._lists
-        )
+        return i
 
     @property
     def users(self) -> list[Any]:
@@ -970,7 +998,13 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
                     if self.drop_last and b.stop - b.start < self.batch_size:
                         break
                     values = [user_values[i] for i in want[b].tolist()]
-                    yield items.batch(values, offsets[b.start : b.stop + 1], block)
+                    rows = list(
+                        zip(
+                            offsets[b.start : b.stop].tolist(),
+                            offsets[b.start + 1 : b.stop + 1].tolist(),
+                        )
+                    )
+                    yield items.batch(values, rows, block)
                 continue
             for j, p in enumerate(want):
                 yield items.item(

@@ -329,6 +329,38 @@ def test_streaming_batch_size_arguments(parquet: Path) -> None:
         len(DataLoader(ds, batch_size=None))
 
 
+@pytest.mark.parametrize("max_len", [None, 4])
+def test_map_style_batches_by_list_of_positions(
+    max_len: int | None, parquet: Path, ref: Reference
+) -> None:
+    """ds[[i, j, ...]] is the batch collate makes of those items (any order, repeats,
+    negative positions, arrays and tensors of positions); through a BatchSampler with
+    batch_size=None the workers build it in shared memory and every user comes once."""
+    from torch.utils.data import BatchSampler, RandomSampler
+
+    ds = TargetDataset(SPEC, parquet, dtype=torch.float64, max_len=max_len)
+    for idx in ([3, 0, 7], [5], [2, 2, -1], np.array([9, 1]), torch.tensor([4, 6, 8, 10])):
+        want = collate([ds[int(i)] for i in np.asarray(idx).tolist()])
+        _same_batches([ds[idx]], [want])
+    sampler = BatchSampler(RandomSampler(ds), batch_size=6, drop_last=False)
+    batches = list(DataLoader(ds, sampler=sampler, batch_size=None, num_workers=2))
+    assert sorted(u for b in batches for u in b["user"].tolist()) == ds.users
+    padded = [k for k, v in batches[0].items() if torch.is_tensor(v) and v.dim() >= 2]
+    assert all(batches[0][k].is_shared() for k in padded if k != "mask")
+    if max_len is None:
+        assert sorted(u for b in batches for u in ref.check_batch(b)) == sorted(ref.rows)
+    with pytest.raises(IndexError, match="empty"):
+        ds[[]]
+    with pytest.raises(IndexError, match="out of range"):
+        ds[[0, N_USERS]]
+    with pytest.raises(TypeError, match="integer"):
+        ds[[0.5]]
+    with pytest.raises(TypeError, match="boolean mask"):
+        ds[np.ones(N_USERS, bool)]
+    with pytest.raises(TypeError, match="integer"):
+        ds["3"]
+
+
 def test_items_own_their_memory(parquet: Path) -> None:
     """An item kept by the caller holds its own events only, not the chunk it came from."""
     ds = StreamingTargetDataset(SPEC, parquet, users_per_chunk=50, dtype=torch.float64)
