@@ -265,6 +265,8 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     n_keys = len(rest)
     while len(rest) < 3:
         rest.append(rest[-1])
+    if K.in_event_order(user, rest[0], rest[1], rest[2], n_keys):
+        return table  # input written by user and time already (one pass, no sort)
     perm = K.event_order(user, n_users, rest[0], rest[1], rest[2], threads, n_keys)
     del user, rest
     if K.is_identity(perm):

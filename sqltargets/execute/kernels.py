@@ -1303,6 +1303,31 @@ def event_order(user, n_users, k1, k2, k3, threads=1, n_keys=3):  # type: ignore
 
 
 @_jit
+def in_event_order(user, k1, k2, k3, n_keys):  # type: ignore[no-untyped-def]
+    """Whether the rows are sorted by (``user``, ``k1``, ``k2``, ``k3``) already (only the
+    first ``n_keys`` keys compared; rows equal in every key in any order, as a stable sort
+    keeps them): :func:`event_order` would return the identity. One pass, stopped at the
+    first row out of order (at once on shuffled input)."""
+    for j in range(1, user.size):
+        i = j - 1
+        if user[i] != user[j]:
+            if user[i] > user[j]:
+                return False
+            continue
+        if k1[i] != k1[j]:
+            if k1[i] > k1[j]:
+                return False
+            continue
+        if n_keys > 1 and k2[i] != k2[j]:
+            if k2[i] > k2[j]:
+                return False
+            continue
+        if n_keys > 2 and k3[i] > k3[j]:
+            return False
+    return True
+
+
+@_jit
 def is_increasing(x):  # type: ignore[no-untyped-def]
     """Whether every value is larger than the one before."""
     for i in range(1, x.size):  # noqa: SIM110 - numba compiles loops, not generators
@@ -1371,6 +1396,7 @@ def warm_up() -> None:
     period_keys(us, 2, 0, np.empty(n, np.int32))
     calendar_fold(b, b, x, SUM, False, True, f, np.empty(n, np.int64))
     is_identity(event_order(i64, 2, i64, i64, i64))
+    in_event_order(i64, i64, i64, i64, 3)
     is_increasing(i64)
     next_period_fold(b, i64, i64, i64 + 1, b, x, SUM, f, np.empty(n, np.int64))
     i32 = i64.astype(np.int32)  # calendar keys are int32 days
