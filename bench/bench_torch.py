@@ -18,7 +18,9 @@ by :func:`sqltargets.demo.write_demo` into ``.bench/``), the 20 targets of
   ``StreamingTargetDataset(..., batch_size=B)``; both with ``DataLoader(batch_size=None)``.
 
 Each dataset row is one full epoch through a fresh DataLoader, timed from the dataset's
-construction to the last batch; users/s = users / (build + iterate). Before anything is
+construction to the last batch; users/s = users / (build + iterate). The same child then
+iterates another DataLoader over the same dataset with ``persistent_workers=True`` twice
+and times the second epoch: the "later epochs" column, a training run's steady state. Before anything is
 timed, a throwaway process runs generate and both datasets on a tiny input with the same
 specs, so numba's on-disk cache is warm (``bench/warmup.py``); one line reports the
 first-call cost with a cold and a warm cache. The report goes to stdout and to
@@ -92,9 +94,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
     # DataLoader workers run torch with one thread; so does the main process here, so that
     # padding never competes with the target computation for the cores.
     torch.set_num_threads(1)
-    from torch.utils.data import DataLoader
-
-    from sqltargets.torch import StreamingTargetDataset, TargetDataset, collate
+    from sqltargets.torch import StreamingTargetDataset, TargetDataset
 
     spec, data, kind = job["spec"], job["data"], job["kind"]
     cpu0 = _cpu()
@@ -114,28 +114,14 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
                 batch_size=job["batch_size"] if kind == "batches" else None,
             )  # fmt: skip
         t1 = time.perf_counter()
-        if kind == "batches":  # the dataset yields the batches collate would make
-            loader = DataLoader(ds, batch_size=None, num_workers=job["workers"])
-        elif kind == "map-batches":  # ds[[i, ...]]: a batch from a list of positions
-            from torch.utils.data import BatchSampler, RandomSampler
-
-            sampler = BatchSampler(RandomSampler(ds), job["batch_size"], drop_last=False)
-            loader = DataLoader(ds, sampler=sampler, batch_size=None, num_workers=job["workers"])
-        else:
-            loader = DataLoader(
-                ds,
-                batch_size=job["batch_size"],
-                shuffle=kind == "map",
-                num_workers=job["workers"],
-                collate_fn=collate,
-            )
+        loader = make_loader(ds, kind, job, persistent=False)
         users = events = 0
         for batch in loader:
             users += len(batch["length"])
             events += int(batch["length"].sum())
         t2 = time.perf_counter()
         del loader  # workers are joined: their CPU time and peak memory are counted
-    return {
+    out = {
         "build": t1 - t0,
         "iterate": t2 - t1,
         "cpu": _cpu() - cpu0,
@@ -145,6 +131,38 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "load1": os.getloadavg()[0],
     }
+    if kind != "generate" and job["workers"] > 0:
+        # later epochs: a DataLoader with persistent workers, its first epoch untimed (the
+        # workers start, read their shards and load nothing more after it), its second timed
+        loader = make_loader(ds, kind, job, persistent=True)
+        for _ in loader:
+            pass
+        t3 = time.perf_counter()
+        seen = sum(len(batch["length"]) for batch in loader)
+        out["later_epoch"] = time.perf_counter() - t3
+        if seen != users:
+            raise SystemExit(f"{kind}: {seen} users in the later epoch, {users} in the first")
+        del loader
+    return out
+
+
+def make_loader(ds: Any, kind: str, job: dict[str, Any], persistent: bool) -> Any:
+    """The DataLoader of a dataset row (``persistent``: workers kept across epochs)."""
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+    from sqltargets.torch import collate
+
+    kw: dict[str, Any] = {"num_workers": job["workers"]}
+    if persistent:
+        kw["persistent_workers"] = True
+    if kind == "batches":  # the dataset yields the batches collate would make
+        return DataLoader(ds, batch_size=None, **kw)
+    if kind == "map-batches":  # ds[[i, ...]]: a batch from a list of positions
+        sampler = BatchSampler(RandomSampler(ds), job["batch_size"], drop_last=False)
+        return DataLoader(ds, sampler=sampler, batch_size=None, **kw)
+    return DataLoader(
+        ds, batch_size=job["batch_size"], shuffle=kind == "map", collate_fn=collate, **kw
+    )
 
 
 def run_child(job: dict[str, Any]) -> dict[str, Any]:
@@ -189,12 +207,15 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         "from a fresh dataset (generate: one call, its "
         "seconds under build); users/s = users / (build + iterate); × generate = users/s over `sqltargets.generate`'s users/s at the "
         "same targets; users/cpu-s = users / CPU seconds of the process and its workers; peak "
-        "RSS = `ru_maxrss` of the process / of its largest worker",
+        "RSS = `ru_maxrss` of the process / of its largest worker (all three of the first "
+        "epoch); later epochs = users / seconds of the second epoch of another DataLoader over "
+        "the same dataset with `persistent_workers=True` (its workers have read their shards "
+        "and loaded their kernels in its first epoch; a training run's steady state)",
         f"- {compile_text}",
         "",
         "| what | targets | workers | build s | iterate s | users/s | × generate | users/cpu-s "
-        "| peak RSS MB (main / worker) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS MB (main / worker) | later epochs: users/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     gen = {r["targets"]: r["rate"] for r in rows if r["kind"] == "generate"}
     for r in rows:
@@ -203,10 +224,11 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         workers = "—" if gen_row else str(r["workers"])
         iterate = "—" if gen_row else f"{r['iterate']:.2f}"
         worker_rss = f"{r['worker_rss_mb']:,.0f}" if r["workers"] else "—"
+        later = f"{r['users'] / r['later_epoch']:,.0f}" if "later_epoch" in r else "—"
         lines.append(
             f"| {NAMES[r['kind']]} | {r['targets']} | {workers} | {r['build']:.2f} | "
             f"{iterate} | {r['rate']:,.1f} | {ratio} | {r['users'] / r['cpu']:,.1f} | "
-            f"{r['rss_mb']:,.0f} / {worker_rss} |"
+            f"{r['rss_mb']:,.0f} / {worker_rss} | {later} |"
         )
     return "\n".join(lines) + "\n"
 
