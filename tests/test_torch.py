@@ -600,6 +600,25 @@ def test_several_specs_share_one_pass(parquet: Path, ref: Reference) -> None:
             np.testing.assert_allclose(it[name].numpy(), ref.values[name][at], atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_batches_of_several_specs_and_input_features(dtype: Any, tx: pa.Table) -> None:
+    """Both batch modes over two specs read together, an input column with nulls as a
+    feature, no default features, a half- or double-precision dtype: the batches collate
+    makes of the items, key by key (a null feature value is NaN, padding 0)."""
+    t = tx.append_column("score", pa.array([None if i % 5 == 0 else i / 7 for i in range(len(tx))]))
+    a = {**_small_spec(), "targets": [SPEC_TARGETS["grocery_day_sum"]]}
+    b = {**_small_spec(), "targets": [SPEC_TARGETS["top3_month"], SPEC_TARGETS["tx_24h_count"]]}
+    kw: dict[str, Any] = dict(features=["score", "mcc"], dtype=dtype)
+    items = StreamingTargetDataset([a, b], t, users_per_chunk=5, **kw)
+    batched = StreamingTargetDataset([a, b], t, users_per_chunk=5, batch_size=3, **kw)
+    want = list(DataLoader(items, batch_size=3, collate_fn=collate))
+    got = list(batched)
+    _same_batches(got, want)
+    assert got[0]["score"].dtype == dtype and got[0]["score"].isnan().any()
+    mapped = TargetDataset([a, b], t, **kw)
+    _same_batches([mapped[[4, 0, 9]]], [collate([mapped[4], mapped[0], mapped[9]])])
+
+
 def test_errors(parquet: Path) -> None:
     periods = {**_small_spec(), "output": "periods"}
     periods["targets"] = [
