@@ -669,11 +669,7 @@ class _Items:
                     a0, b0 = spans[0][0], spans[-1][1]
                     dst.view(len(spans) * longest, *trail).copy_(src[a0:b0])
                 else:
-                    pad = _pad_value(name, src, targets)
-                    for i, (a, b) in enumerate(spans):
-                        dst[i, : b - a] = src[a:b]
-                        if b - a < longest:
-                            dst[i, b - a :] = pad
+                    _pad_into(dst, [src[a:b] for a, b in spans], _pad_value(name, src, targets))
                 out[name] = dst
         return out
 
@@ -1100,13 +1096,8 @@ def collate(
                 parts = [it[key][a:b] for it, (a, b) in zip(batch, spans)]
                 if full and all(p.dtype == dtype for p in parts):
                     torch.cat(parts, out=dst.view(len(batch) * longest, *trail))
-                else:  # each item's events, then padding after them (each byte written once)
-                    pad = _pad_value(key, first[key], target_set)
-                    for i, part in enumerate(parts):
-                        n = part.shape[0]
-                        dst[i, :n] = part
-                        if n < longest:
-                            dst[i, n:] = pad
+                else:
+                    _pad_into(dst, parts, _pad_value(key, first[key], target_set))
                 out[key] = dst
     if "mask" not in out:
         out["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
@@ -1125,6 +1116,17 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     proto = torch.empty(0, dtype=dtype)
     storage = proto._typed_storage()._new_shared(numel, device=proto.device)
     return proto.new(storage).view(shape)
+
+
+def _pad_into(dst: torch.Tensor, parts: Sequence[torch.Tensor], pad: float) -> None:
+    """Each part's events into its row of ``dst``, then padding after them (each byte
+    written once)."""
+    longest = dst.shape[1]
+    for i, part in enumerate(parts):
+        n = part.shape[0]
+        dst[i, :n] = part
+        if n < longest:
+            dst[i, n:] = pad
 
 
 def _is_sequence(value: Any, length: int) -> bool:

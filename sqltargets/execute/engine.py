@@ -267,10 +267,9 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
         rest.append(rest[-1])
     if K.in_event_order(user, rest[0], rest[1], rest[2], n_keys):
         return table  # input written by user and time already (one pass, no sort)
+    # (not in order already, so the permutation is no identity: tests/test_kernels.py)
     perm = K.event_order(user, n_users, rest[0], rest[1], rest[2], threads, n_keys)
     del user, rest
-    if K.is_identity(perm):
-        return table
     order = from_numpy(perm)  # (pa.array would import pandas, when installed: 0.3 s)
     del perm
     schema = table.schema

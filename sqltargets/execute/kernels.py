@@ -1336,15 +1336,6 @@ def is_increasing(x):  # type: ignore[no-untyped-def]
     return True
 
 
-@_jit
-def is_identity(perm):  # type: ignore[no-untyped-def]
-    """Whether ``perm`` leaves every row where it is."""
-    for i in range(perm.size):  # noqa: SIM110 - numba compiles loops, not generators
-        if perm[i] != i:
-            return False
-    return True
-
-
 def warm_up() -> None:
     """Load every kernel (from numba's on-disk cache, or compile it) by running each once on
     a few rows with the types the runner passes. A process pays this once (about a second
@@ -1395,7 +1386,7 @@ def warm_up() -> None:
     us.setflags(write=False)
     period_keys(us, 2, 0, np.empty(n, np.int32))
     calendar_fold(b, b, x, SUM, False, True, f, np.empty(n, np.int64))
-    is_identity(event_order(i64, 2, i64, i64, i64))
+    event_order(i64, 2, i64, i64, i64)
     in_event_order(i64, i64, i64, i64, 3)
     is_increasing(i64)
     next_period_fold(b, i64, i64, i64 + 1, b, x, SUM, f, np.empty(n, np.int64))
