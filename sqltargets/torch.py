@@ -81,6 +81,12 @@ DEFAULT_FEATURES = ("amount", "mcc", "time")
 RESERVED = ("user", "row_id", "length", "mask")
 
 KEEP = ("last", "first")
+#: a part of a streaming process's users: input files (positions), or a hash shard (i, n)
+Piece = list[int] | tuple[int, int]
+
+#: the most input rows a StreamingTargetDataset process reads and holds at once, by default
+#: (its events take about 60 bytes a row with the demo's 20 targets: some 250 MB)
+READ_ROWS = 1 << 22
 
 SpecLike = str | Path | dict[str, Any] | TargetSet
 
@@ -148,18 +154,37 @@ class _Setup:
     def user_values(self) -> list[Any]:
         return self.users.to_pylist()
 
-    def programs_for(self, shard: tuple[int, int] | None) -> tuple[program_mod.Program, ...]:
+    def shard_files(self, shard: tuple[int, int] | None) -> list[int] | None:
+        """The input files (positions) holding exactly the users of ``shard`` (i, n), or
+        every file for no shard, when every user's rows lie in one file and the files can
+        be shared out evenly; else None (the shard is a hash of the user)."""
+        if self.file_rows is None:
+            return None
+        if shard is None:
+            return list(range(len(self.file_rows)))
+        return file_shard(self.file_rows, *shard)
+
+    def programs_for(
+        self, shard: tuple[int, int] | None, piece: Piece | None = None
+    ) -> tuple[program_mod.Program, ...]:
         """The programs over the users of ``shard`` (i, n), or over every user: the users
         of whole files when every user's rows lie in one file and the files can be shared
-        out evenly (the worker reads only those files), else those of a hash of the user."""
-        if shard is None:
+        out evenly (the worker reads only those files), else those of a hash of the user.
+        ``piece``: over the users of these files only (positions, from
+        :meth:`shard_files`), or of this hash shard (i, n) of the user."""
+        if isinstance(piece, list):
+            source = self.input.source.only_files(piece)
+        elif piece is not None:
+            source = replace(self.input.source, shard=piece)
+        elif shard is None:
             return self.programs
-        keep = None if self.file_rows is None else file_shard(self.file_rows, *shard)
-        source = (
-            replace(self.input.source, shard=shard)
-            if keep is None
-            else self.input.source.only_files(keep)
-        )
+        else:
+            keep = self.shard_files(shard)
+            source = (
+                replace(self.input.source, shard=shard)
+                if keep is None
+                else self.input.source.only_files(keep)
+            )
         return tuple(
             program_mod.build(plan, source, order_time=i == 0) for i, plan in enumerate(self.plans)
         )
@@ -415,15 +440,20 @@ class _Runner:
         temp_directory: str | None,
         dtype: torch.dtype,
         kernel_threads: int = 1,
+        piece: Piece | None = None,
+        buffers_of: _Runner | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.shard = shard
+        self.piece = piece
         self.setup = setup
         self.dtype = dtype
         self.kernel_threads = kernel_threads
-        self.programs = setup.programs_for(shard)
-        self._buffers: dict[str, np.ndarray] = {}  # compute(reuse=True)'s columns
-        self._scratch = Scratch(0)  # and its kernels' work arrays
+        self.programs = setup.programs_for(shard, piece)
+        # compute(reuse=True)'s columns and its kernels' work arrays (those of the runner
+        # of the previous piece of a shard: its pages are touched already)
+        self._buffers: dict[str, np.ndarray] = {} if buffers_of is None else buffers_of._buffers
+        self._scratch = Scratch(0) if buffers_of is None else buffers_of._scratch
         con = _src.connect(
             threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
         )
@@ -431,7 +461,10 @@ class _Runner:
         inp.register(con)
         try:
             known = inp.known_rows()  # a shard holds about its share of them
-            rows = None if known is None else -(-known // (shard[1] if shard else 1))
+            parts = piece[1] if isinstance(piece, tuple) else shard[1] if shard else 1
+            rows = None if known is None else -(-known // parts)
+            if isinstance(piece, list) and setup.file_rows is not None:
+                rows = int(setup.file_rows[piece].sum())
             self.events = [engine.run_prologue(p, con, rows) for p in self.programs]
         except duckdb.Error as e:
             raise SourceError(f"cannot read the input: {first_line(e)}") from e
@@ -849,6 +882,15 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     (how many batches each worker's shard makes is known only inside the workers); the
     user count is ``len(ds.users)``.
 
+    ``rows_per_read`` bounds memory: when a process's share of the input has more rows
+    than that, it reads its users in pieces, one after another, computing each piece's
+    users before the next is read, and keeps nothing between passes. Users in whole Parquet
+    files: pieces of whole files (at most that many rows, unless one file alone has more).
+    Else (users spread over files, an Arrow table): pieces by a hash of the user, each of
+    them a scan of the whole input. With ``shuffle=True`` the pieces come in a random order
+    and the users of each piece in a random order (batches across a piece boundary are
+    still full). ``None``: always read at once.
+
     >>> import pyarrow as pa
     >>> tx = pa.table({"u": [2, 1, 2], "t": [1, 2, 3], "a": [1.0, 2.0, 4.0], "m": [1, 2, 3]})
     >>> spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
@@ -882,10 +924,15 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         past_only: bool = False,
         batch_size: int | None = None,
         drop_last: bool = False,
+        rows_per_read: int | None = READ_ROWS,
     ) -> None:
         _check_common(max_len, keep)
         if not _positive(users_per_chunk):
             raise ValueError(f"users_per_chunk must be a positive integer, got {users_per_chunk!r}")
+        if rows_per_read is not None and not _positive(rows_per_read):
+            raise ValueError(
+                f"rows_per_read must be a positive integer or None, got {rows_per_read!r}"
+            )
         if batch_size is not None and not _positive(batch_size):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         if drop_last and batch_size is None:
@@ -895,6 +942,7 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         self.users_per_chunk = users_per_chunk
         self.batch_size = batch_size
         self.drop_last = bool(drop_last)
+        self.rows_per_read = rows_per_read
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.max_len = max_len
@@ -941,21 +989,97 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         return self._setup.feature_names
 
     def _runner_for(self, shard: tuple[int, int] | None, in_worker: bool) -> _Runner:
+        """The runner holding the whole shard, kept for later passes in this process."""
         runner = self._runner
         if runner is not None and runner.pid != os.getpid():
             _INHERITED.append(runner)  # forked from another process: leave it alone
             runner = None
-        if runner is not None and runner.shard != shard:
+        if runner is not None and (runner.shard != shard or runner.piece is not None):
             runner = None
         if runner is None:
-            threads = self.threads or (1 if in_worker else min(2, os.cpu_count() or 1))
-            runner = _Runner(
-                self._setup, shard, threads=threads, memory_limit=self.memory_limit,
-                temp_directory=self.temp_directory, dtype=self.dtype,
-                kernel_threads=1 if in_worker else threads,
-            )  # fmt: skip
-            self._runner = runner
+            runner = self._runner = self._new_runner(shard, in_worker)
         return runner
+
+    def _new_runner(
+        self,
+        shard: tuple[int, int] | None,
+        in_worker: bool,
+        piece: Piece | None = None,
+        buffers_of: _Runner | None = None,
+    ) -> _Runner:
+        threads = self.threads or (1 if in_worker else min(2, os.cpu_count() or 1))
+        return _Runner(
+            self._setup, shard, threads=threads, memory_limit=self.memory_limit,
+            temp_directory=self.temp_directory, dtype=self.dtype,
+            kernel_threads=1 if in_worker else threads, piece=piece, buffers_of=buffers_of,
+        )  # fmt: skip
+
+    def _pieces(
+        self, shard: tuple[int, int] | None, rng: np.random.Generator | None
+    ) -> list[Piece] | None:
+        """The pieces this pass reads one after another (in ``rng``'s order), or None: the
+        shard is read at once and kept for later passes (it is within ``rows_per_read``, or
+        its size is unknown). Users in whole files: groups of whole files of at most
+        ``rows_per_read`` rows (a larger file alone). Else hash shards of the user, each
+        read from the whole input: shard (w, W) in P pieces is shards (w + W p, W P)."""
+        if self.rows_per_read is None:
+            return None
+        files = self._setup.shard_files(shard)
+        rows = self._setup.file_rows
+        if files is None or rows is None:
+            known = self._setup.input.known_rows()
+            w, n = shard if shard is not None else (0, 1)
+            share = None if known is None else -(-known // n)
+            if share is None or share <= self.rows_per_read:
+                return None
+            # (no more pieces than the shard has users)
+            users = -(-len(self._setup.users) // n)
+            parts = min(-(-share // self.rows_per_read), max(users, 1))
+            if parts < 2:
+                return None
+            order = rng.permutation(parts).tolist() if rng is not None else range(parts)
+            return [(w + n * p, n * parts) for p in order]
+        if int(rows[files].sum()) <= self.rows_per_read:
+            return None
+        if rng is not None:
+            files = [files[k] for k in rng.permutation(len(files))]
+        pieces: list[Piece] = []
+        group: list[int] = []
+        held = 0
+        for f in files:
+            if group and held + int(rows[f]) > self.rows_per_read:
+                pieces.append(group)
+                group, held = [], 0
+            group.append(f)
+            held += int(rows[f])
+        pieces.append(group)
+        return pieces
+
+    def _runs(
+        self,
+        shard: tuple[int, int] | None,
+        in_worker: bool,
+        rng: np.random.Generator | None,
+    ) -> Iterator[tuple[_Runner, np.ndarray, bool]]:
+        """(runner, the order of its users, whether it is the pass's last) for each piece
+        of this pass; a piece's events are let go before the next piece is read."""
+        pieces = self._pieces(shard, rng)
+        if pieces is None:
+            runner = self._runner_for(shard, in_worker)
+            n = len(runner)
+            yield runner, (rng.permutation(n) if rng is not None else np.arange(n)), True
+            return
+        self._runner = None  # (a whole shard kept by an earlier pass)
+        runner = None
+        for k, piece in enumerate(pieces):
+            if runner is not None:
+                runner.close()
+            runner = self._new_runner(shard, in_worker, piece, buffers_of=runner)
+            n = len(runner)
+            order = rng.permutation(n) if rng is not None else np.arange(n)
+            yield runner, order, k == len(pieces) - 1
+        if runner is not None:
+            runner.close()
 
     def __iter__(self) -> Iterator[Item]:
         info = get_worker_info()
@@ -965,53 +1089,84 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
             # copy-on-write; 20k fewer page faults a worker on the torch bench)
             gc.freeze()
         shard = (info.id, info.num_workers) if info is not None and info.num_workers > 1 else None
-        runner = self._runner_for(shard, info is not None)
         self._passes += 1
-        n = len(runner)
-        if n == 0:
-            return
-        order = np.arange(n)
+        rng = None
         if self.shuffle:
             w = info.id if info is not None else 0
             if self._epoch is not None:
                 entropy = [self.seed, self._epoch, w]
             else:
                 entropy = [self.seed, self._passes, info.seed if info is not None else 0, w]
-            order = np.random.default_rng(entropy).permutation(n)
-        items = self._items
-        users = runner.users
-        # (no pa.array on NumPy indices: pyarrow's pandas shim imports pandas, 0.17 s a worker)
-        user_values = users.to_pylist() if self.batch_size is not None else []
-        size = self.users_per_chunk
+            rng = np.random.default_rng(entropy)
+        runs = self._runs(shard, info is not None, rng)
         if self.batch_size is not None:
-            size = self.batch_size * -(-size // self.batch_size)
-        for sl in _chunks(n, size):
-            want = order[sl]
-            block = runner.compute(want, reuse=True)  # copied out before the next chunk
-            offsets = np.concatenate([[0], np.cumsum(block.lengths)])
-            if self.batch_size is not None:
-                for b in _chunks(len(want), self.batch_size):
-                    if self.drop_last and b.stop - b.start < self.batch_size:
-                        break
-                    values = [user_values[i] for i in want[b].tolist()]
-                    rows = list(
-                        zip(
-                            offsets[b.start : b.stop].tolist(),
-                            offsets[b.start + 1 : b.stop + 1].tolist(),
-                        )
-                    )
-                    yield items.batch(values, rows, block)
-                continue
-            for j, p in enumerate(want):
-                yield items.item(
-                    users[int(p)].as_py(),
-                    int(offsets[j]),
-                    int(offsets[j + 1]),
+            yield from self._batches(runs)
+            return
+        items = self._items
+        for runner, order, _ in runs:
+            users = runner.users
+            for sl in _chunks(len(order), self.users_per_chunk):
+                want = order[sl]
+                block = runner.compute(want, reuse=True)  # copied out before the next chunk
+                offsets = np.concatenate([[0], np.cumsum(block.lengths)]).tolist()
+                for j, p in enumerate(want.tolist()):
+                    yield items.item(
+                        users[p].as_py(), offsets[j], offsets[j + 1], block.row_id,
+                        block.features, block.scalars, block.lists,
+                    )  # fmt: skip
+
+    def _batches(self, runs: Iterator[tuple[_Runner, np.ndarray, bool]]) -> Iterator[Any]:
+        """Batches of ``batch_size`` users, built straight from each computed chunk; the
+        users a piece leaves over (fewer than a batch) wait, as items, for the next piece's
+        first users, and are then collated with them (the same batch, by :func:`collate`)."""
+        size = self.batch_size
+        assert size is not None
+        chunk = size * -(-self.users_per_chunk // size)
+        items = self._items
+        carry: list[Item] = []
+
+        def cut(block: _Block, want: list[int], values: list[Any], span: slice) -> list[Item]:
+            offsets = np.concatenate([[0], np.cumsum(block.lengths)]).tolist()
+            return [
+                items.item(
+                    values[want[j]],
+                    offsets[j],
+                    offsets[j + 1],
                     block.row_id,
                     block.features,
                     block.scalars,
                     block.lists,
                 )
+                for j in range(span.start, span.stop)
+            ]
+
+        for runner, order, last in runs:
+            # (no pa.array on NumPy indices: pyarrow's pandas shim imports pandas, 0.17 s)
+            values = runner.users.to_pylist()
+            if carry and len(order):  # the batch the previous piece began
+                want = order[: size - len(carry)]
+                order = order[len(want) :]
+                block = runner.compute(want, reuse=True)
+                carry += cut(block, want.tolist(), values, slice(0, len(want)))
+                if len(carry) < size:
+                    continue
+                yield collate(carry, targets=items.names)
+                carry = []
+            for sl in _chunks(len(order), chunk):
+                want = order[sl]
+                block = runner.compute(want, reuse=True)  # copied out before the next chunk
+                offsets = np.concatenate([[0], np.cumsum(block.lengths)]).tolist()
+                wanted = want.tolist()
+                for b in _chunks(len(wanted), size):
+                    if b.stop - b.start < size and not last:
+                        carry = cut(block, wanted, values, b)  # (copies: buffers are reused)
+                        break
+                    if b.stop - b.start < size and self.drop_last:
+                        break
+                    rows = list(zip(offsets[b.start : b.stop], offsets[b.start + 1 : b.stop + 1]))
+                    yield items.batch([values[p] for p in wanted[b]], rows, block)
+        if carry and not self.drop_last:
+            yield collate(carry, targets=items.names)
 
     def __repr__(self) -> str:
         return (

@@ -329,6 +329,181 @@ def test_streaming_batch_size_arguments(parquet: Path) -> None:
         len(DataLoader(ds, batch_size=None))
 
 
+# ------------------------------------------------------------------ reading in pieces
+
+
+@pytest.fixture(scope="module")
+def user_files(tx: pa.Table, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six Parquet files, each holding whole users (of unequal row counts), named out of
+    user order."""
+    folder = tmp_path_factory.mktemp("user_files")
+    users = sorted(set(tx.column("user_id").to_pylist()))
+    cuts = [users[k] for k in (3, 10, 17, 20, 31)]  # files of 3, 7, 7, 3, 11, 9 users
+    part = np.searchsorted(cuts, tx.column("user_id").to_numpy(), side="right")
+    for k in range(6):
+        pq.write_table(tx.filter(pa.array(part == k)), folder / f"p{(5 - k) * 7 % 6}.parquet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def user_files_ref(user_files: Path) -> Reference:
+    files = sorted(user_files.glob("*.parquet"))
+    return Reference(SPEC, user_files, pa.concat_tables([pq.read_table(f) for f in files]))
+
+
+def _held_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The events each runner of this process holds, in order of reading."""
+    held: list[int] = []
+    init = sqltargets.torch._Runner.__init__
+
+    def spy(self: Any, *a: Any, **kw: Any) -> None:
+        init(self, *a, **kw)
+        held.append(self.events[0].num_rows)
+
+    monkeypatch.setattr(sqltargets.torch._Runner, "__init__", spy)
+    return held
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_streaming_reads_whole_files_in_pieces_of_rows_per_read(
+    shuffle: bool, user_files: Path, user_files_ref: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rows_per_read bounds what a process holds: its files are read in groups of at most
+    that many rows (a larger file alone), one after another; every user comes once with
+    generate's values; nothing is kept for the next pass."""
+    rows = np.array([pq.ParquetFile(f).metadata.num_rows for f in sorted(user_files.glob("*"))])
+    budget = int(np.sort(rows)[-2])  # the largest file is read alone
+    held = _held_rows(monkeypatch)
+    ds = StreamingTargetDataset(
+        SPEC, user_files, users_per_chunk=4, shuffle=shuffle, rows_per_read=budget,
+        dtype=torch.float64,
+    )  # fmt: skip
+    seen = epoch(ds, user_files_ref, batch_size=5)
+    assert sorted(seen) == sorted(user_files_ref.rows)
+    assert 3 <= len(held) < 6 and sum(held) == rows.sum()
+    assert all(h <= budget for h in held if h != rows.max()) and rows.max() in held
+    assert ds._runner is None  # held nothing after the pass
+    if not shuffle:  # pieces of files in name order, each piece's users in order
+        files = sorted(user_files.glob("*.parquet"))
+        pieces = ds._pieces(None, None)
+        assert pieces is not None and sorted(f for p in pieces for f in p) == list(range(6))
+        assert [f for p in pieces for f in p] == list(range(6))
+        users = [set(pq.read_table(f)["user_id"].to_pylist()) for f in files]
+        assert seen == [u for p in pieces for u in sorted(set().union(*(users[f] for f in p)))]
+    held.clear()
+    one_at_a_time = StreamingTargetDataset(SPEC, user_files, rows_per_read=1)
+    assert len(list(one_at_a_time)) == N_USERS
+    assert sorted(held) == sorted(rows.tolist())
+    held.clear()
+    at_once = StreamingTargetDataset(SPEC, user_files, rows_per_read=int(rows.sum()))
+    assert len(list(at_once)) == len(list(at_once)) == N_USERS
+    assert held == [rows.sum()]  # read once, kept for the second pass
+
+
+@pytest.mark.parametrize("workers,batch_size", [(0, 4), (2, 3), (2, 1), (0, 16)])
+def test_streaming_batches_across_pieces_are_full_and_equal_collate(
+    workers: int, batch_size: int, user_files: Path, user_files_ref: Reference
+) -> None:
+    """Batches in pieces: users a piece leaves over are batched with the next piece's, so
+    only a worker's last batch may be partial (or dropped); each batch is what collate
+    makes of the same users' items."""
+    kw: dict[str, Any] = dict(users_per_chunk=5, shuffle=True, seed=2, dtype=torch.float64)
+    whole = StreamingTargetDataset(SPEC, user_files, rows_per_read=None, **kw)
+    items = {int(it["user"]): it for it in whole}
+    for drop_last in (False, True):
+        ds = StreamingTargetDataset(
+            SPEC, user_files, batch_size=batch_size, rows_per_read=1, drop_last=drop_last, **kw
+        )
+        got = list(DataLoader(ds, batch_size=None, num_workers=workers))
+        sizes = [len(b["user"]) for b in got]
+        partial = [s for s in sizes if s < batch_size]
+        assert len(partial) <= max(workers, 1) and not (drop_last and partial)
+        want = [
+            collate([items[u] for u in b["user"].tolist()], targets=ds.target_names) for b in got
+        ]
+        _same_batches(got, want)
+        users = [u for b in got for u in user_files_ref.check_batch(b)]
+        assert len(users) == len(set(users))
+        if drop_last:
+            assert N_USERS - len(users) < batch_size * max(workers, 1)
+        else:
+            assert sorted(users) == sorted(items)
+
+
+def test_streaming_pieces_shuffle_per_epoch_and_with_persistent_workers(user_files: Path) -> None:
+    ds = StreamingTargetDataset(
+        _small_spec(), user_files, users_per_chunk=3, shuffle=True, rows_per_read=1
+    )
+    first = [it["user"].item() for it in ds]
+    second = [it["user"].item() for it in ds]
+    assert sorted(first) == sorted(second) == ds.users and first != second
+    ds.set_epoch(3)
+    assert [it["user"].item() for it in ds] == [it["user"].item() for it in ds]
+    ds = StreamingTargetDataset(
+        _small_spec(), user_files, users_per_chunk=3, shuffle=True, rows_per_read=1
+    )
+    loader = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=True)
+    orders = [[it["user"].item() for it in loader] for _ in range(2)]
+    for order in orders:
+        assert sorted(order) == ds.users
+    assert orders[0] != orders[1]
+
+
+def test_rows_per_read_argument(user_files: Path, parquet: Path) -> None:
+    for bad in (0, -1, True, 1.5, "10"):
+        with pytest.raises(ValueError, match="rows_per_read must be a positive integer or None"):
+            StreamingTargetDataset(SPEC, user_files, rows_per_read=bad)
+    # a piece per user at most
+    ds = StreamingTargetDataset(SPEC, parquet, rows_per_read=1)
+    pieces = ds._pieces(None, None)
+    assert pieces is not None and len(pieces) == N_USERS
+    assert StreamingTargetDataset(SPEC, parquet, rows_per_read=10**9)._pieces(None, None) is None
+
+
+@pytest.mark.parametrize("source", ["parquet", "arrow"])
+@pytest.mark.parametrize("workers,batch_size", [(0, None), (2, None), (2, 4)])
+def test_users_spread_over_files_are_read_in_hash_pieces(
+    source: str,
+    workers: int,
+    batch_size: int | None,
+    parquet: Path,
+    ref: Reference,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Users spread over files (or an Arrow table): pieces by a hash of the user, each a
+    scan of the whole input, about rows_per_read rows each; every user once, generate's
+    values, full batches across pieces."""
+    files = sorted(parquet.glob("*.parquet"))
+    inputs = pa.concat_tables([pq.read_table(f) for f in files])
+    src: Any = parquet if source == "parquet" else inputs
+    total = inputs.num_rows
+    held = _held_rows(monkeypatch)
+    ds = StreamingTargetDataset(
+        SPEC, src, users_per_chunk=4, shuffle=True, rows_per_read=total // 3 + 1,
+        batch_size=batch_size, dtype=torch.float64,
+    )  # fmt: skip
+    assert ds._setup.file_rows is None
+    pieces = ds._pieces(None, None)
+    assert pieces == [(0, 3), (1, 3), (2, 3)]
+    if workers:
+        assert ds._pieces((1, 2), None) == [(1, 4), (3, 4)]  # hash % 4 in (1, 3): hash % 2 == 1
+    loader = (
+        DataLoader(ds, batch_size=None, num_workers=workers)
+        if batch_size
+        else DataLoader(ds, batch_size=5, num_workers=workers, collate_fn=collate)
+    )
+    seen: list[Any] = []
+    sizes = []
+    for batch in loader:
+        seen += ref.check_batch(batch)
+        sizes.append(len(batch["user"]))
+    assert sorted(seen) == sorted(ref.rows)
+    if batch_size:
+        assert sum(s < batch_size for s in sizes) <= workers
+    if not workers:  # three pieces, of the whole input together
+        assert len(held) == 3 and sum(held) == total and max(held) < total
+
+
 @pytest.mark.parametrize("max_len", [None, 4])
 def test_map_style_batches_by_list_of_positions(
     max_len: int | None, parquet: Path, ref: Reference
