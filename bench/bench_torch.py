@@ -112,6 +112,9 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             ds = StreamingTargetDataset(
                 spec, data, users_per_chunk=job["users_per_chunk"], shuffle=True,
                 batch_size=job["batch_size"] if kind == "batches" else None,
+                **({} if job.get("rows_per_read") is None else
+                   {"rows_per_read": None if job["rows_per_read"] == "none"
+                    else int(job["rows_per_read"])}),
             )  # fmt: skip
         t1 = time.perf_counter()
         loader = make_loader(ds, kind, job, persistent=False)
@@ -198,7 +201,9 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         f"{min(r['load1'] for r in rows):.2f} to {max(r['load1'] for r in rows):.2f}",
         *bench_targets.busy_note([r["load1"] for r in rows], info["usable_cores"]),
         f"- specs: `examples/demo.yaml` (20 targets) and its first target alone; batch "
-        f"{args.batch_size}; the streaming dataset with users_per_chunk {args.users_per_chunk} and "
+        f"{args.batch_size}; the streaming dataset with users_per_chunk {args.users_per_chunk}"
+        + ("" if args.rows_per_read is None else f", rows_per_read {args.rows_per_read}")
+        + " and "
         "`shuffle=True`, the map-style one with `shuffle=True` in the DataLoader (its batch "
         "rows: a `BatchSampler(RandomSampler(ds), B)` and `batch_size=None`, so that each "
         "`ds[[i, ...]]` builds a batch); the streaming batch rows: `batch_size=B` on the "
@@ -247,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="map, map-batches (a BatchSampler's lists of positions), stream "
                    "(items, collate in the DataLoader) and/or batches "
                    "(StreamingTargetDataset(batch_size=...), DataLoader(batch_size=None))")  # fmt: skip
+    p.add_argument("--rows-per-read", default=None,
+                   help="the streaming datasets' rows_per_read (a number or none; default: "
+                   "the dataset's default)")  # fmt: skip
     p.add_argument("--out", default="results-torch", help="report file stem in bench/")
     p.add_argument("--repeat", type=int, default=1, help="runs of each row; the fastest is kept")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -283,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for kind, n, workers in grid:
             job = {"kind": kind, "spec": str(specs[n]), "data": str(data), "workers": workers,
-                   "users_per_chunk": args.users_per_chunk, "batch_size": args.batch_size}  # fmt: skip
+                   "users_per_chunk": args.users_per_chunk, "batch_size": args.batch_size,
+                   "rows_per_read": args.rows_per_read}  # fmt: skip
             runs = []
             for _ in range(args.repeat):
                 r = run_child(job)
