@@ -58,6 +58,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .compile.plan import Plan
 from .compile.plan import build as build_plan
+from .compile.render import Source, literal
 from .compile.spec import TargetSet, load
 from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean, first_line
 from .execute import arrays, engine
@@ -81,8 +82,16 @@ DEFAULT_FEATURES = ("amount", "mcc", "time")
 RESERVED = ("user", "row_id", "length", "mask")
 
 KEEP = ("last", "first")
-#: a part of a streaming process's users: input files (positions), or a hash shard (i, n)
-Piece = list[int] | tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Some of a streaming process's users, read and computed together."""
+
+    files: tuple[int, ...] | None = None  # read only these input files (positions)
+    hashed: tuple[int, int] | None = None  # only users whose hash % n == i (i, n)
+    users: tuple[int, int] | None = None  # only the sorted users at positions a..b-1 (a, b)
+
 
 #: the most input rows a StreamingTargetDataset process reads and holds at once, by default
 #: (its events take about 60 bytes a row with the demo's 20 targets: some 250 MB)
@@ -142,6 +151,11 @@ class _Setup:
     int_users: bool
     #: rows per input file, when every user's rows lie in one file (Parquet with footers)
     file_rows: np.ndarray | None = None
+    #: users per input file, then
+    file_users: np.ndarray | None = None
+    #: the input is stored sorted by user (a prepared store) and its users are integers or
+    #: strings: a range of users is a range of row groups, read alone
+    user_sorted: bool = False
 
     @property
     def target_names(self) -> list[str]:
@@ -164,27 +178,65 @@ class _Setup:
             return list(range(len(self.file_rows)))
         return file_shard(self.file_rows, *shard)
 
+    def shard_users(self, shard: tuple[int, int] | None) -> tuple[int, int] | None:
+        """For an input sorted by user: the positions (a, b) in ``users`` of the users of
+        ``shard`` (i, n), a run of them balanced by rows; else None."""
+        if not self.user_sorted:
+            return None
+        if shard is None:
+            return 0, len(self.users)
+        i, n = shard
+        # a user goes to the shard holding the middle of its rows
+        middle = np.cumsum(self.counts) - self.counts / 2
+        total = float(self.counts.sum())
+        cut = np.searchsorted(middle, [total * i / n, total * (i + 1) / n])
+        return int(cut[0]), int(cut[1]) if i + 1 < n else len(self.users)
+
+    def source_for(self, piece: Piece) -> Source:
+        """The input source reading only the users of ``piece``."""
+        source = self.input.source
+        if piece.files is not None:
+            source = source.only_files(list(piece.files))
+        if piece.hashed is not None:
+            source = replace(source, shard=piece.hashed)
+        if piece.users is not None:
+            a, b = piece.users
+            bounds = (
+                (literal(self.users[a].as_py()), literal(self.users[b - 1].as_py()))
+                if a < b
+                else ("NULL", "NULL")  # none
+            )
+            source = replace(source, users=bounds)
+        return source
+
+    def shard_piece(self, shard: tuple[int, int]) -> Piece:
+        """The users of ``shard`` (i, n): those of whole files when every user's rows lie
+        in one file and the files can be shared out evenly (the worker reads only those
+        files), a run of users of an input sorted by user, else a hash of the user."""
+        files = self.shard_files(shard)
+        if files is not None:
+            return Piece(files=tuple(files))
+        users = self.shard_users(shard)
+        return Piece(users=users) if users is not None else Piece(hashed=shard)
+
+    def piece_rows(self, piece: Piece) -> int:
+        """The rows of ``piece`` (estimated for a hash of the user)."""
+        if piece.users is not None:
+            return int(self.counts[piece.users[0] : piece.users[1]].sum())
+        if piece.files is not None and self.file_rows is not None:
+            rows = int(self.file_rows[list(piece.files)].sum())
+        else:
+            rows = int(self.counts.sum())
+        return rows if piece.hashed is None else -(-rows // piece.hashed[1])
+
     def programs_for(
         self, shard: tuple[int, int] | None, piece: Piece | None = None
     ) -> tuple[program_mod.Program, ...]:
-        """The programs over the users of ``shard`` (i, n), or over every user: the users
-        of whole files when every user's rows lie in one file and the files can be shared
-        out evenly (the worker reads only those files), else those of a hash of the user.
-        ``piece``: over the users of these files only (positions, from
-        :meth:`shard_files`), or of this hash shard (i, n) of the user."""
-        if isinstance(piece, list):
-            source = self.input.source.only_files(piece)
-        elif piece is not None:
-            source = replace(self.input.source, shard=piece)
-        elif shard is None:
+        """The programs over the users of ``piece``, else of ``shard`` (i, n) (see
+        :meth:`shard_piece`), else over every user."""
+        if piece is None and shard is None:
             return self.programs
-        else:
-            keep = self.shard_files(shard)
-            source = (
-                replace(self.input.source, shard=shard)
-                if keep is None
-                else self.input.source.only_files(keep)
-            )
+        source = self.source_for(piece if piece is not None else self.shard_piece(shard))  # type: ignore[arg-type]
         return tuple(
             program_mod.build(plan, source, order_time=i == 0) for i, plan in enumerate(self.plans)
         )
@@ -384,7 +436,8 @@ def _setup(
                 for i, plan in enumerate(plans)
             )
             # null users or times are errors (or left out): found while counting
-            users, counts, file_rows = engine.user_counts(ts0, inp, con)
+            users, counts, file_rows, file_users = engine.user_counts(ts0, inp, con)
+            user_sorted = _sorted_by_user(source, ts0, users.type)
         finally:
             inp.unregister(con)
     finally:
@@ -407,7 +460,25 @@ def _setup(
         counts=counts,
         int_users=pa.types.is_integer(utype) and utype != pa.uint64(),
         file_rows=file_rows,
+        file_users=file_users,
+        user_sorted=user_sorted,
     )
+
+
+def _sorted_by_user(source: Any, ts: TargetSet, user_type: pa.DataType) -> bool:
+    """Whether ``source`` is a prepared store sorted by the spec's user column, of integer
+    or string users (whose ranges SQL literals bound)."""
+    from .execute import store as store_mod
+
+    if not isinstance(source, str) or not store_mod.is_store(source):
+        return False
+    sorted_by = store_mod.read_manifest(source).get("sorted_by") or []
+    simple = (
+        pa.types.is_integer(user_type)
+        or pa.types.is_string(user_type)
+        or pa.types.is_large_string(user_type)
+    )
+    return simple and sorted_by[:1] == [ts.columns.user]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,11 +531,10 @@ class _Runner:
         inp = setup.input
         inp.register(con)
         try:
-            known = inp.known_rows()  # a shard holds about its share of them
-            parts = piece[1] if isinstance(piece, tuple) else shard[1] if shard else 1
-            rows = None if known is None else -(-known // parts)
-            if isinstance(piece, list) and setup.file_rows is not None:
-                rows = int(setup.file_rows[piece].sum())
+            part = (
+                piece if piece is not None else None if shard is None else setup.shard_piece(shard)
+            )
+            rows = setup.piece_rows(part if part is not None else Piece())
             self.events = [engine.run_prologue(p, con, rows) for p in self.programs]
         except duckdb.Error as e:
             raise SourceError(f"cannot read the input: {first_line(e)}") from e
@@ -599,6 +669,21 @@ _NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.flo
 
 # Runners inherited through fork belong to the parent: never touched in the child.
 _INHERITED: list[_Runner] = []
+
+
+def _parts(rows: int, budget: int, users: int) -> int:
+    """In how many pieces ``rows`` of ``users`` users are read within ``budget`` rows each
+    (no more pieces than users)."""
+    return max(1, min(-(-rows // budget), users))
+
+
+def _cut(piece: Piece, rows: int, budget: int, users: int) -> list[Piece]:
+    """``piece`` (whole files of ``rows`` rows of ``users`` users), cut by a hash of the
+    user when above ``budget`` rows."""
+    parts = _parts(rows, budget, users)
+    if parts < 2:
+        return [piece]
+    return [replace(piece, hashed=(p, parts)) for p in range(parts)]
 
 
 def _positive(n: Any) -> bool:
@@ -859,7 +944,8 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
 
     Users are sharded over the workers by whole files when every user's rows lie in one
     file of a multi-file Parquet input and the files can be shared out evenly (each worker
-    then reads only its files), else by a hash of the user (worker ``w`` of ``W`` takes the
+    then reads only its files), by runs of users of a prepared store (each worker reads
+    its row groups), else by a hash of the user (worker ``w`` of ``W`` takes the
     users with ``hash(user) % W == w``); either way each user comes exactly once per epoch
     and a user's events are never split. On its first pass each process opens its own DuckDB
     connection (``threads``: default 1 in a worker, 2 in the main process; ``memory_limit``)
@@ -885,9 +971,9 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     ``rows_per_read`` bounds memory: when a process's share of the input has more rows
     than that, it reads its users in pieces, one after another, computing each piece's
     users before the next is read, and keeps nothing between passes. Users in whole Parquet
-    files: pieces of whole files (at most that many rows, unless one file alone has more).
-    Else (users spread over files, an Arrow table): pieces by a hash of the user, each of
-    them a scan of the whole input. With ``shuffle=True`` the pieces come in a random order
+    files: pieces of whole files of at most that many rows (a larger file cut by a hash of
+    the user). A prepared store: runs of users. Else (users spread over files, an Arrow
+    table): pieces by a hash of the user, each of them a scan of the whole input. With ``shuffle=True`` the pieces come in a random order
     and the users of each piece in a random order (batches across a piece boundary are
     still full). ``None``: always read at once.
 
@@ -1017,42 +1103,59 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     def _pieces(
         self, shard: tuple[int, int] | None, rng: np.random.Generator | None
     ) -> list[Piece] | None:
-        """The pieces this pass reads one after another (in ``rng``'s order), or None: the
-        shard is read at once and kept for later passes (it is within ``rows_per_read``, or
-        its size is unknown). Users in whole files: groups of whole files of at most
-        ``rows_per_read`` rows (a larger file alone). Else hash shards of the user, each
-        read from the whole input: shard (w, W) in P pieces is shards (w + W p, W P)."""
-        if self.rows_per_read is None:
+        """The pieces this pass reads one after another (in ``rng``'s order), each of about
+        ``rows_per_read`` rows at most, or None: the shard is read at once and kept for
+        later passes (it is within ``rows_per_read``).
+
+        - users in whole files: groups of whole files; a file of more rows alone, cut by a
+          hash of the user when it has more than one user;
+        - an input sorted by user (a prepared store): runs of users (each a run of row
+          groups);
+        - else: shards of a hash of the user, each a scan of the whole input: shard (w, W)
+          in P pieces is hash shards (w + W p, W P)."""
+        setup = self._setup
+        budget = self.rows_per_read
+        if budget is None:
             return None
-        files = self._setup.shard_files(shard)
-        rows = self._setup.file_rows
-        if files is None or rows is None:
-            known = self._setup.input.known_rows()
-            w, n = shard if shard is not None else (0, 1)
-            share = None if known is None else -(-known // n)
-            if share is None or share <= self.rows_per_read:
-                return None
-            # (no more pieces than the shard has users)
-            users = -(-len(self._setup.users) // n)
-            parts = min(-(-share // self.rows_per_read), max(users, 1))
-            if parts < 2:
-                return None
-            order = rng.permutation(parts).tolist() if rng is not None else range(parts)
-            return [(w + n * p, n * parts) for p in order]
-        if int(rows[files].sum()) <= self.rows_per_read:
+        whole = setup.shard_piece(shard) if shard is not None else Piece()
+        if setup.piece_rows(whole) <= budget:
             return None
-        if rng is not None:
-            files = [files[k] for k in rng.permutation(len(files))]
+        files = setup.shard_files(shard)
+        users = setup.shard_users(shard)
         pieces: list[Piece] = []
-        group: list[int] = []
-        held = 0
-        for f in files:
-            if group and held + int(rows[f]) > self.rows_per_read:
-                pieces.append(group)
-                group, held = [], 0
-            group.append(f)
-            held += int(rows[f])
-        pieces.append(group)
+        if files is not None and setup.file_rows is not None:
+            if rng is not None:
+                files = [files[k] for k in rng.permutation(len(files))]
+            group: list[int] = []
+            held = 0
+            for f in [*files, -1]:
+                rows = int(setup.file_rows[f]) if f >= 0 else 0
+                if group and (f < 0 or held + rows > budget):
+                    users_in = (
+                        int(setup.file_users[group].sum()) if setup.file_users is not None else held
+                    )
+                    pieces += _cut(Piece(files=tuple(group)), held, budget, users_in)
+                    group, held = [], 0
+                if f >= 0:
+                    group.append(f)
+                    held += rows
+            return pieces
+        if users is not None:
+            a, b = users
+            ends = np.cumsum(setup.counts[a:b])
+            start = a
+            while start < b:  # the most users within the budget, at least one
+                held = ends[start - a - 1] if start > a else 0
+                stop = a + int(np.searchsorted(ends, held + budget, side="right"))
+                stop = max(stop, start + 1)
+                pieces.append(Piece(users=(start, stop)))
+                start = stop
+        else:
+            w, n = shard if shard is not None else (0, 1)
+            parts = _parts(setup.piece_rows(whole), budget, -(-len(setup.users) // n))
+            pieces = [Piece(hashed=(w + n * p, n * parts)) for p in range(parts)]
+        if rng is not None:
+            pieces = [pieces[k] for k in rng.permutation(len(pieces))]
         return pieces
 
     def _runs(

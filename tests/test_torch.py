@@ -369,10 +369,10 @@ def test_streaming_reads_whole_files_in_pieces_of_rows_per_read(
     shuffle: bool, user_files: Path, user_files_ref: Reference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """rows_per_read bounds what a process holds: its files are read in groups of at most
-    that many rows (a larger file alone), one after another; every user comes once with
-    generate's values; nothing is kept for the next pass."""
+    that many rows, one after another; every user comes once with generate's values;
+    nothing is kept for the next pass."""
     rows = np.array([pq.ParquetFile(f).metadata.num_rows for f in sorted(user_files.glob("*"))])
-    budget = int(np.sort(rows)[-2])  # the largest file is read alone
+    budget = int(rows.max())
     held = _held_rows(monkeypatch)
     ds = StreamingTargetDataset(
         SPEC, user_files, users_per_chunk=4, shuffle=shuffle, rows_per_read=budget,
@@ -380,24 +380,51 @@ def test_streaming_reads_whole_files_in_pieces_of_rows_per_read(
     )  # fmt: skip
     seen = epoch(ds, user_files_ref, batch_size=5)
     assert sorted(seen) == sorted(user_files_ref.rows)
-    assert 3 <= len(held) < 6 and sum(held) == rows.sum()
-    assert all(h <= budget for h in held if h != rows.max()) and rows.max() in held
+    assert 3 <= len(held) < 6 and sum(held) == rows.sum() and max(held) <= budget
     assert ds._runner is None  # held nothing after the pass
+    pieces = ds._pieces(None, None)
+    assert pieces is not None and all(p.hashed is None and p.users is None for p in pieces)
+    assert sorted(f for p in pieces for f in p.files) == list(range(6))
     if not shuffle:  # pieces of files in name order, each piece's users in order
+        assert [f for p in pieces for f in p.files] == list(range(6))
         files = sorted(user_files.glob("*.parquet"))
-        pieces = ds._pieces(None, None)
-        assert pieces is not None and sorted(f for p in pieces for f in p) == list(range(6))
-        assert [f for p in pieces for f in p] == list(range(6))
         users = [set(pq.read_table(f)["user_id"].to_pylist()) for f in files]
-        assert seen == [u for p in pieces for u in sorted(set().union(*(users[f] for f in p)))]
-    held.clear()
-    one_at_a_time = StreamingTargetDataset(SPEC, user_files, rows_per_read=1)
-    assert len(list(one_at_a_time)) == N_USERS
-    assert sorted(held) == sorted(rows.tolist())
+        want = [sorted(set().union(*(users[f] for f in p.files))) for p in pieces]
+        assert seen == [u for part in want for u in part]
     held.clear()
     at_once = StreamingTargetDataset(SPEC, user_files, rows_per_read=int(rows.sum()))
     assert len(list(at_once)) == len(list(at_once)) == N_USERS
     assert held == [rows.sum()]  # read once, kept for the second pass
+
+
+def test_a_file_above_rows_per_read_is_cut_by_a_hash_of_the_user(
+    user_files: Path, user_files_ref: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of more rows than rows_per_read is read in hash pieces of its users (that
+    file only), never more pieces than it has users."""
+    files = sorted(user_files.glob("*"))
+    rows = np.array([pq.ParquetFile(f).metadata.num_rows for f in files])
+    users = [len(set(pq.read_table(f)["user_id"].to_pylist())) for f in files]
+    big = int(rows.argmax())
+    budget = -(-int(rows.max()) // 3)
+    held = _held_rows(monkeypatch)
+    ds = StreamingTargetDataset(SPEC, user_files, rows_per_read=budget, dtype=torch.float64)
+    pieces = ds._pieces(None, None)
+    assert pieces is not None
+    assert [p.hashed for p in pieces if p.files == (big,)] == [(0, 3), (1, 3), (2, 3)]
+    for p in pieces:  # whole files within the budget, or one file cut in hash shards
+        if p.hashed is None:
+            assert rows[list(p.files)].sum() <= budget
+        else:
+            (f,) = p.files
+            assert rows[f] > budget and p.hashed[1] == min(-(-rows[f] // budget), users[f])
+    seen = epoch(ds, user_files_ref, batch_size=4)
+    assert sorted(seen) == sorted(user_files_ref.rows) and sum(held) == rows.sum()
+    assert len(held) == len(pieces) and max(held) < rows.max()
+    held.clear()
+    one_at_a_time = StreamingTargetDataset(SPEC, user_files, rows_per_read=1)
+    assert sorted(it["user"].item() for it in one_at_a_time) == one_at_a_time.users
+    assert len(held) == sum(users) == N_USERS and sum(held) == rows.sum()
 
 
 @pytest.mark.parametrize("workers,batch_size", [(0, 4), (2, 3), (2, 1), (0, 16)])
@@ -484,9 +511,9 @@ def test_users_spread_over_files_are_read_in_hash_pieces(
     )  # fmt: skip
     assert ds._setup.file_rows is None
     pieces = ds._pieces(None, None)
-    assert pieces == [(0, 3), (1, 3), (2, 3)]
-    if workers:
-        assert ds._pieces((1, 2), None) == [(1, 4), (3, 4)]  # hash % 4 in (1, 3): hash % 2 == 1
+    assert pieces is not None and sorted(p.hashed for p in pieces) == [(0, 3), (1, 3), (2, 3)]
+    if workers:  # hash % 4 in (1, 3): hash % 2 == 1
+        assert sorted(p.hashed for p in ds._pieces((1, 2), None)) == [(1, 4), (3, 4)]
     loader = (
         DataLoader(ds, batch_size=None, num_workers=workers)
         if batch_size
@@ -988,3 +1015,52 @@ def test_input_columns_named_like_internal_ones() -> None:
         assert rows == want.column("row_id").to_pylist() == [1, 3, 0, 2]
         assert sums == want.column("s").to_pylist()
         assert ds[0]["_st_pos"].tolist() == [9.0, 9.0]
+
+
+# ---------------------------------------------------------------- a prepared store
+
+
+@pytest.mark.parametrize("ids", ["int", "str"])
+def test_a_store_is_shared_out_and_read_in_runs_of_users(
+    ids: str, tx: pa.Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prepared store is sorted by user: each worker reads a run of users balanced by rows
+    (its row groups, not the whole store for a hash of the user), and pieces are shorter
+    runs; users are bound by SQL literals (string ids with quotes and wildcards)."""
+    data = tx
+    if ids == "str":
+        names = {u: f"o'{u % 7}%_{u}" for u in set(tx.column("user_id").to_pylist())}
+        data = tx.set_column(
+            0, "user_id", pa.array([names[u] for u in tx.column("user_id").to_pylist()])
+        )
+    (tmp_path / "in").mkdir()
+    pq.write_table(data.slice(0, 3000), tmp_path / "in" / "a.parquet")
+    pq.write_table(data.slice(3000), tmp_path / "in" / "b.parquet")
+    store = sqltargets.prepare(tmp_path / "in", tmp_path / "store", user="user_id", time="ts")
+    ref = Reference(SPEC, store, data)
+    ds = StreamingTargetDataset(SPEC, store, users_per_chunk=5, shuffle=True, dtype=torch.float64)
+    setup = ds._setup
+    assert setup.user_sorted and setup.file_rows is None
+    runs = [setup.shard_piece((w, 2)).users for w in (0, 1)]
+    assert runs[0][0] == 0 and runs[0][1] == runs[1][0] and runs[1][1] == N_USERS
+    halves = [int(setup.counts[a:b].sum()) for a, b in runs]
+    assert abs(halves[0] - halves[1]) <= setup.counts.max()  # balanced by rows
+    sql = setup.programs_for((1, 2))[0].prologue
+    assert "BETWEEN" in sql and "HASH(" not in sql.upper()
+    seen = epoch(ds, ref, num_workers=2, batch_size=6)
+    assert sorted(seen) == sorted(ref.rows) == ds.users
+    # pieces: runs of users of at most rows_per_read rows (one user above it alone)
+    budget = int(setup.counts.sum()) // 4
+    held = _held_rows(monkeypatch)
+    pieces_ds = StreamingTargetDataset(SPEC, store, rows_per_read=budget, dtype=torch.float64)
+    pieces = pieces_ds._pieces(None, None)
+    assert pieces is not None and len(pieces) >= 4
+    spans = [p.users for p in pieces]
+    assert spans[0][0] == 0 and spans[-1][1] == N_USERS
+    assert all(spans[k][1] == spans[k + 1][0] for k in range(len(spans) - 1))
+    for a, b in spans:
+        assert setup.counts[a:b].sum() <= budget or b - a == 1
+        assert b == N_USERS or setup.counts[a : b + 1].sum() > budget  # as long as fits
+    seen = epoch(pieces_ds, ref, batch_size=4)
+    assert seen == ds.users  # runs in order, each in order, without shuffle
+    assert held == [int(setup.counts[a:b].sum()) for a, b in spans]

@@ -92,6 +92,8 @@ class Source:
     rid_column: str = ""  # column or pseudo-column giving the row position ("rowid", ...)
     rid: bool = True  # whether the plan needs the input position
     shard: tuple[int, int] | None = None  # (i, n): only users whose hash % n == i
+    #: (lo, hi) SQL literals: only users from lo to hi (both NULL: none)
+    users: tuple[str, str] | None = None
     options: str = ""  # more read_parquet options, each as ", name = value"
     columns: str = "f.*"  # the select list over the files (alias f): casts for mixed types
     rid_name: str = ROW_ID_COLUMN  # the row position's column: never an input column's name
@@ -240,6 +242,20 @@ def shard_condition(user: str, i: int, n: int) -> str:
     'hash("u") % 4 = 1'
     """
     return f"hash({ident(user)}) % {int(n)} = {int(i)}"
+
+
+def source_conditions(user: str, source: Source) -> list[str]:
+    """SQL conditions keeping the users ``source`` reads (its hash shard, its user range).
+
+    >>> source_conditions("u", Source("relation", shard=(1, 4), users=("3", "7")))
+    ['hash("u") % 4 = 1', '"u" BETWEEN 3 AND 7']
+    """
+    where = []
+    if source.shard is not None:
+        where.append(shard_condition(user, *source.shard))
+    if source.users is not None:
+        where.append(f"{ident(user)} BETWEEN {source.users[0]} AND {source.users[1]}")
+    return where
 
 
 def render_source(source: Source) -> str:
@@ -463,8 +479,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
     where = []
     if ts.null_rows == "drop":
         where += [f"{ident(cols.user)} IS NOT NULL", f"{ident(cols.time)} IS NOT NULL"]
-    if source.shard is not None:
-        where.append(shard_condition(cols.user, *source.shard))
+    where += source_conditions(cols.user, source)
     frames = list(plan.frames)
     groups = list(plan.groups)
     # the elapsed clock (µs) of rolling and future frames and elapsed times

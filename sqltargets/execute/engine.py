@@ -604,12 +604,13 @@ def run_prologue(
 
 def user_counts(
     ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection
-) -> tuple[pa.Array, np.ndarray, np.ndarray | None]:
+) -> tuple[pa.Array, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Every user of the input, sorted as the prologue sorts them, and its events: rows with
     a null user or time are errors, or left out (``null_rows: drop``), as in
     :func:`~sqltargets.execute.source.check_rows` (one scan for both, when there are none).
     Third: for Parquet files whose positions are known from their footers, the rows of
-    each file when every user's rows lie in one file (else None)."""
+    each file when every user's rows lie in one file (else None); fourth, then, the users
+    of each file."""
     u, t = ident(ts.columns.user), ident(ts.columns.time)
     s = inp.source
     by_file = s.kind == "parquet" and bool(s.offsets)
@@ -617,7 +618,9 @@ def user_counts(
     spans = ""
     if by_file:  # (rid_name is no input column's name)
         scan = f"(SELECT {s.columns}, f.file_index AS {s.rid_name} FROM {s.read} AS f)"
-        spans = f", min({s.rid_name}) = max({s.rid_name}) AS one_file"
+        spans = (
+            f", min({s.rid_name}) = max({s.rid_name}) AS one_file, min({s.rid_name}) AS first_file"
+        )
     table = run_table(
         f"SELECT {u} AS u, count({t}) AS n, count(*) - count({t}) AS nulls{spans} "
         f"FROM {scan} GROUP BY {u} ORDER BY {u} NULLS LAST",
@@ -629,19 +632,28 @@ def user_counts(
     users = table.column("u").combine_chunks()
     counts = to_numpy(table.column("n"), np.int64)
     one_file = bools(table.column("one_file")) if by_file else None
+    in_file = to_numpy(table.column("first_file"), np.int64) if by_file else None
     if users.null_count or to_numpy(table.column("nulls"), np.int64).any():
         check_rows(ts, inp, con)  # raises, or warns of the rows left out
         if users.null_count:  # sorted last: the rows of the null user
             users, counts = users.slice(0, len(users) - 1), counts[:-1]
             one_file = None if one_file is None else one_file[:-1]
+            in_file = None if in_file is None else in_file[:-1]
         keep = counts > 0  # users whose every time is null have no events
         if not keep.all():
             users = users.take(from_numpy(np.flatnonzero(keep).astype(np.int64)))
             counts = counts[keep]
             one_file = None if one_file is None else one_file[keep]
+            in_file = None if in_file is None else in_file[keep]
     per_file = inp.file_rows() if one_file is not None and one_file.all() else None
-    rows = None if per_file is None else np.array(per_file, np.int64)
-    return users, counts, rows
+    if per_file is None or in_file is None:
+        return users, counts, None, None
+    return (
+        users,
+        counts,
+        np.array(per_file, np.int64),
+        np.bincount(in_file, minlength=len(per_file)),
+    )
 
 
 def materialize(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Input:

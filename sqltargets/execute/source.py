@@ -21,7 +21,7 @@ from ..compile.render import (
     ident,
     literal,
     relation_source,
-    shard_condition,
+    source_conditions,
     unused_name,
 )
 from ..compile.spec import TargetSet
@@ -370,8 +370,9 @@ def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int
     u, t = ident(ts.columns.user), ident(ts.columns.time)
     key = ident(ts.columns.id) if ts.columns.id else None
     src = inp.scan_sql()
-    if inp.source.shard is not None:
-        src = f"(SELECT * FROM {src} WHERE {shard_condition(ts.columns.user, *inp.source.shard)})"
+    keep = source_conditions(ts.columns.user, inp.source)
+    if keep:
+        src = f"(SELECT * FROM {src} WHERE {' AND '.join(keep)})"
     row = con.sql(
         f"SELECT count(*), count(*) FILTER (WHERE {u} IS NULL), "
         f"count(*) FILTER (WHERE {t} IS NULL), "
