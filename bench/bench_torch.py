@@ -55,14 +55,22 @@ NAMES = {"generate": "sqltargets.generate", "map": "TargetDataset",
 
 
 def demo_data(users: int, tx_per_user: int, seed: int) -> Path:
-    """The bench's Parquet input, written once per (users, tx_per_user, seed)."""
-    from sqltargets.demo import write_demo
-
+    """The bench's Parquet input, written once per (users, tx_per_user, seed), in a
+    process of its own: the children inherit this process's peak RSS (``ru_maxrss``
+    survives fork and exec), which must not be that of writing the data."""
     out = ROOT / ".bench" / f"torch-{users}u-{tx_per_user}tx-s{seed}"
     done = out / ".complete"
     if not done.exists():
         out.parent.mkdir(parents=True, exist_ok=True)  # demo-data makes no parent folders
-        write_demo(out, users, seed=seed, files=4, tx_per_user=tx_per_user)
+        code = (
+            "import sys; from sqltargets.demo import write_demo; "
+            "write_demo(sys.argv[1], int(sys.argv[2]), seed=int(sys.argv[3]), files=4, "
+            "tx_per_user=int(sys.argv[4]))"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code, str(out), str(users), str(seed), str(tx_per_user)],
+            check=True,
+        )
         done.touch()
     return out
 
