@@ -94,8 +94,8 @@ class Piece:
 
 
 #: the most input rows a StreamingTargetDataset process reads and holds at once, by default
-#: (its events take about 60 bytes a row with the demo's 20 targets: some 250 MB)
-READ_ROWS = 1 << 22
+#: (its events take about 60 bytes a row with the demo's 20 targets: some 500 MB)
+READ_ROWS = 1 << 23
 
 SpecLike = str | Path | dict[str, Any] | TargetSet
 
@@ -1172,6 +1172,8 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
             n = len(runner)
             yield runner, (rng.permutation(n) if rng is not None else np.arange(n)), True
             return
+        if self._runner is not None and self._runner.pid != os.getpid():
+            _INHERITED.append(self._runner)  # forked from another process: leave it alone
         self._runner = None  # (a whole shard kept by an earlier pass)
         runner = None
         for k, piece in enumerate(pieces):
