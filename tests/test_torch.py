@@ -7,6 +7,7 @@ equal its rows, matched by ``row_id``, in the same event order.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import pickle
 import subprocess
@@ -21,6 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 torch = pytest.importorskip("torch")
 
@@ -35,6 +38,7 @@ from sqltargets.torch import (  # noqa: E402
     TargetDataset,
     collate,
 )
+from tests.conftest import examples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = sqltargets.load(ROOT / "examples" / "demo.yaml")  # 20 targets, one top_k
@@ -1069,3 +1073,80 @@ def test_a_store_is_shared_out_and_read_in_runs_of_users(
     seen = epoch(pieces_ds, ref, batch_size=4)
     assert seen == ds.users  # runs in order, each in order, without shuffle
     assert held == [int(setup.counts[a:b].sum()) for a, b in spans]
+
+
+# ------------------------------------------------- pieces against the whole, on random layouts
+
+
+@settings(
+    max_examples=examples(30),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    deadline=None,
+)
+@given(
+    n_users=hs.integers(1, 9),
+    layout=hs.sampled_from(["by_user", "spread", "store", "arrow"]),
+    files=hs.integers(1, 4),
+    budget=hs.integers(1, 700),
+    batch_size=hs.none() | hs.integers(1, 4),
+    drop_last=hs.booleans(),
+    shuffle=hs.booleans(),
+    seed=hs.integers(0, 5),
+)
+def test_any_pieces_give_the_whole_shards_items_and_batches(
+    tmp_path_factory: pytest.TempPathFactory,
+    n_users: int,
+    layout: str,
+    files: int,
+    budget: int,
+    batch_size: int | None,
+    drop_last: bool,
+    shuffle: bool,
+    seed: int,
+) -> None:
+    """Whatever the layout (users in whole files, spread over files, a store, Arrow) and
+    rows_per_read, a pass yields every user once with the items of a pass that reads at
+    once; batches are full but for the last, each what collate makes of its users' items."""
+    tx = make_transactions(n_users, seed=seed, ties=0.2, shuffle=True, tx_per_user=None)
+    tmp = tmp_path_factory.mktemp("pieces")
+    source: Any = tx
+    if layout != "arrow":
+        (tmp / "in").mkdir()
+        if layout == "spread":
+            cuts = np.linspace(0, tx.num_rows, files + 1).astype(int)
+            parts = [tx.slice(a, b - a) for a, b in itertools.pairwise(cuts.tolist())]
+        else:
+            ids = tx.column("user_id").to_numpy()
+            which = np.unique(ids, return_inverse=True)[1] % files
+            parts = [tx.filter(pa.array(which == k)) for k in range(files)]
+        for k, part in enumerate(parts):
+            pq.write_table(part, tmp / "in" / f"p{k}.parquet")
+        source = tmp / "in"
+        if layout == "store":
+            source = sqltargets.prepare(tmp / "in", tmp / "store", user="user_id", time="ts")
+    kw: dict[str, Any] = dict(users_per_chunk=3, dtype=torch.float64)
+    items = {it["user"].item(): it for it in StreamingTargetDataset(SPEC, source, **kw)}
+    assert len(items) == n_users
+    ds = StreamingTargetDataset(
+        SPEC, source, rows_per_read=budget, shuffle=shuffle, seed=seed, batch_size=batch_size,
+        drop_last=drop_last and batch_size is not None, **kw,
+    )  # fmt: skip
+    got = list(ds)
+    if batch_size is None:
+        users = [it["user"].item() for it in got]
+        for it in got:
+            _same_batches([it], [items[it["user"].item()]])
+    else:
+        users = [u for b in got for u in b["user"].tolist()]
+        want = [
+            collate([items[u] for u in b["user"].tolist()], targets=ds.target_names) for b in got
+        ]
+        _same_batches(got, want)
+        assert all(len(b["user"]) == batch_size for b in got[:-1])
+        if drop_last and got:
+            assert len(got[-1]["user"]) == batch_size
+    assert len(users) == len(set(users))
+    if drop_last and batch_size is not None:
+        assert n_users - len(users) < batch_size
+    else:
+        assert sorted(users) == sorted(items)
