@@ -28,6 +28,7 @@ first-call cost with a cold and a warm cache. The report goes to stdout and to
 
     python bench/bench_torch.py --repeat 3         # 1024 users, 2 workers: a few minutes
     python bench/bench_torch.py --users 256 --workers 0,2 --out results-torch-quick
+    python bench/bench_torch.py --store --kinds batches,stream --out results-torch-store
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def demo_data(users: int, tx_per_user: int, seed: int) -> Path:
         )
         done.touch()
     return out
+
+
+def store_of(data: Path) -> Path:
+    """A prepared store of ``data`` (``sqltargets prepare``), written once beside it."""
+    store = data.with_name(data.name + "-store")
+    if not store.exists():
+        subprocess.run(
+            [sys.executable, "-m", "sqltargets.cli", "prepare", str(data), "--spec",
+             str(DEMO_SPEC), "--out", str(store)],
+            check=True,
+        )  # fmt: skip
+    return store
 
 
 def spec_files(folder: Path) -> dict[int, Path]:
@@ -198,7 +211,8 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
 
     v = info["versions"]
     lines = [
-        f"# sqltargets torch datasets: {args.users:,} users x {args.tx_per_user} transactions",
+        f"# sqltargets torch datasets: {args.users:,} users x {args.tx_per_user} transactions"
+        + (", from a prepared store" if args.store else ""),
         "",
         f"- machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
         f"{info['ram_gb']} GB RAM, {info['os']}, Python {info['python']}",
@@ -263,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows-per-read", default=None,
                    help="the streaming datasets' rows_per_read (a number or none; default: "
                    "the dataset's default)")  # fmt: skip
+    p.add_argument("--store", action="store_true",
+                   help="read a prepared store of the data (sqltargets prepare), every row")  # fmt: skip
     p.add_argument("--out", default="results-torch", help="report file stem in bench/")
     p.add_argument("--repeat", type=int, default=1, help="runs of each row; the fastest is kept")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -277,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     data = demo_data(args.users, args.tx_per_user, args.seed)
+    if args.store:
+        data = store_of(data)
     print(f"data: {data} ({args.users} users x {args.tx_per_user} tx, "
           f"{time.perf_counter() - t:.1f}s)")  # fmt: skip
     info = bench_targets.machine(extra=("torch",))
