@@ -1278,7 +1278,7 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
             f"StreamingTargetDataset(users={len(self._setup.users)}, "
             f"targets={len(self.target_names)}, features={self.feature_names}, "
             f"users_per_chunk={self.users_per_chunk}, batch_size={self.batch_size}, "
-            f"shuffle={self.shuffle})"
+            f"rows_per_read={self.rows_per_read}, shuffle={self.shuffle})"
         )
 
 

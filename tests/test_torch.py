@@ -484,6 +484,7 @@ def test_rows_per_read_argument(user_files: Path, parquet: Path) -> None:
     for bad in (0, -1, True, 1.5, "10"):
         with pytest.raises(ValueError, match="rows_per_read must be a positive integer or None"):
             StreamingTargetDataset(SPEC, user_files, rows_per_read=bad)
+    assert "rows_per_read=None" in repr(StreamingTargetDataset(SPEC, parquet, rows_per_read=None))
     # a piece per user at most
     ds = StreamingTargetDataset(SPEC, parquet, rows_per_read=1)
     pieces = ds._pieces(None, None)
