@@ -229,14 +229,24 @@ class _Setup:
             rows = int(self.counts.sum())
         return rows if piece.hashed is None else -(-rows // piece.hashed[1])
 
+    def piece_of(self, shard: tuple[int, int] | None, piece: Piece | None = None) -> Piece | None:
+        """``piece``, else the users of ``shard`` (i, n) (:meth:`shard_piece`), else None:
+        every user."""
+        if piece is not None or shard is None:
+            return piece
+        return self.shard_piece(shard)
+
     def programs_for(
         self, shard: tuple[int, int] | None, piece: Piece | None = None
     ) -> tuple[program_mod.Program, ...]:
-        """The programs over the users of ``piece``, else of ``shard`` (i, n) (see
-        :meth:`shard_piece`), else over every user."""
-        if piece is None and shard is None:
+        """The programs over the users of :meth:`piece_of` ``shard`` and ``piece``."""
+        return self.programs_over(self.piece_of(shard, piece))
+
+    def programs_over(self, piece: Piece | None) -> tuple[program_mod.Program, ...]:
+        """The programs over the users of ``piece``, or over every user."""
+        if piece is None:
             return self.programs
-        source = self.source_for(piece if piece is not None else self.shard_piece(shard))  # type: ignore[arg-type]
+        source = self.source_for(piece)
         return tuple(
             program_mod.build(plan, source, order_time=i == 0) for i, plan in enumerate(self.plans)
         )
@@ -520,7 +530,8 @@ class _Runner:
         self.setup = setup
         self.dtype = dtype
         self.kernel_threads = kernel_threads
-        self.programs = setup.programs_for(shard, piece)
+        part = setup.piece_of(shard, piece)
+        self.programs = setup.programs_over(part)
         # compute(reuse=True)'s columns and its kernels' work arrays (those of the runner
         # of the previous piece of a shard: its pages are touched already)
         self._buffers: dict[str, np.ndarray] = {} if buffers_of is None else buffers_of._buffers
@@ -531,9 +542,6 @@ class _Runner:
         inp = setup.input
         inp.register(con)
         try:
-            part = (
-                piece if piece is not None else None if shard is None else setup.shard_piece(shard)
-            )
             rows = setup.piece_rows(part if part is not None else Piece())
             self.events = [engine.run_prologue(p, con, rows) for p in self.programs]
         except duckdb.Error as e:
@@ -1117,7 +1125,7 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         budget = self.rows_per_read
         if budget is None:
             return None
-        whole = setup.shard_piece(shard) if shard is not None else Piece()
+        whole = setup.piece_of(shard) or Piece()
         if setup.piece_rows(whole) <= budget:
             return None
         files = setup.shard_files(shard)
@@ -1207,18 +1215,23 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         if self.batch_size is not None:
             yield from self._batches(runs)
             return
-        items = self._items
         for runner, order, _ in runs:
-            users = runner.users
+            # (no pa.array on NumPy indices: pyarrow's pandas shim imports pandas, 0.17 s)
+            values = runner.users.to_pylist()
             for sl in _chunks(len(order), self.users_per_chunk):
-                want = order[sl]
-                block = runner.compute(want, reuse=True)  # copied out before the next chunk
-                offsets = np.concatenate([[0], np.cumsum(block.lengths)]).tolist()
-                for j, p in enumerate(want.tolist()):
-                    yield items.item(
-                        users[p].as_py(), offsets[j], offsets[j + 1], block.row_id,
-                        block.features, block.scalars, block.lists,
-                    )  # fmt: skip
+                want = order[sl].tolist()
+                block = runner.compute(order[sl], reuse=True)  # copied out before the next chunk
+                yield from self._block_items(block, [values[p] for p in want], slice(0, len(want)))
+
+    def _block_items(self, block: _Block, users: list[Any], span: slice) -> Iterator[Item]:
+        """The items of the ``span`` of ``block``'s users (whose ids are ``users``): each
+        its own copy of its rows."""
+        offsets = np.concatenate([[0], np.cumsum(block.lengths)]).tolist()
+        for j in range(span.start, span.stop):
+            yield self._items.item(
+                users[j], offsets[j], offsets[j + 1], block.row_id, block.features,
+                block.scalars, block.lists,
+            )  # fmt: skip
 
     def _batches(self, runs: Iterator[tuple[_Runner, np.ndarray, bool]]) -> Iterator[Any]:
         """Batches of ``batch_size`` users, built straight from each computed chunk; the
@@ -1229,22 +1242,6 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         chunk = size * -(-self.users_per_chunk // size)
         items = self._items
         carry: list[Item] = []
-
-        def cut(block: _Block, want: list[int], values: list[Any], span: slice) -> list[Item]:
-            offsets = np.concatenate([[0], np.cumsum(block.lengths)]).tolist()
-            return [
-                items.item(
-                    values[want[j]],
-                    offsets[j],
-                    offsets[j + 1],
-                    block.row_id,
-                    block.features,
-                    block.scalars,
-                    block.lists,
-                )
-                for j in range(span.start, span.stop)
-            ]
-
         for runner, order, last in runs:
             # (no pa.array on NumPy indices: pyarrow's pandas shim imports pandas, 0.17 s)
             values = runner.users.to_pylist()
@@ -1252,7 +1249,9 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
                 want = order[: size - len(carry)]
                 order = order[len(want) :]
                 block = runner.compute(want, reuse=True)
-                carry += cut(block, want.tolist(), values, slice(0, len(want)))
+                carry += self._block_items(
+                    block, [values[p] for p in want.tolist()], slice(0, len(want))
+                )
                 if len(carry) < size:
                     continue
                 yield collate(carry, targets=items.names)
@@ -1264,7 +1263,8 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
                 wanted = want.tolist()
                 for b in _chunks(len(wanted), size):
                     if b.stop - b.start < size and not last:
-                        carry = cut(block, wanted, values, b)  # (copies: buffers are reused)
+                        # (items: their own copies, while the buffers are reused)
+                        carry = list(self._block_items(block, [values[p] for p in wanted], b))
                         break
                     if b.stop - b.start < size and self.drop_last:
                         break
