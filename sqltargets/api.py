@@ -31,6 +31,7 @@ from .errors import first_line as _first_line
 from .execute import engine as _engine
 from .execute import files as _files
 from .execute import source as _source
+from .execute.collector import pausing
 from .verification.compare import Mismatch, diff
 
 SpecLike = str | Path | dict[str, Any] | TargetSet
@@ -71,6 +72,7 @@ def _whole(name: str, value: object, lo: int, hi: int | None = None) -> int:
     return value
 
 
+@pausing
 def generate(
     specs: SpecLike,
     source: Any,
@@ -171,6 +173,7 @@ def _through_store(
     return str(store)
 
 
+@pausing
 def generate_batches(
     specs: SpecLike,
     source: Any,
@@ -211,6 +214,7 @@ def generate_batches(
         raise
 
 
+@pausing
 def explain(
     specs: SpecLike,
     *,

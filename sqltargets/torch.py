@@ -64,6 +64,7 @@ from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean, 
 from .execute import arrays, engine
 from .execute import program as program_mod
 from .execute import source as _src
+from .execute.collector import pausing
 from .execute.runner import Scratch, compute_arrays
 
 __all__ = [
@@ -383,6 +384,7 @@ def _to_arrow(source: Any) -> Any:
     return source
 
 
+@pausing
 def _setup(
     specs: SpecLike | Sequence[SpecLike],
     source: Any,
@@ -829,6 +831,7 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
     ('b', [[4.0, 1.0]], [2])
     """
 
+    @pausing
     def __init__(
         self,
         specs: SpecLike | Sequence[SpecLike],

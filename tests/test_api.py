@@ -349,3 +349,66 @@ def test_the_longest_windows(engine: str) -> None:
     }
     with pytest.raises(sqltargets.SpecError, match="longer than 10,000 years"):
         sqltargets.generate(too_long, t, engine=engine)
+
+
+def test_the_collector_pauses_while_compiling_and_resumes_as_it_was(
+    tx: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """generate, generate_batches and explain run with Python's cyclic collector paused (a
+    full collection in a process that imported torch costs 0.1 to 0.2 s); it runs again
+    afterwards, and between the batches of a reader (the caller's code runs there); one a
+    caller turned off stays off."""
+    import gc
+
+    from sqltargets.execute import engine
+
+    seen: list[bool] = []
+    real = engine.events_table
+
+    def spy(*args: object, **kwargs: object) -> pa.Table:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "events_table", spy)
+    assert gc.isenabled()
+    want = sqltargets.generate(SPEC, tx)
+    assert seen == [False] and gc.isenabled()
+    sqltargets.explain(SPEC)
+    assert gc.isenabled()
+    reader = sqltargets.generate_batches(SPEC, tx, batch_size=50)
+    assert gc.isenabled()
+    inside = [gc.isenabled() for _ in reader]
+    assert inside and all(inside)
+    gc.disable()
+    try:
+        assert sqltargets.generate(SPEC, tx).equals(want)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(sqltargets.SpecError):
+        sqltargets.generate({**SPEC, "targets": [{"name": "x"}]}, tx)
+    assert gc.isenabled()  # after an error too
+
+
+def test_the_collector_pause_counts_nested_and_threaded_uses() -> None:
+    import gc
+
+    from sqltargets.execute.collector import paused
+
+    entered, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with paused():
+            entered.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=other)
+    with paused():
+        t.start()
+        assert entered.wait(10)
+        with paused():
+            assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread's pause still holds
+    leave.set()
+    t.join()
+    assert gc.isenabled()

@@ -607,6 +607,30 @@ def test_map_and_stream_items_agree(parquet: Path) -> None:
             ), k
 
 
+def test_datasets_build_with_the_collector_paused(
+    parquet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both datasets compile (and the map-style one computes) with Python's cyclic
+    collector paused, and leave it running; iterating runs with it on."""
+    import gc
+
+    from sqltargets.execute import engine
+
+    seen: list[bool] = []
+    real = engine.warm_up
+
+    def spy(prog: Any) -> None:
+        seen.append(gc.isenabled())
+        real(prog)
+
+    monkeypatch.setattr(engine, "warm_up", spy)
+    TargetDataset(SPEC, parquet)
+    assert seen == [False] and gc.isenabled()
+    stream = StreamingTargetDataset(SPEC, parquet, batch_size=8)
+    assert seen == [False, False] and gc.isenabled()
+    assert [gc.isenabled() for _ in stream] == [True] * -(-N_USERS // 8)
+
+
 def test_item_layout(parquet: Path, ref: Reference) -> None:
     ds = TargetDataset(SPEC, parquet, dtype=torch.float64)
     it = ds[3]
