@@ -46,6 +46,7 @@ import gc
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -395,7 +396,30 @@ def _setup(
     past_only: bool = False,
 ) -> _Setup:
     """Validate specs and source, build the programs, list the users. Opens and closes
-    DuckDB (a table of ``connection`` is read into Arrow, for processes without it)."""
+    DuckDB (a table of ``connection`` is read into Arrow, for processes without it).
+
+    The kernels load on a thread of their own meanwhile (numba's runtime first, 0.2 s in a
+    fresh process, then the programs' kernels), mostly while DuckDB reads, which releases
+    the GIL; it ends before this returns (DataLoader workers fork later, and inherit what
+    it loaded)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="sqltargets-kernels") as loader:
+        runtime = loader.submit(engine.warm_up_runtime)
+        setup = _setup_with(specs, source, features, connection, threads, memory_limit, past_only,
+                            loader)  # fmt: skip
+        runtime.result()
+        return setup
+
+
+def _setup_with(
+    specs: SpecLike | Sequence[SpecLike],
+    source: Any,
+    features: Sequence[str] | None,
+    connection: duckdb.DuckDBPyConnection | None,
+    threads: int | None,
+    memory_limit: str | None,
+    past_only: bool,
+    loader: ThreadPoolExecutor,
+) -> _Setup:
     tss = _load_specs(specs)
     if past_only:
         for ts in tss:
@@ -447,8 +471,11 @@ def _setup(
                 program_mod.build(plan, inp.source, order_time=i == 0)
                 for i, plan in enumerate(plans)
             )
+            # once here: forked DataLoader workers inherit the kernels
+            kernels = loader.submit(lambda: [engine.warm_up(prog) for prog in programs])
             # null users or times are errors (or left out): found while counting
             users, counts, file_rows, file_users = engine.user_counts(ts0, inp, con)
+            kernels.result()
             user_sorted = _sorted_by_user(source, ts0, users.type)
         finally:
             inp.unregister(con)
@@ -458,8 +485,6 @@ def _setup(
     feats = tuple(
         _Feature(f.name, f.kind, "_o" if f.kind == "time" else cols[f.column]) for f in feats
     )
-    for prog in programs:  # once here: forked DataLoader workers inherit the kernels
-        engine.warm_up(prog)
     utype = users.type
     return _Setup(
         specs=tss,

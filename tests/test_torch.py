@@ -631,6 +631,37 @@ def test_datasets_build_with_the_collector_paused(
     assert [gc.isenabled() for _ in stream] == [True] * -(-N_USERS // 8)
 
 
+def test_kernels_load_on_a_thread_that_ends_before_the_dataset_exists(
+    parquet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernels load on a thread while DuckDB lists the users; no thread of ours is left
+    when the constructor returns (DataLoader workers fork after it), and an error on that
+    thread reaches the caller."""
+    import threading
+
+    from sqltargets.execute import engine
+
+    where: list[str] = []
+    real = engine.warm_up
+
+    def spy(prog: Any) -> None:
+        where.append(threading.current_thread().name)
+        real(prog)
+
+    monkeypatch.setattr(engine, "warm_up", spy)
+    StreamingTargetDataset(SPEC, parquet)
+    assert len(where) == 1 and where[0].startswith("sqltargets-kernels")
+    assert not [t for t in threading.enumerate() if t.name.startswith("sqltargets-kernels")]
+
+    def broken(prog: Any) -> None:
+        raise RuntimeError("kernels failed to load")
+
+    monkeypatch.setattr(engine, "warm_up", broken)
+    with pytest.raises(RuntimeError, match="kernels failed to load"):
+        StreamingTargetDataset(SPEC, parquet)
+    assert not [t for t in threading.enumerate() if t.name.startswith("sqltargets-kernels")]
+
+
 def test_item_layout(parquet: Path, ref: Reference) -> None:
     ds = TargetDataset(SPEC, parquet, dtype=torch.float64)
     it = ds[3]

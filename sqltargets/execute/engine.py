@@ -283,6 +283,17 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def warm_up_runtime() -> None:
+    """Start numba's runtime (0.2 s in a fresh process: its runtime library is compiled and
+    its implementations imported, whatever kernel loads first) by loading one small kernel,
+    and learn DuckDB's default memory limit: the part of :func:`warm_up` that needs no
+    program, for a thread to do while the program is built."""
+    from . import kernels as K
+
+    _default_memory_limit()
+    K.active_count(np.zeros(1, np.bool_), np.empty(2, np.int64))
+
+
 def warm_up(prog: program_mod.Program) -> None:
     """Load the kernels ``prog`` runs (from numba's on-disk cache, or compile them) by
     running it, from the event sort on, over a few made-up events: a process pays this
