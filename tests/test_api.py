@@ -412,3 +412,27 @@ def test_the_collector_pause_counts_nested_and_threaded_uses() -> None:
     leave.set()
     t.join()
     assert gc.isenabled()
+
+
+def test_generate_loads_its_kernels_on_a_thread_during_the_prologue(
+    tx: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The native engine loads the program's kernels on a thread while DuckDB computes the
+    prologue; the thread has ended when generate returns, and the values are those of the
+    reference either way."""
+    from sqltargets.execute import engine
+
+    where: list[str] = []
+    real = engine.warm_up
+
+    def spy(prog: object) -> None:
+        where.append(threading.current_thread().name)
+        real(prog)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "warm_up", spy)
+    got = sqltargets.generate(SPEC, tx)
+    assert len(where) == 1 and where[0].startswith("sqltargets-kernels")
+    assert not [t for t in threading.enumerate() if t.name.startswith("sqltargets-kernels")]
+    assert diff(got, sqltargets.reference(SPEC, tx), NAMES, ["user_id", "row_id"]) == []
+    sqltargets.generate(SPEC, tx, engine="sql")
+    assert len(where) == 1  # the portable statement runs no kernel
