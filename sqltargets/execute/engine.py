@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
