@@ -414,7 +414,7 @@ def test_the_collector_pause_counts_nested_and_threaded_uses() -> None:
     assert gc.isenabled()
 
 
-def test_generate_loads_its_kernels_on_a_thread_during_the_prologue(
+def test_generate_and_batches_load_their_kernels_on_a_thread_during_the_prologue(
     tx: pa.Table, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The native engine loads the program's kernels on a thread while DuckDB computes the
@@ -436,3 +436,17 @@ def test_generate_loads_its_kernels_on_a_thread_during_the_prologue(
     assert diff(got, sqltargets.reference(SPEC, tx), NAMES, ["user_id", "row_id"]) == []
     sqltargets.generate(SPEC, tx, engine="sql")
     assert len(where) == 1  # the portable statement runs no kernel
+    # generate_batches (and so write) too: the kernels load while DuckDB sorts
+    batches = sqltargets.generate_batches(SPEC, tx, batch_size=64).read_all()
+    assert len(where) == 2 and where[1].startswith("sqltargets-kernels")
+    assert batches.equals(got)
+    assert not [t for t in threading.enumerate() if t.name.startswith("sqltargets-kernels")]
+
+    def broken(prog: object) -> None:
+        raise RuntimeError("kernels failed to load")
+
+    monkeypatch.setattr(engine, "warm_up", broken)
+    with pytest.raises(RuntimeError, match="kernels failed to load"):
+        sqltargets.generate(SPEC, tx)
+    with pytest.raises(RuntimeError, match="kernels failed to load"):
+        sqltargets.generate_batches(SPEC, tx).read_all()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +284,30 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+class Loading:
+    """:func:`warm_up` of ``prog`` on a thread of its own, started now, while DuckDB reads
+    (it releases the GIL): numba's runtime (0.2 s in a fresh process) and the program's
+    kernels. The thread ends by itself; :meth:`wait` joins it and raises its error."""
+
+    def __init__(self, prog: program_mod.Program) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._load, args=(prog,), name="sqltargets-kernels", daemon=True
+        )
+        self._thread.start()
+
+    def _load(self, prog: program_mod.Program) -> None:
+        try:
+            warm_up(prog)
+        except BaseException as e:  # raised in the caller's thread by wait()
+            self._error = e
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def warm_up_runtime() -> None:
     """Start numba's runtime (0.2 s in a fresh process: its runtime library is compiled and
     its implementations imported, whatever kernel loads first) by loading one small kernel,
@@ -353,12 +377,9 @@ def _run(
     if engine == "sql":
         return run_table(render(plan_or_prog, inp.source), con)
     prog = plan_or_prog
-    # the kernels load (numba's runtime first: 0.2 s in a fresh process) while DuckDB
-    # computes the prologue, which releases the GIL
-    with ThreadPoolExecutor(1, thread_name_prefix="sqltargets-kernels") as loader:
-        loaded = loader.submit(warm_up, prog)
-        events = events_table(prog, con)
-        loaded.result()
+    loading = Loading(prog)  # the kernels load while DuckDB computes the prologue
+    events = events_table(prog, con)
+    loading.wait()
     if late_check is not None:
         late_check(events)
     threads = threads_of(con)
@@ -430,6 +451,7 @@ def execute_batches(
         inp.source = dataclasses.replace(inp.source, shard=shard)
     inp.register(con)
     prog = None
+    loading: Loading | None = None
     temp = ""
     try:
         plan = prepare(ts, inp, con)
@@ -441,6 +463,7 @@ def execute_batches(
             reader = con.sql(render(plan, inp.source)).to_arrow_reader(batch_size)
         else:
             prog = program_mod.build(plan, inp.source, presorted=presorted(ts, source, inp, con))
+            loading = Loading(prog)  # while DuckDB reads and sorts the events
             reader, temp = _events_reader(prog, con, batch_size)
     except duckdb.Error as e:
         inp.unregister(con)
@@ -454,9 +477,9 @@ def execute_batches(
             yield from reader
             return
         if ts.output != "events":  # one row per period: needs every row of a user at once
-            yield from _native_batches(reader, prog, threads, batch_size, whole=True)
+            yield from _native_batches(reader, prog, threads, batch_size, loading, whole=True)
             return
-        yield from _native_batches(reader, prog, threads, batch_size)
+        yield from _native_batches(reader, prog, threads, batch_size, loading)
 
     def batches() -> Iterator[pa.RecordBatch]:
         seen = 0
@@ -511,13 +534,17 @@ def _native_batches(
     prog: program_mod.Program,
     threads: int,
     batch_size: int,
+    loading: Loading | None = None,
     whole: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """The kernels over a stream: rows are held back until their user's last row has
-    arrived (a user's windows never cross users), then computed and cut into batches."""
+    arrived (a user's windows never cross users), then computed and cut into batches.
+    ``loading``: the kernels loading on a thread, waited for before the first compute."""
     from .arrays import user_starts
 
     def finish(events: pa.Table) -> Iterator[pa.RecordBatch]:
+        if loading is not None:
+            loading.wait()
         events = prog.complete(events)
         out = assemble(prog, events, compute(prog, events, threads))
         yield from out.to_batches(batch_size)
