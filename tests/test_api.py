@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from pathlib import Path
 
@@ -450,3 +451,34 @@ def test_generate_and_batches_load_their_kernels_on_a_thread_during_the_prologue
         sqltargets.generate(SPEC, tx)
     with pytest.raises(RuntimeError, match="kernels failed to load"):
         sqltargets.generate_batches(SPEC, tx).read_all()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_fork_waits_for_the_kernels_loading_thread(
+    tx: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader's kernels load on a thread that may still run when the caller forks (a
+    DataLoader or a process pool started before the reader is drained): the fork waits for
+    it, so that no child inherits numba's compiler lock held by a thread it lacks."""
+    import time
+
+    from sqltargets.execute import engine
+
+    state = {"done": False}
+    real = engine.warm_up
+
+    def slow(prog: object) -> None:
+        time.sleep(0.5)
+        real(prog)  # type: ignore[arg-type]
+        state["done"] = True
+
+    monkeypatch.setattr(engine, "warm_up", slow)
+    reader = sqltargets.generate_batches(SPEC, tx, batch_size=64)
+    assert not state["done"]  # still loading
+    pid = os.fork()
+    if pid == 0:  # the child: leave at once, touching nothing
+        os._exit(0)
+    done_at_fork = state["done"]
+    os.waitpid(pid, 0)
+    assert done_at_fork
+    assert reader.read_all().num_rows == tx.num_rows

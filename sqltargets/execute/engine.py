@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -284,16 +285,36 @@ def order_events(table: pa.Table, keys: tuple[str, ...], threads: int = 2) -> pa
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+_LOADING: set[threading.Thread] = set()  # Loading threads still running
+_LOADING_LOCK = threading.Lock()
+
+
+def _join_loading() -> None:
+    """Before a fork: wait for every :class:`Loading` thread to end."""
+    with _LOADING_LOCK:
+        running = [t for t in _LOADING if t is not threading.current_thread()]
+    for thread in running:
+        thread.join()
+
+
+if hasattr(os, "register_at_fork"):  # (POSIX)
+    os.register_at_fork(before=_join_loading)
+
+
 class Loading:
     """:func:`warm_up` of ``prog`` on a thread of its own, started now, while DuckDB reads
     (it releases the GIL): numba's runtime (0.2 s in a fresh process) and the program's
-    kernels. The thread ends by itself; :meth:`wait` joins it and raises its error."""
+    kernels. The thread ends by itself; :meth:`wait` joins it and raises its error. A fork
+    waits for it first (:func:`_join_loading`): a child must not inherit numba's compiler
+    lock held by a thread that does not exist there, nor half-loaded kernels."""
 
     def __init__(self, prog: program_mod.Program) -> None:
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._load, args=(prog,), name="sqltargets-kernels", daemon=True
         )
+        with _LOADING_LOCK:
+            _LOADING.add(self._thread)
         self._thread.start()
 
     def _load(self, prog: program_mod.Program) -> None:
@@ -301,6 +322,9 @@ class Loading:
             warm_up(prog)
         except BaseException as e:  # raised in the caller's thread by wait()
             self._error = e
+        finally:
+            with _LOADING_LOCK:
+                _LOADING.discard(self._thread)
 
     def wait(self) -> None:
         self._thread.join()
