@@ -46,7 +46,6 @@ import gc
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -398,108 +397,90 @@ def _setup(
     """Validate specs and source, build the programs, list the users. Opens and closes
     DuckDB (a table of ``connection`` is read into Arrow, for processes without it).
 
-    The kernels load on a thread of their own meanwhile (numba's runtime first, 0.2 s in a
-    fresh process, then the programs' kernels), mostly while DuckDB reads, which releases
-    the GIL; it ends before this returns (DataLoader workers fork later, and inherit what
-    it loaded)."""
-    with ThreadPoolExecutor(1, thread_name_prefix="sqltargets-kernels") as loader:
-        runtime = loader.submit(engine.warm_up_runtime)
-        setup = _setup_with(specs, source, features, connection, threads, memory_limit, past_only,
-                            loader)  # fmt: skip
-        runtime.result()
-        return setup
-
-
-def _setup_with(
-    specs: SpecLike | Sequence[SpecLike],
-    source: Any,
-    features: Sequence[str] | None,
-    connection: duckdb.DuckDBPyConnection | None,
-    threads: int | None,
-    memory_limit: str | None,
-    past_only: bool,
-    loader: ThreadPoolExecutor,
-) -> _Setup:
-    tss = _load_specs(specs)
-    if past_only:
-        for ts in tss:
-            ts.check_past_only()
-    ts0 = tss[0]
-    con = (
-        connection.cursor()
-        if connection is not None
-        else _src.connect(threads=threads, memory_limit=memory_limit)
-    )
-    try:
-        if isinstance(source, Path):
-            source = str(source)
-        inp = _src.resolve(_to_arrow(source), ts0, con)
-        inp.register(con)
+    The kernels load on threads meanwhile (:class:`~sqltargets.execute.engine.Loading`:
+    numba's runtime from the start, 0.2 s in a fresh process; the programs' kernels while
+    DuckDB counts the users, which releases the GIL); they end before this returns
+    (DataLoader workers fork later, and inherit what they loaded)."""
+    with engine.Loading():  # numba's runtime, while the specs and the input are read
+        tss = _load_specs(specs)
+        if past_only:
+            for ts in tss:
+                ts.check_past_only()
+        ts0 = tss[0]
+        con = (
+            connection.cursor()
+            if connection is not None
+            else _src.connect(threads=threads, memory_limit=memory_limit)
+        )
         try:
-            inp2 = engine.materialize(ts0, inp, con)
+            if isinstance(source, Path):
+                source = str(source)
+            inp = _src.resolve(_to_arrow(source), ts0, con)
+            inp.register(con)
+            try:
+                inp2 = engine.materialize(ts0, inp, con)
+            finally:
+                inp.unregister(con)
+            inp = inp2
+            inp.register(con)
+            try:
+                types = _src.describe(inp, con)
+                kinds = {_src.check_columns(ts, types) for ts in tss}
+                time_kind = kinds.pop()
+                if kinds:
+                    raise SpecError(
+                        "specs: the specs read the time column in different ways (time.unit)"
+                    )
+                feats, extra = _features(features, ts0, types)
+                targets = _check_names(tss, [f.name for f in feats])
+                if ts0.columns.id is not None and types[ts0.columns.id] not in _src.INTEGER_TYPES:
+                    raise DataError(
+                        f"columns.id: column {ts0.columns.id!r} has type {types[ts0.columns.id]}; the "
+                        "datasets need an integer id (it becomes the int64 row_id tensor)"
+                    )
+                numeric = _src.numeric_columns(types)
+                plans = tuple(
+                    build_plan(
+                        ts,
+                        time_kind=time_kind,
+                        numeric=numeric,
+                        extra=extra if i == 0 else (),
+                        time_us=_src.time_is_us(ts, types),
+                    )
+                    for i, ts in enumerate(tss)
+                )
+                programs = tuple(
+                    program_mod.build(plan, inp.source, order_time=i == 0)
+                    for i, plan in enumerate(plans)
+                )
+                # once here: forked DataLoader workers inherit the kernels
+                with engine.Loading(*programs):
+                    # null users or times are errors (or left out): found while counting
+                    users, counts, file_rows, file_users = engine.user_counts(ts0, inp, con)
+                user_sorted = _sorted_by_user(source, ts0, users.type)
+            finally:
+                inp.unregister(con)
         finally:
-            inp.unregister(con)
-        inp = inp2
-        inp.register(con)
-        try:
-            types = _src.describe(inp, con)
-            kinds = {_src.check_columns(ts, types) for ts in tss}
-            time_kind = kinds.pop()
-            if kinds:
-                raise SpecError(
-                    "specs: the specs read the time column in different ways (time.unit)"
-                )
-            feats, extra = _features(features, ts0, types)
-            targets = _check_names(tss, [f.name for f in feats])
-            if ts0.columns.id is not None and types[ts0.columns.id] not in _src.INTEGER_TYPES:
-                raise DataError(
-                    f"columns.id: column {ts0.columns.id!r} has type {types[ts0.columns.id]}; the "
-                    "datasets need an integer id (it becomes the int64 row_id tensor)"
-                )
-            numeric = _src.numeric_columns(types)
-            plans = tuple(
-                build_plan(
-                    ts,
-                    time_kind=time_kind,
-                    numeric=numeric,
-                    extra=extra if i == 0 else (),
-                    time_us=_src.time_is_us(ts, types),
-                )
-                for i, ts in enumerate(tss)
-            )
-            programs = tuple(
-                program_mod.build(plan, inp.source, order_time=i == 0)
-                for i, plan in enumerate(plans)
-            )
-            # once here: forked DataLoader workers inherit the kernels
-            kernels = loader.submit(lambda: [engine.warm_up(prog) for prog in programs])
-            # null users or times are errors (or left out): found while counting
-            users, counts, file_rows, file_users = engine.user_counts(ts0, inp, con)
-            kernels.result()
-            user_sorted = _sorted_by_user(source, ts0, users.type)
-        finally:
-            inp.unregister(con)
-    finally:
-        con.close()
-    cols = {v.column: f"_{v.id}" for v in plans[0].extra}
-    feats = tuple(
-        _Feature(f.name, f.kind, "_o" if f.kind == "time" else cols[f.column]) for f in feats
-    )
-    utype = users.type
-    return _Setup(
-        specs=tss,
-        plans=plans,
-        programs=programs,
-        input=inp,
-        targets=targets,
-        features=feats,
-        users=users,
-        counts=counts,
-        int_users=pa.types.is_integer(utype) and utype != pa.uint64(),
-        file_rows=file_rows,
-        file_users=file_users,
-        user_sorted=user_sorted,
-    )
+            con.close()
+        cols = {v.column: f"_{v.id}" for v in plans[0].extra}
+        feats = tuple(
+            _Feature(f.name, f.kind, "_o" if f.kind == "time" else cols[f.column]) for f in feats
+        )
+        utype = users.type
+        return _Setup(
+            specs=tss,
+            plans=plans,
+            programs=programs,
+            input=inp,
+            targets=targets,
+            features=feats,
+            users=users,
+            counts=counts,
+            int_users=pa.types.is_integer(utype) and utype != pa.uint64(),
+            file_rows=file_rows,
+            file_users=file_users,
+            user_sorted=user_sorted,
+        )
 
 
 def _sorted_by_user(source: Any, ts: TargetSet, user_type: pa.DataType) -> bool:

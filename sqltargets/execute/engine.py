@@ -302,41 +302,58 @@ if hasattr(os, "register_at_fork"):  # (POSIX)
 
 
 class Loading:
-    """:func:`warm_up` of ``prog`` on a thread of its own, started now, while DuckDB reads
-    (it releases the GIL): numba's runtime (0.2 s in a fresh process) and the program's
-    kernels. The thread ends by itself; :meth:`wait` joins it and raises its error. A fork
-    waits for it first (:func:`_join_loading`): a child must not inherit numba's compiler
-    lock held by a thread that does not exist there, nor half-loaded kernels."""
+    """The kernels of ``programs`` (:func:`warm_up`), or numba's runtime alone when there
+    are none (:func:`warm_up_runtime`), loading on a thread of their own from now on, while
+    DuckDB reads (it releases the GIL). The thread ends by itself; :meth:`wait` joins it and
+    raises its error, and so does leaving a ``with`` block (which only joins when the block
+    raised). A fork waits for it first (:func:`_join_loading`): a child must not inherit
+    numba's compiler lock held by a thread that does not exist there, nor half-loaded
+    kernels."""
 
-    def __init__(self, prog: program_mod.Program) -> None:
+    def __init__(self, *programs: program_mod.Program) -> None:
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._load, args=(prog,), name="sqltargets-kernels", daemon=True
+            target=self._load, args=(programs,), name="sqltargets-kernels", daemon=True
         )
         with _LOADING_LOCK:
             _LOADING.add(self._thread)
         self._thread.start()
 
-    def _load(self, prog: program_mod.Program) -> None:
+    def _load(self, programs: tuple[program_mod.Program, ...]) -> None:
         try:
-            warm_up(prog)
+            for prog in programs:
+                warm_up(prog)
+            if not programs:
+                warm_up_runtime()
         except BaseException as e:  # raised in the caller's thread by wait()
             self._error = e
         finally:
             with _LOADING_LOCK:
                 _LOADING.discard(self._thread)
 
-    def wait(self) -> None:
+    def join(self) -> None:
         self._thread.join()
+
+    def wait(self) -> None:
+        self.join()
         if self._error is not None:
             raise self._error
+
+    def __enter__(self) -> Loading:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.wait()
+        else:  # (the block's own error wins)
+            self.join()
 
 
 def warm_up_runtime() -> None:
     """Start numba's runtime (0.2 s in a fresh process: its runtime library is compiled and
     its implementations imported, whatever kernel loads first) by loading one small kernel,
     and learn DuckDB's default memory limit: the part of :func:`warm_up` that needs no
-    program, for a thread to do while the program is built."""
+    program, for a :class:`Loading` thread while the program is built."""
     from . import kernels as K
 
     _default_memory_limit()
@@ -401,9 +418,8 @@ def _run(
     if engine == "sql":
         return run_table(render(plan_or_prog, inp.source), con)
     prog = plan_or_prog
-    loading = Loading(prog)  # the kernels load while DuckDB computes the prologue
-    events = events_table(prog, con)
-    loading.wait()
+    with Loading(prog):  # the kernels load while DuckDB computes the prologue
+        events = events_table(prog, con)
     if late_check is not None:
         late_check(events)
     threads = threads_of(con)
