@@ -482,3 +482,36 @@ def test_a_fork_waits_for_the_kernels_loading_thread(
     os.waitpid(pid, 0)
     assert done_at_fork
     assert reader.read_all().num_rows == tx.num_rows
+
+
+def test_a_reader_that_fails_to_start_leaves_no_kernels_thread(
+    tx: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """generate_batches starts loading its kernels before DuckDB runs the prologue; when
+    that fails (the input cannot be read, a `where` DuckDB cannot bind, ...), the thread is
+    joined before the error reaches the caller, and the thread is not a daemon: a process
+    that ends right after the error must not end while the thread is inside numba (that
+    aborted it, exit status 134)."""
+    import time
+
+    from sqltargets.execute import engine
+
+    state: dict[str, object] = {}
+    real = engine.warm_up
+
+    def slow(prog: object) -> None:
+        state["daemon"] = threading.current_thread().daemon
+        time.sleep(0.3)
+        real(prog)  # type: ignore[arg-type]
+        state["done"] = True
+
+    def unreadable(*args: object) -> None:
+        raise duckdb.IOException("the disk went away")
+
+    monkeypatch.setattr(engine, "warm_up", slow)
+    monkeypatch.setattr(engine, "_events_reader", unreadable)
+    with pytest.raises(sqltargets.SqlTargetsError, match="disk went away"):
+        sqltargets.generate_batches(SPEC, tx)
+    assert state.get("done") is True
+    assert state["daemon"] is False
+    assert not [t for t in threading.enumerate() if t.name.startswith("sqltargets-kernels")]

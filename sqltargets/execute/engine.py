@@ -308,12 +308,13 @@ class Loading:
     raises its error, and so does leaving a ``with`` block (which only joins when the block
     raised). A fork waits for it first (:func:`_join_loading`): a child must not inherit
     numba's compiler lock held by a thread that does not exist there, nor half-loaded
-    kernels."""
+    kernels. It is not a daemon: the interpreter's exit waits for it too (a process that
+    ends while a thread is inside numba's native code can abort, exit status 134)."""
 
     def __init__(self, *programs: program_mod.Program) -> None:
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._load, args=(programs,), name="sqltargets-kernels", daemon=True
+            target=self._load, args=(programs,), name="sqltargets-kernels", daemon=False
         )
         with _LOADING_LOCK:
             _LOADING.add(self._thread)
@@ -506,10 +507,10 @@ def execute_batches(
             loading = Loading(prog)  # while DuckDB reads and sorts the events
             reader, temp = _events_reader(prog, con, batch_size)
     except duckdb.Error as e:
-        inp.unregister(con)
+        _abandon(loading, inp, con)
         raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
     except BaseException:
-        inp.unregister(con)
+        _abandon(loading, inp, con)
         raise
 
     def raw() -> Iterator[pa.RecordBatch]:
@@ -543,6 +544,17 @@ def execute_batches(
     schema = reader.schema if prog is None else _native_schema(prog, reader.schema)
     schema = _restore_types(schema.empty_table(), ts, inp).schema
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _abandon(loading: Loading | None, inp: Input, con: duckdb.DuckDBPyConnection) -> None:
+    """A reader that failed before it began: its kernels' thread is joined (the error may
+    end the process, which must not happen while that thread is inside numba) and its input
+    let go."""
+    try:
+        if loading is not None:
+            loading.join()
+    finally:
+        inp.unregister(con)
 
 
 def _restore_batch(batch: pa.RecordBatch, ts: TargetSet, inp: Input) -> pa.RecordBatch:
