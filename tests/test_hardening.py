@@ -248,6 +248,38 @@ def test_string_mccs_must_be_digits() -> None:
         sqltargets.generate(spec, floats)
 
 
+@pytest.mark.parametrize("as_text", [False, True])
+def test_mcc_codes_beyond_32_bits_are_no_code_in_every_engine(as_text: bool) -> None:
+    """An MCC code is a 32-bit integer (both engines cast to INTEGER): beyond it a cell is
+    no code, as a non-digit string is, in the reference too (which read it as a Python int,
+    and overflowed on a string of more digits than int64 holds)."""
+    codes = [5411, 2**31 - 1, 2**31, 99_999_999_999, 5411]
+    if as_text:
+        mcc = pa.array([str(c) for c in codes] + ["9" * 23])
+    else:
+        mcc = pa.array([*codes, -(2**31) - 1], pa.int64())
+    n = len(mcc)
+    t = pa.table({"u": [1] * n, "t": pa.array(range(n), pa.int64()), "a": [1.0] * n, "m": mcc})
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [
+        {"name": "next_code", "agg": "first", "value": "m", "window": {"kind": "next"}},
+        {"name": "last_code", "agg": "last", "value": "m", "window": {"kind": "expanding", "period": "year"}},
+        {"name": "usual", "agg": "mode", "value": "m", "window": {"kind": "rolling", "length": "2d"}},
+        {"name": "at_5411", "agg": "count", "mcc": [5411], "window": {"kind": "expanding", "period": "year"}},
+    ]}  # fmt: skip
+    want = {
+        "next_code": [2**31 - 1, None, None, 5411, None, None],
+        "last_code": [5411, 2**31 - 1, 2**31 - 1, 2**31 - 1, 5411, 5411],
+        "usual": [5411, 5411, 2**31 - 1, None, 5411, 5411],  # ties to the smallest
+        "at_5411": [1, 1, 1, 1, 2, 2],
+    }
+    for name, got in [
+        ("reference", sqltargets.reference(spec, t)),
+        ("native", sqltargets.generate(spec, t)),
+        ("sql", sqltargets.generate(spec, t, engine="sql")),
+    ]:
+        assert {k: got.column(k).to_pylist() for k in want} == want, name
+
+
 # ---------------------------------------------------------------------------------------------
 # issue 10: the loader on odd YAML text, and every API argument out of range
 

@@ -724,20 +724,31 @@ def output_type(target: Target, ts: TargetSet) -> pa.DataType:
 _MCC_DIGITS = re.compile(r"[0-9]+")
 
 
+#: MCC codes are 32-bit integers (an ISO 18245 code has 4 digits); a cell beyond is no code.
+MCC_MIN, MCC_MAX = -(2**31), 2**31 - 1
+
+
 def mcc_code(value: Any) -> int | None:
-    """The MCC a cell holds: an integer, or a string of digits (spaces stripped); else None.
+    """The MCC a cell holds: an integer, or a string of digits (spaces stripped), within
+    32 bits; else None.
 
     >>> mcc_code(5411), mcc_code(" 5411 "), mcc_code("54a1"), mcc_code(None)
     (5411, 5411, None, None)
+    >>> mcc_code(2**31 - 1), mcc_code(2**31), mcc_code("99999999999")
+    (2147483647, None, None)
     """
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+        code = value
+    elif isinstance(value, str):
         text = value.strip(" ")
-        return int(text) if _MCC_DIGITS.fullmatch(text) else None
-    raise DataError(f"mcc value {value!r} is neither an integer nor a string of digits")
+        if not _MCC_DIGITS.fullmatch(text):
+            return None
+        code = int(text)
+    else:
+        raise DataError(f"mcc value {value!r} is neither an integer nor a string of digits")
+    return code if MCC_MIN <= code <= MCC_MAX else None
 
 
 def passes_filter(ts: TargetSet, target: Target, table: pa.Table) -> np.ndarray:
