@@ -184,6 +184,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     ts, _ = check_write(a.spec, a.input, a.output, shards=a.shards, jobs=a.jobs, engine=a.engine)
     if a.past_only:
         ts.check_past_only()
+    if a.store:
+        _check_apart(a.store, a.output)
     progress = _Progress(not a.quiet, f"computing {len(ts.targets)} targets over {a.input}")
     source = a.input
     if a.store:
@@ -208,6 +210,22 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.summary:
         _print_summary(a.output, [t.name for t in ts.targets])
     return 0
+
+
+def _check_apart(store: str, output: str) -> None:
+    """``run --store S --output O``: S and O must not be one path, nor one inside the other
+    (checked before the store is prepared: a refused run writes nothing)."""
+    import os
+    from pathlib import Path
+
+    from .errors import OutputError
+
+    s, o = Path(os.path.realpath(store)), Path(os.path.realpath(output))
+    if s == o or s in o.parents or o in s.parents:
+        raise OutputError(
+            f"--store {store!r} and --output {output!r} overlap; the store and the output "
+            "need paths of their own"
+        )
 
 
 def _print_summary(path: str, names: list[str]) -> None:

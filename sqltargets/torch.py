@@ -43,6 +43,8 @@ chunk of users, with the global row positions carried along as the tie-break).
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import multiprocessing.context
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -426,6 +428,8 @@ def _setup(
             try:
                 types = _src.describe(inp, con)
                 kinds = {_src.check_columns(ts, types) for ts in tss}
+                for ts in tss:
+                    _src.check_wheres(ts, inp, con)
                 time_kind = kinds.pop()
                 if kinds:
                     raise SpecError(
@@ -445,7 +449,7 @@ def _setup(
                         time_kind=time_kind,
                         numeric=numeric,
                         extra=extra if i == 0 else (),
-                        time_us=_src.time_is_us(ts, types),
+                        time_type=types.get(ts.columns.time),
                     )
                     for i, ts in enumerate(tss)
                 )
@@ -683,6 +687,9 @@ def _fresh(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 _NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
+#: StreamingTargetDataset._epoch_shared before set_epoch (the smallest int64).
+_NO_EPOCH = -(2**63)
+
 # Runners inherited through fork belong to the parent: never touched in the child.
 _INHERITED: list[_Runner] = []
 
@@ -711,11 +718,29 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
-def _check_common(max_len: int | None, keep: str) -> None:
-    if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
+def _check_common(max_len: int | None, keep: str, dtype: Any) -> None:
+    if max_len is not None and (
+        not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1
+    ):
         raise ValueError(f"max_len must be a positive integer or None, got {max_len!r}")
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
+        raise ValueError(
+            f"dtype must be a floating torch dtype (targets are floats, NaN where null), got "
+            f"{dtype!r}"
+        )
+
+
+def _check_time_fits(setup: _Setup, dtype: torch.dtype) -> None:
+    """float16 ends at 65,504: the time feature (seconds since the user's first event) would
+    be inf after 18 hours."""
+    if dtype == torch.float16 and any(f.kind == "time" for f in setup.features):
+        raise ValueError(
+            "dtype torch.float16 cannot hold feature 'time' (seconds since the user's first "
+            "event; float16 ends at 65,504 s, 18 hours): use float32, or features without "
+            "time"
+        )
 
 
 def _bounds(a: int, b: int, max_len: int | None, keep: str) -> tuple[int, int]:
@@ -861,8 +886,9 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
                 DeprecationWarning,
                 stacklevel=2,
             )
-        _check_common(max_len, keep)
+        _check_common(max_len, keep, dtype)
         setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
+        _check_time_fits(setup, dtype)
         self.max_len = max_len
         self.keep = keep
         runner = _Runner(
@@ -1029,7 +1055,7 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         drop_last: bool = False,
         rows_per_read: int | None = READ_ROWS,
     ) -> None:
-        _check_common(max_len, keep)
+        _check_common(max_len, keep, dtype)
         if not _positive(users_per_chunk):
             raise ValueError(f"users_per_chunk must be a positive integer, got {users_per_chunk!r}")
         if rows_per_read is not None and not _positive(rows_per_read):
@@ -1041,6 +1067,7 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         if drop_last and batch_size is None:
             raise ValueError("drop_last=True needs batch_size (the dataset yields items)")
         self._setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
+        _check_time_fits(self._setup, dtype)
         self._items = _Items(self._setup, max_len, keep)
         self.users_per_chunk = users_per_chunk
         self.batch_size = batch_size
@@ -1055,13 +1082,31 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         self.memory_limit = memory_limit
         self.temp_directory = temp_directory
         self._epoch: int | None = None
+        # the epoch as every process sees it: set_epoch in the main process reaches
+        # persistent workers, which started before it (shared memory, inherited by fork, or
+        # passed to spawned workers as they start)
+        self._epoch_shared: Any = multiprocessing.RawValue("q", _NO_EPOCH)
         self._passes = 0
         self._runner: _Runner | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_runner"] = None  # a DuckDB connection does not pickle
+        if multiprocessing.context.get_spawning_popen() is None:
+            # pickled for anything but starting a worker: shared memory cannot go along
+            state["_epoch_shared"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._epoch_shared is None:
+            self._epoch_shared = multiprocessing.RawValue("q", _NO_EPOCH)
+            if self._epoch is not None:
+                self._epoch_shared.value = self._epoch
+
+    def _current_epoch(self) -> int | None:
+        shared = self._epoch_shared.value
+        return None if shared == _NO_EPOCH else int(shared)
 
     def __len__(self) -> int:
         if self.batch_size is not None:
@@ -1072,9 +1117,14 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         return len(self._setup.users)
 
     def set_epoch(self, epoch: int) -> None:
-        """Fix the epoch the next passes shuffle with (reaches workers that start after it:
-        with ``persistent_workers=True`` the workers count their passes instead)."""
-        self._epoch = int(epoch)
+        """Fix the epoch the next passes shuffle with, in this process and in the
+        DataLoader's workers (also persistent ones, which started before it): an epoch's
+        order depends only on ``seed`` and the epoch."""
+        epoch = int(epoch)
+        if epoch == _NO_EPOCH:
+            raise ValueError(f"set_epoch: epoch must be above {_NO_EPOCH}")
+        self._epoch = epoch
+        self._epoch_shared.value = epoch
 
     @property
     def users(self) -> list[Any]:
@@ -1215,8 +1265,9 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         rng = None
         if self.shuffle:
             w = info.id if info is not None else 0
-            if self._epoch is not None:
-                entropy = [self.seed, self._epoch, w]
+            epoch = self._current_epoch()
+            if epoch is not None:
+                entropy = [self.seed, epoch, w]
             else:
                 entropy = [self.seed, self._passes, info.seed if info is not None else 0, w]
             rng = np.random.default_rng(entropy)

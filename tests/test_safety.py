@@ -187,6 +187,22 @@ def test_store_inside_its_input_is_refused(
     assert sqltargets.generate("spec.yaml", "store").num_rows == n
 
 
+def test_run_store_and_output_must_not_overlap(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --store S --output O` with S and O one path, or one inside the other, is refused
+    before the store is prepared: nothing is written."""
+    before = snapshot(project)
+    for store, output in [("o.parquet", "o.parquet"), ("o/s", "o"), ("./o.parquet", "o.parquet")]:
+        code, _, err = cli(capsys, "run", "spec.yaml", "--input", "data", "--output", output,
+                           "--store", store)  # fmt: skip
+        assert_one_error(code, err, f"--store '{store}' and --output '{output}' overlap")
+        assert snapshot(project) == before
+    code, _, _ = cli(capsys, "run", "spec.yaml", "--input", "data", "--output", "t.parquet",
+                     "--store", "s", "--quiet")  # fmt: skip
+    assert code == 0 and os.path.isdir("s") and os.path.isfile("t.parquet")
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. demo-data never mixes two data sets
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import sqltargets
@@ -82,6 +84,23 @@ def test_all_problems_collected_with_paths() -> None:
 def test_names_collide_with_output_columns() -> None:
     assert any("collides" in i for i in issues(spec(name="row_id")))
     assert any("collides" in i for i in issues(spec(name="U")))
+
+
+def test_the_output_roles_name_different_columns() -> None:
+    """The output carries the user, time and id columns: one column in two of these roles
+    would write two columns of one name (which pyarrow cannot read back)."""
+    for roles, field in [
+        ({"time": "u"}, "columns.time"),
+        ({"id": "U"}, "columns.id"),  # DuckDB's names are case-insensitive
+        ({"id": "t"}, "columns.id"),
+    ]:
+        data = spec()
+        data["columns"] = {**COLUMNS, **roles}
+        got = issues(data)
+        assert any(i.startswith(field) and "must name different columns" in i for i in got), got
+    data = spec()
+    data["columns"] = {**COLUMNS, "mcc": "a", "id": "a"}  # other roles may share a column
+    load(data)
 
 
 def test_periods_output_rules() -> None:
@@ -194,6 +213,34 @@ def test_where_columns_are_checked_against_data() -> None:
         match=r"targets\[0\].where: column 'amout'.*did you mean 'a'|targets\[0\].where: column 'amout'",
     ):
         sqltargets.generate(data, t)
+
+
+def test_where_types_are_checked_against_data_naming_the_target() -> None:
+    """A `where` that parses but that DuckDB cannot bind on the input (a string column
+    compared with a number, a string function of a number, a chained comparison) is an
+    error naming the target's field and its expression, in generate (either engine),
+    generate_batches and the torch datasets, before anything runs."""
+    import pyarrow as pa
+
+    t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [1.0], "m": [5411], "c": ["x"]})
+    fine = {"name": "fine", "agg": "count", "where": "a > 0", "window": {"kind": "expanding", "period": "day"}}  # fmt: skip
+    for text in ["c > 5", "lower(a) = 'x'", "a LIKE 'x%'", "a > 1 = TRUE"]:
+        data = spec(where=text)
+        data["time"] = {"unit": "day"}
+        data["targets"] = [fine, {**data["targets"][0], "name": "bad"}]
+        pattern = rf"targets\[1\]\.where: {re.escape(repr(text))} cannot be evaluated on the input"
+        for run, kw in [
+            (sqltargets.generate, {}),
+            (sqltargets.generate, {"engine": "sql"}),
+            (sqltargets.generate_batches, {}),
+        ]:
+            with pytest.raises(sqltargets.DataError, match=pattern):
+                run(data, t, **kw)
+    pytest.importorskip("torch")
+    from sqltargets.torch import StreamingTargetDataset
+
+    with pytest.raises(sqltargets.DataError, match=r"targets\[1\]\.where: 'a > 1 = TRUE'"):
+        StreamingTargetDataset(data, t)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -712,6 +712,29 @@ def test_shuffle_with_persistent_workers(parquet: Path) -> None:
     assert orders[0] != orders[1]
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_set_epoch_reaches_persistent_workers(parquet: Path, method: str) -> None:
+    """Persistent workers start before the later epochs' set_epoch: each epoch's order
+    still follows its set_epoch (not the epoch the workers started with), equal to that
+    of fresh workers, or of the main process, at that epoch."""
+    ds = StreamingTargetDataset(_small_spec(), parquet, users_per_chunk=4, shuffle=True, seed=3)
+    kw: dict[str, Any] = {"num_workers": 2, "multiprocessing_context": method}
+    persistent = DataLoader(ds, batch_size=None, persistent_workers=True, **kw)
+    orders = []
+    for e in (0, 1, 0):
+        ds.set_epoch(e)
+        orders.append([it["user"].item() for it in persistent])
+    assert sorted(orders[0]) == ds.users
+    assert orders[0] != orders[1] and orders[2] == orders[0]
+    ds.set_epoch(1)
+    assert [it["user"].item() for it in DataLoader(ds, batch_size=None, **kw)] == orders[1]
+    # (its own pickle, outside a worker's start, carries the epoch along)
+    again = pickle.loads(pickle.dumps(ds))
+    assert again._current_epoch() == 1
+    again.set_epoch(0)
+    assert ds._current_epoch() == 1  # the copy's epoch is its own
+
+
 # --------------------------------------------------------------------------- pickling
 
 
@@ -900,6 +923,22 @@ def test_errors(parquet: Path) -> None:
         StreamingTargetDataset(_small_spec(), parquet, features=["channel"])
     with pytest.raises(ValueError, match="max_len"):
         TargetDataset(_small_spec(), parquet, max_len=0)
+    with pytest.raises(ValueError, match="max_len"):
+        StreamingTargetDataset(_small_spec(), parquet, max_len=True)  # (not 1)
+    # targets are floats with NaN for null: an integer dtype would turn nulls into
+    # -2147483648 and truncate every value
+    for dtype in (torch.int32, torch.int64, torch.bool, torch.complex64, "float32"):
+        with pytest.raises(ValueError, match="dtype must be a floating torch dtype"):
+            TargetDataset(_small_spec(), parquet, dtype=dtype)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="dtype must be a floating torch dtype"):
+            StreamingTargetDataset(_small_spec(), parquet, dtype=dtype)  # type: ignore[arg-type]
+    # float16 ends at 65,504: seconds since a user's first event would be inf
+    with pytest.raises(ValueError, match="float16 cannot hold feature 'time'"):
+        StreamingTargetDataset(_small_spec(), parquet, dtype=torch.float16)
+    half = TargetDataset(_small_spec(), parquet, dtype=torch.float16, features=["amount"])
+    assert half[0]["amount"].dtype == torch.float16 and "time" not in half[0]
+    wide = TargetDataset(_small_spec(), parquet, dtype=torch.bfloat16)
+    assert wide[0]["time"].dtype == torch.bfloat16 and torch.isfinite(wide[0]["time"]).all()
 
 
 def test_null_users_and_times_are_errors_or_left_out(tx: pa.Table) -> None:

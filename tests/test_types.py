@@ -11,6 +11,7 @@ import decimal
 import warnings
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -152,3 +153,47 @@ def test_every_type_in_every_role(kind: pa.DataType, tmp_path: Path) -> None:
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         assert outcomes[("value", "arrow")] == "ok"
         assert outcomes[("amount", "arrow")] == "ok"
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "America/New_York"])
+@pytest.mark.parametrize("source", ["arrow", "parquet", "duckdb"])
+def test_nanosecond_times_are_rounded_down_to_the_microsecond(
+    tz: str | None, source: str, tmp_path: Path
+) -> None:
+    """An event 400 ns before midnight happened that day: nanoseconds are read as µs rounded
+    down, in every engine and from every source (DuckDB's casts, and its Parquet reader's
+    zoned nanoseconds, round to the nearest µs, which put such events in the next day)."""
+    before_midnight = 1_704_153_599_999_999_600  # 2024-01-01 23:59:59.9999996 (UTC)
+    half_day = 43_200 * 10**9
+    t = pa.table({
+        "u": [1, 1, 2, 2],
+        "t": pa.array([before_midnight, before_midnight + half_day, -400, -1], pa.timestamp("ns", tz=tz)),
+        "a": [1.0, 2.0, 4.0, 8.0], "m": [5411] * 4,
+    })  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "timezone": "UTC",
+            "targets": [
+                {"name": "day", "agg": "sum", "window": {"kind": "period", "period": "day"}},
+                {"name": "year", "agg": "sum", "window": {"kind": "period", "period": "year"}},
+                {"name": "next", "agg": "elapsed", "window": {"kind": "next"}},
+            ]}  # fmt: skip
+    want = {
+        "day": [1.0, 2.0, 12.0, 12.0],  # -400 ns and -1 ns: both 1969-12-31 23:59:59.999999
+        "year": [3.0, 3.0, 12.0, 12.0],
+        "next": [43_200.0, None, 0.0, None],
+    }
+    con = duckdb.connect()
+    if source == "parquet":
+        pq.write_table(t, tmp_path / "t.parquet")
+        src: object = str(tmp_path)
+    elif source == "duckdb":
+        kind = "TIMESTAMPTZ_NS" if tz else "TIMESTAMP_NS"
+        con.sql(f"CREATE TABLE tx AS SELECT u, CAST(t AS {kind}) AS t, a, m FROM t")
+        src = "tx"
+    else:
+        src = t
+    kw = {"connection": con} if source == "duckdb" else {}
+    for engine in ("native", "sql"):
+        got = sqltargets.generate(spec, src, engine=engine, **kw)
+        assert {k: got.column(k).to_pylist() for k in want} == want, engine
+    ref = sqltargets.reference(spec, src, **kw)
+    assert {k: ref.column(k).to_pylist() for k in want} == want

@@ -153,6 +153,10 @@ class Plan:
     #: the time column is DuckDB's µs TIMESTAMP (with or without zone): its values are the
     #: order key ``_o`` already, so the native executor reads ``_o`` as a view of ``_time``
     time_us: bool = False
+    #: the time column is DuckDB's TIMESTAMP_NS or TIMESTAMPTZ_NS: read as µs rounded down
+    #: (DuckDB's own casts round to the nearest µs, which can move an event into the next
+    #: day; TARGETS.md's events are instants at µs resolution, floored)
+    time_ns: bool = False
 
 
 def build(
@@ -160,13 +164,14 @@ def build(
     time_kind: str | None = None,
     numeric: dict[str, bool] | None = None,
     extra: tuple[tuple[str, str], ...] = (),
-    time_us: bool = False,
+    time_type: str | None = None,
 ) -> Plan:
     """Plan ``ts``. ``time_kind`` is the time column's kind (default from the spec:
     ``integer`` when ``time.unit`` is set, else ``timestamp``); ``numeric`` says which
     columns are numeric (default: all). ``extra`` lists more (column, kind) values the
     events carry (features of the torch datasets); ``Plan.extra`` holds their values.
-    ``time_us``: the time column is a µs TIMESTAMP, with or without zone (``Plan.time_us``)."""
+    ``time_type``: the time column's DuckDB type, when known (``Plan.time_us``,
+    ``Plan.time_ns``)."""
     if time_kind is None:
         time_kind = "integer" if ts.time.unit else "timestamp"
     if time_kind not in TIME_KINDS:
@@ -277,5 +282,11 @@ def build(
         ),
         needs_order_key=bool(fns & {"first", "last"}),
         mcc_text=numeric.get(ts.columns.mcc, True) is False,
-        time_us=time_us and time_kind in ("timestamp", "timestamptz"),
+        time_us=time_type in US_TIMESTAMPS and time_kind in ("timestamp", "timestamptz"),
+        time_ns=time_type in NS_TIMESTAMPS and time_kind in ("timestamp", "timestamptz"),
     )
+
+
+#: DuckDB's time types whose values are epoch µs, and those of epoch ns.
+US_TIMESTAMPS = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE")
+NS_TIMESTAMPS = ("TIMESTAMP_NS", "TIMESTAMPTZ_NS")

@@ -178,7 +178,9 @@ def parquet_source(
     casts = casts or {}
     if casts or explicit:
         select = ", ".join(
-            f"CAST(f.{ident(c)} AS {casts[c]}) AS {ident(c)}" if c in casts else f"f.{ident(c)}"
+            f"{cast_sql(f'f.{ident(c)}', casts[c])} AS {ident(c)}"
+            if c in casts
+            else f"f.{ident(c)}"
             for c in names
         )
     taken = [*names, "filename", "file_row_number", "file_index"]
@@ -469,6 +471,44 @@ def _next_joins(g: Grouped) -> list[tuple[str, str, str]]:
     ]
 
 
+#: A cast (see :func:`cast_sql`) of a zoned nanosecond timestamp to a µs TIMESTAMPTZ,
+#: rounded down: DuckDB's own cast rounds to the nearest µs.
+FLOORED_TIMESTAMPTZ = "TIMESTAMPTZ (ns, rounded down)"
+
+
+def cast_sql(expr: str, to: str) -> str:
+    """``expr`` as DuckDB type ``to``, or as :data:`FLOORED_TIMESTAMPTZ`.
+
+    >>> cast_sql("x", "DOUBLE")
+    'CAST(x AS DOUBLE)'
+    """
+    if to == FLOORED_TIMESTAMPTZ:
+        return f"timezone('UTC', make_timestamp({_floor_us(expr)}))"
+    return f"CAST({expr} AS {to})"
+
+
+def _floor_us(ns_time: str) -> str:
+    # epoch µs of a nanosecond timestamp, rounded down: exact integer floor division
+    # (DuckDB's // and % truncate toward zero)
+    return f"(epoch_ns({ns_time}) - (epoch_ns({ns_time}) % 1000 + 1000) % 1000) // 1000"
+
+
+def _clock(time: str, plan: Plan) -> str:
+    """The time column as the events read it: a nanosecond timestamp rounded down to the
+    µs (DuckDB's casts round it to the nearest, which can move an event into the next day),
+    of the same kind (naive, or an instant); any other column as it is.
+
+    >>> from types import SimpleNamespace as P
+    >>> _clock('"t"', P(time_ns=True, time_kind="timestamp"))
+    'make_timestamp((epoch_ns("t") - (epoch_ns("t") % 1000 + 1000) % 1000) // 1000)'
+    """
+    if not plan.time_ns:
+        return time
+    if plan.time_kind == "timestamptz":
+        return cast_sql(time, FLOORED_TIMESTAMPTZ)
+    return f"make_timestamp({_floor_us(time)})"
+
+
 def context(plan: Plan, source: Source) -> dict[str, object]:
     """Everything the templates see, quoted."""
     ts = plan.spec
@@ -494,6 +534,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         "c": {
             "user": ident(cols.user),
             "time": ident(cols.time),
+            "clock": _clock(ident(cols.time), plan),
             "key": ident(ts.key_column()),
         },
         "tiebreak": ident(cols.id) if cols.id else rid,

@@ -617,6 +617,20 @@ def _columns(c: _Collector, raw: object) -> Columns | None:
         names[role] = c.string(value, f"columns.{role}")
     if any(names.get(r) is None for r in COLUMN_KEYS if r != "id"):
         return None
+    # the output carries the user, time and id columns by name: one column in two of these
+    # roles would be two output columns of one name (a file pyarrow cannot read back)
+    first_role: dict[str, str] = {}
+    for role in ("user", "time", "id"):
+        name = names.get(role)
+        if name is None:
+            continue
+        other = first_role.setdefault(name.lower(), role)
+        if other != role:
+            c.add(
+                f"columns.{role}",
+                f"{name!r} is columns.{other} already; the user, time and id roles must name "
+                "different columns",
+            )
     return Columns(**names)  # type: ignore[arg-type]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from ..compile.render import Source, ident, parquet_source
+from ..compile.render import FLOORED_TIMESTAMPTZ, Source, ident, parquet_source
 from ..errors import DataError
 from .files import InputSchema, Listing, footer, input_schema, list_input
 
@@ -109,7 +109,7 @@ def parquet_input(path: str, *, absolute: bool = True, label: str | None = None)
     casts = {c: duck_type(t) for c, t in schema.casts.items()}
     for f in schema.schema:  # zoned nanoseconds: as microseconds (see for_duckdb)
         if pa.types.is_timestamp(f.type) and f.type.unit == "ns" and f.type.tz is not None:
-            casts[f.name] = "TIMESTAMPTZ"
+            casts[f.name] = FLOORED_TIMESTAMPTZ
     rows = file_rows(listing.files) if listing.multi else None
     src = parquet_source(
         files, multi=listing.multi, rid=True, columns=schema.schema.names, casts=casts,
@@ -126,14 +126,14 @@ def file_rows(files: tuple[str, ...] | list[str]) -> list[int]:
 def duck_type(t: pa.DataType) -> str:
     """The DuckDB type name of a common column type (:func:`files.common_type`'s results).
 
-    >>> duck_type(pa.decimal128(12, 3)), duck_type(pa.timestamp("ns", tz="UTC"))
+    >>> duck_type(pa.decimal128(12, 3)), duck_type(pa.timestamp("ms", tz="UTC"))
     ('DECIMAL(12,3)', 'TIMESTAMPTZ')
     """
     if pa.types.is_decimal(t):
         return f"DECIMAL({t.precision},{t.scale})"
     if pa.types.is_timestamp(t):
-        if t.tz is not None:
-            return "TIMESTAMPTZ"
+        if t.tz is not None:  # (zoned nanoseconds: µs rounded down, see for_duckdb)
+            return FLOORED_TIMESTAMPTZ if t.unit == "ns" else "TIMESTAMPTZ"
         return "TIMESTAMP_NS" if t.unit == "ns" else "TIMESTAMP"
     names = {
         pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ..compile import where as where_mod
 from ..compile.aggregates import reads
 from ..compile.plan import Plan, build
 from ..compile.render import (
@@ -359,6 +360,32 @@ def check_columns(ts: TargetSet, types: dict[str, str]) -> str:
     )
 
 
+def check_wheres(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> None:
+    """Bind every target's ``where`` on the input (DuckDB's binder, nothing read): a
+    comparison of a string column with a number, a function of the wrong type, ... is an
+    error naming the target's field and its expression, not a DuckDB error in the middle of
+    a run. One DESCRIBE for all of them; each on its own only when that fails."""
+    wheres = {t.where: i for i, t in reversed(list(enumerate(ts.targets))) if t.where}
+    if not wheres:
+        return
+
+    def bind(texts: list[str]) -> None:
+        items = ", ".join(f"({where_mod.to_sql(where_mod.parse(w))})" for w in texts)
+        con.sql(f"DESCRIBE SELECT {items} FROM {inp.scan_sql()}").fetchall()
+
+    try:
+        bind(list(wheres))
+    except duckdb.Error:
+        for text, i in sorted(wheres.items(), key=lambda x: x[1]):
+            try:
+                bind([text])
+            except duckdb.Error as e:
+                raise DataError(
+                    f"targets[{i}].where: {text!r} cannot be evaluated on the input: {_msg(e)}"
+                ) from e
+        raise
+
+
 def numeric_columns(types: dict[str, str]) -> dict[str, bool]:
     """Column → whether it is numeric."""
     return {k: is_numeric(v) for k, v in types.items()}
@@ -421,11 +448,10 @@ def prepare(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Plan:
             )
     types = describe(inp, con)
     time_kind = check_columns(ts, types)
+    check_wheres(ts, inp, con)
     return build(
-        ts, time_kind=time_kind, numeric=numeric_columns(types), time_us=time_is_us(ts, types)
+        ts,
+        time_kind=time_kind,
+        numeric=numeric_columns(types),
+        time_type=types.get(ts.columns.time),
     )
-
-
-def time_is_us(ts: TargetSet, types: dict[str, str]) -> bool:
-    """Whether the time column is one whose Arrow values are epoch µs (see ``Plan.time_us``)."""
-    return types.get(ts.columns.time) in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE")
