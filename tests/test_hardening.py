@@ -280,6 +280,29 @@ def test_mcc_codes_beyond_32_bits_are_no_code_in_every_engine(as_text: bool) -> 
         assert {k: got.column(k).to_pylist() for k in want} == want, name
 
 
+def test_rolling_variance_of_values_with_a_large_common_offset() -> None:
+    """Welford's and Chan's updates over values of 1e12 plus a few units lost 2e-6 of a
+    variance to cancellation; over values shifted by the user's first they are exact to
+    rounding (the exact value from fractions)."""
+    from fractions import Fraction
+
+    small = [0.0, 1.0, 2.0, 3.5, -1.25, 1.0, 0.0, 2.0, 3.5, 1.0, -1.25, 2.0]
+    t = pa.table({"u": [1] * 12, "t": pa.array(range(12), pa.int64()),
+                  "a": [1e12 + v for v in small], "m": [5411] * 12})  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+            "time": {"unit": "day"},
+            "targets": [{"name": "v", "agg": "var", "window": {"kind": "rolling", "length": "4d"}}]}  # fmt: skip
+    got = sqltargets.generate(spec, t).column("v").to_pylist()
+    for i, value in enumerate(got):
+        window = [Fraction(v) for v in small[max(0, i - 3) : i + 1]]
+        if len(window) < 2:
+            assert value is None
+            continue
+        mean = sum(window) / len(window)
+        exact = float(sum((v - mean) ** 2 for v in window) / (len(window) - 1))
+        assert abs(value - exact) <= 1e-14 * exact, (i, value, exact)
+
+
 # ---------------------------------------------------------------------------------------------
 # issue 10: the loader on odd YAML text, and every API argument out of range
 

@@ -851,6 +851,17 @@ def test_moments_helpers() -> None:
     assert m2.tolist() == [2.0]
 
 
+def test_minus_user_first() -> None:
+    user = np.array([0, 0, 0, 1, 1, 2], np.int64)
+    x = np.array([5.0, 7.0, 1.0, 1e12 + 1, 1e12 + 3.5, 9.0])
+    act = np.array([False, True, True, True, True, False])
+    out = new(6)
+    K.minus_user_first(user, x, act, out)
+    # user 0 shifts by its first active value (7), user 1 by 1e12 + 1 exactly, user 2 has
+    # none: by 0
+    assert out.tolist() == [-2.0, 0.0, -6.0, 0.0, 2.5, 9.0]
+
+
 def test_quantile_examples() -> None:
     # one window of [3, NaN, 1, 2]: sorted 1, 2, 3, NaN
     x = np.array([3.0, NAN, 1.0, 2.0])

@@ -653,9 +653,11 @@ def _aggregate(
         c = scratch.get("moment_count", np.float64)
         if not K.moments_are_safe(x, act, SAFE_MOMENT_VALUE):
             K.moments_two_pass(x, act, lo, hi, m2, c)
-        else:
+        else:  # (over values shifted by their user's first: see minus_user_first)
+            shifted = scratch.get("shifted", np.float64)
+            K.minus_user_first(scratch.user, x, act, shifted)
             K.swag_moments(
-                x, act, lo, hi, m2, c, scratch.get("fc", np.float64),
+                shifted, act, lo, hi, m2, c, scratch.get("fc", np.float64),
                 scratch.get("fm", np.float64), scratch.get("fs", np.float64),
             )  # fmt: skip
         K.finish_moments(m2, c, kern == "std")
