@@ -3,6 +3,7 @@ nothing lost, no partial output."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -301,6 +302,41 @@ def test_rolling_variance_of_values_with_a_large_common_offset() -> None:
         mean = sum(window) / len(window)
         exact = float(sum((v - mean) ** 2 for v in window) / (len(window) - 1))
         assert abs(value - exact) <= 1e-14 * exact, (i, value, exact)
+
+
+@pytest.mark.parametrize(
+    "where,want",
+    [
+        ("a % 2 = 0.5", [0, 1, 0]),  # inf % 2 is NaN (the reference's fmod raised)
+        ("a % 0 IS NULL", [0, 0, 0]),  # a double's x % 0 is NaN, not an error
+        ("a % 0 > 1e308", [1, 1, 1]),  # (NaN is the largest value)
+        ("t > '2024-01-01T00:00:00+00:00'", [0, 1, 0]),  # a DATE against an aware string
+        ("t < '2024-01-01 03:00:00'", [0, 0, 1]),  # the string is cast to DATE
+        ("ts > '2024-01-01T00:00:00+05:00'", [1, 1, 0]),  # a naive timestamp: offset dropped
+        ("upper(s) = 'STRAẞE'", [1, 0, 0]),  # character by character, as DuckDB
+        ("upper(s) = 'STRASSE'", [0, 0, 0]),
+        ("lower(s) = 'i'", [0, 1, 0]),
+        ("s ILIKE 'i'", [0, 1, 0]),
+        ("lower(g) = 'ασ'", [0, 0, 1]),  # no final-sigma rule
+    ],
+)
+def test_where_edge_semantics_agree_in_every_engine(where: str, want: list[int]) -> None:
+    """`where` as DuckDB evaluates it, in the reference too: modulo of doubles and of
+    infinities, dates and timestamps against strings, Unicode case mapping."""
+    t = pa.table({
+        "u": [1, 2, 3], "t": pa.array([dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2023, 12, 31)]),
+        "a": [float("inf"), 2.5, 1.0], "m": [5411] * 3, "s": ["straße", "İ", "x"],
+        "ts": pa.array([dt.datetime(2024, 1, 1, 1), dt.datetime(2024, 1, 1, 0, 0, 1), dt.datetime(2024, 1, 1)]),
+        "g": ["x", "y", "ΑΣ"],
+    })  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
+        {"name": "c", "agg": "count", "where": where, "window": {"kind": "period", "period": "year"}}]}  # fmt: skip
+    for name, got in [
+        ("native", sqltargets.generate(spec, t)),
+        ("sql", sqltargets.generate(spec, t, engine="sql")),
+        ("reference", sqltargets.reference(spec, t)),
+    ]:
+        assert got.column("c").to_pylist() == want, name
 
 
 # ---------------------------------------------------------------------------------------------

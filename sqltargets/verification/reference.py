@@ -815,13 +815,21 @@ def _sql_number(v: Any) -> Any:
     raise DataError(f"where: {v!r} ({type(v).__name__}) is not a number")
 
 
+def _parse_timestamp(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DataError(f"where: could not convert string {text!r} to a timestamp") from None
+
+
 def _sql_datetime(v: Any, zone: zoneinfo.ZoneInfo, aware: bool) -> dt.datetime:
-    """A date, datetime or ISO string as a datetime (aware in ``zone`` when ``aware``)."""
+    """A date, datetime or ISO string as a datetime (aware in ``zone`` when ``aware``). A
+    string with an offset compared with a naive timestamp loses its offset, as DuckDB's
+    cast of it to TIMESTAMP does ('2024-01-01T00:00:00+05:00' is 2024-01-01 00:00)."""
     if isinstance(v, str):
-        try:
-            v = dt.datetime.fromisoformat(v.strip())
-        except ValueError:
-            raise DataError(f"where: could not convert string {v!r} to a timestamp") from None
+        v = _parse_timestamp(v)
+        if not aware:
+            v = v.replace(tzinfo=None)
     if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
         v = dt.datetime.combine(v, dt.time())
     if not isinstance(v, dt.datetime):
@@ -835,9 +843,17 @@ def _is_temporal(v: Any) -> bool:
     return isinstance(v, dt.date)
 
 
+def _is_date(v: Any) -> bool:
+    return isinstance(v, dt.date) and not isinstance(v, dt.datetime)
+
+
 def _compare(a: Any, b: Any, zone: zoneinfo.ZoneInfo) -> int:
     """-1, 0 or 1 as SQL compares two non-NULL values (NaN equals NaN and is the largest)."""
     if isinstance(a, str) and isinstance(b, str):
+        return (a > b) - (a < b)
+    if (_is_date(a) and isinstance(b, str)) or (_is_date(b) and isinstance(a, str)):
+        # DuckDB casts the string to a DATE: its time of day and offset are dropped
+        a, b = (_parse_timestamp(x).date() if isinstance(x, str) else x for x in (a, b))
         return (a > b) - (a < b)
     if _is_temporal(a) or _is_temporal(b):
         aware = any(isinstance(x, dt.datetime) and x.tzinfo is not None for x in (a, b))
@@ -887,14 +903,16 @@ def _divide(a: Any, b: Any) -> float:
 
 
 def _modulo(a: Any, b: Any) -> Any:
-    """DuckDB ``%``: the remainder takes the sign of the dividend; x % 0 is an error."""
+    """DuckDB ``%``: the remainder takes the sign of the dividend; integer x % 0 is an
+    error, a double's is NaN (as is inf % y; x % inf is x)."""
     a, b = _sql_number(a), _sql_number(b)
-    if b == 0:
-        raise DataError("where: division by zero in '%'")
     if isinstance(a, int) and isinstance(b, int):
+        if b == 0:
+            raise DataError("where: division by zero in '%'")
         r = abs(a) % abs(b)
         return -r if a < 0 else r
-    return math.fmod(a, b)
+    with np.errstate(all="ignore"):
+        return float(np.fmod(np.float64(a), np.float64(b)))
 
 
 def _sqrt(v: Any) -> float:
@@ -928,13 +946,44 @@ def _text(fn: Callable[[str], Any]) -> Callable[[Any], Any]:
     return apply
 
 
+def _upper(text: str) -> str:
+    """DuckDB's ``upper``: character by character, one character for one (Python's
+    ``str.upper`` makes 'SS' of 'ß', DuckDB 'ẞ'; a character without a one-character
+    capital, such as 'ﬀ', stays).
+
+    >>> _upper("straße ﬀ ᾳ")
+    'STRAẞE ﬀ ᾼ'
+    """
+    out = []
+    for c in text:
+        up = c.upper()
+        if len(up) != 1:
+            title = c.title()
+            up = "ẞ" if c == "ß" else title if len(title) == 1 else c
+        out.append(up)
+    return "".join(out)
+
+
+def _lower(text: str) -> str:
+    """DuckDB's ``lower``: character by character (no final-sigma rule; 'İ' is 'i').
+
+    >>> _lower("ΑΣ İ")
+    'ασ i'
+    """
+    out = []
+    for c in text:
+        low = c.lower()
+        out.append(low if len(low) == 1 else "i" if c == "İ" else c)
+    return "".join(out)
+
+
 def _like(value: Any, pattern: str, case_insensitive: bool) -> bool:
     """SQL LIKE: ``%`` any run of characters, ``_`` one character, no escape character."""
     if not isinstance(value, str):
         raise DataError(f"where: LIKE needs a string, got {value!r}")
     regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
     if case_insensitive:
-        value, regex = value.lower(), regex.lower()
+        value, regex = _lower(value), _lower(regex)
     return re.fullmatch(regex, value, flags=re.DOTALL) is not None
 
 
@@ -1043,8 +1092,8 @@ class _Where:
             exp.Ceil: _rounding(math.ceil),
             exp.Sqrt: _sqrt,
             exp.Ln: _ln,
-            exp.Lower: _text(str.lower),
-            exp.Upper: _text(str.upper),
+            exp.Lower: _text(_lower),
+            exp.Upper: _text(_upper),
             exp.Length: _text(len),
         }
 
