@@ -485,6 +485,8 @@ def check_write(
     the input's files, the output's place): the spec, and the output as an absolute path."""
     _whole("shards", shards, 1, MAX_SHARDS)
     _whole("jobs", jobs, 1, 1024)
+    if jobs > 1 and shards == 1:  # (one shard is one job: the jobs would be ignored)
+        raise ArgumentError(f"jobs: {jobs} jobs need shards above 1 (jobs run shards)")
     _whole("batch_size", batch_size, 1, 2**31 - 1)
     _callable("progress", progress)
     _callable("on_shard", on_shard)

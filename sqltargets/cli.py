@@ -397,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return _stop_interrupted()
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as e:  # an unexpected failure still gets one line
         if _interrupted(e):  # DuckDB turns Ctrl-C during a query into its own error
             return _stop_interrupted()
@@ -407,6 +409,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(run with --debug for the traceback)\n"
         )
         return 1
+
+
+def _reader_gone() -> int:
+    """Whoever read the standard output stopped (``sqltargets explain ... | head``): end
+    quietly, as a command killed by SIGPIPE (status 141), with nothing on stderr; stdout
+    points at /dev/null so that the interpreter's final flush fails no more."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # (a stdout without a file descriptor)
+        pass
+    return 128 + 13
 
 
 def _stop_interrupted() -> int:

@@ -613,9 +613,13 @@ class _Runner:
 
         def sink(name: str, a: int, b: int, values: np.ndarray, ok: np.ndarray | None) -> None:
             dst = scal[where[name], a:b] if name in where else lists[name][a:b]
-            dst[...] = values
-            if ok is not None:
-                dst[~ok] = np.nan
+            if ok is None:
+                dst[...] = values
+                return
+            # (only the valid values: the others are whatever a kernel left there, which
+            # a cast to float32 could warn about)
+            np.copyto(dst, values, casting="same_kind", where=ok)
+            dst[~ok] = np.nan
 
         first: pa.Table | None = None
         for prog, ev in zip(self.programs, self.events):

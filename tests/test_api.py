@@ -243,6 +243,10 @@ def test_explain_prints_the_native_program(tx: pa.Table, tmp_path: Path) -> None
         sqltargets.explain(SPEC, dialect="postgre")
     with pytest.raises(sqltargets.SourceError, match="Arrow"):
         sqltargets.explain(SPEC, source=tx)
+    # an engine out of its range is an ArgumentError (a ValueError), as every argument
+    for engine in (None, "fast", 1):
+        with pytest.raises(sqltargets.ArgumentError, match=r"engine: .* is not supported"):
+            sqltargets.generate(SPEC, tx, engine=engine)  # type: ignore[arg-type]
 
 
 def test_load_forms(tmp_path: Path) -> None:

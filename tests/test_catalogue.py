@@ -439,6 +439,12 @@ MORE = [
         kwargs={"shards": 2, "jobs": 0},
     ),
     Case(
+        "jobs without shards",
+        ("jobs: 2 jobs need shards above 1",),
+        args=("--jobs", "2"),
+        kwargs={"jobs": 2},
+    ),
+    Case(
         "engine",
         ("engine: 'fast' is not supported",),
         args=("--engine", "fast"),

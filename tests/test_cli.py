@@ -378,3 +378,21 @@ def test_past_only_and_validate_show_what_looks_ahead(
     assert len(err.strip().splitlines()) == 1
     code, out, _ = run(capsys, "explain", spec)
     assert "(past-looking)" in out and "(future-looking)" in out
+
+
+def test_a_reader_that_stops_ends_the_command_quietly(spec_file: Path) -> None:
+    """`sqltargets validate spec | head`: when whoever reads stdout is gone, the command ends
+    as one killed by SIGPIPE would (status 141), with nothing on stderr (it printed
+    'Error: unexpected BrokenPipeError')."""
+    import os
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sqltargets", "validate", str(spec_file)],
+            stdout=w, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(w)
+    assert (proc.returncode, proc.stderr) == (141, "")

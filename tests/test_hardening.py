@@ -339,6 +339,21 @@ def test_where_edge_semantics_agree_in_every_engine(where: str, want: list[int])
         assert got.column("c").to_pylist() == want, name
 
 
+def test_every_row_dropped_gives_empty_outputs_of_one_schema() -> None:
+    """`null_rows: drop` where every row has a null user: no rows, in the engines and the
+    reference alike (the reference's take of an empty index list raised)."""
+    t = pa.table({"u": pa.array([None, None], pa.int64()), "t": pa.array([1, 2], pa.int64()),
+                  "a": [1.0, 2.0], "m": [5411, 5411]})  # fmt: skip
+    spec = {"columns": COLUMNS, "time": {"unit": "s"}, "null_rows": "drop", "targets": [
+        {"name": "c", "agg": "count", "window": {"kind": "period", "period": "day"}}]}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DroppedRowsWarning)
+        outs = [sqltargets.generate(spec, t), sqltargets.generate(spec, t, engine="sql"),
+                sqltargets.reference(spec, t)]  # fmt: skip
+    assert [o.num_rows for o in outs] == [0, 0, 0]
+    assert outs[0].schema == outs[1].schema == outs[2].schema
+
+
 # ---------------------------------------------------------------------------------------------
 # issue 10: the loader on odd YAML text, and every API argument out of range
 

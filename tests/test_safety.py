@@ -421,6 +421,26 @@ def test_odd_yaml_is_one_spec_error(
     assert_one_error(code, err, words)
 
 
+def test_duplicate_json_keys_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """json.loads keeps a repeated key's last value silently (a spec naming two time zones
+    ran in the second); YAML's duplicate keys are refused, and so are JSON's, at any depth."""
+    head = '"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [{"name": "s", "agg": "sum", "window": {"kind": "period", "period": "day"}}]'
+    for text, key in [
+        ('{"timezone": "Europe/Berlin", ' + head + ', "timezone": "UTC"}', "timezone"),
+        (("{" + head + "}").replace('"agg": "sum"', '"agg": "sum", "agg": "max"'), "agg"),
+    ]:
+        spec = tmp_path / "dup.json"
+        spec.write_text(text)
+        with pytest.raises(sqltargets.SpecError, match=f"duplicate key '{key}'"):
+            sqltargets.load(spec)
+        code, _, err = cli(capsys, "validate", str(spec))
+        assert_one_error(code, err, f"duplicate key '{key}'")
+    spec.write_text("{" + head + "}")
+    assert sqltargets.load(spec).targets[0].agg == "sum"
+
+
 def test_merge_keys_and_small_aliases_still_work(tmp_path: Path) -> None:
     spec = tmp_path / "ok.yaml"
     spec.write_text(

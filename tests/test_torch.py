@@ -1245,3 +1245,39 @@ def test_any_pieces_give_the_whole_shards_items_and_batches(
         assert n_users - len(users) < batch_size
     else:
         assert sorted(users) == sorted(items)
+
+
+def test_null_cells_never_cast_what_the_kernels_left_there(
+    parquet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target's values where it is null are whatever a kernel left in that memory: only
+    the valid ones are cast to the item dtype (a float32 cast of leftover 1e300s warned
+    'overflow encountered in cast' while the items were right), the null ones are NaN."""
+    import warnings
+
+    import sqltargets.torch as st
+
+    real = st.compute_arrays
+
+    def leftovers(prog: Any, events: pa.Table, threads: int, sink: Any, scratch: Any) -> None:
+        def dirty(name: str, a: int, b: int, values: np.ndarray, ok: Any) -> None:
+            if ok is not None:
+                values = values.copy()
+                values[~ok] = 1e300
+            sink(name, a, b, values, ok)
+
+        real(prog, events, threads, dirty, scratch)
+
+    monkeypatch.setattr(st, "compute_arrays", leftovers)
+    spec = {**_small_spec(), "targets": [
+        {"name": "most", "agg": "max", "mcc": [5411], "window": {"kind": "rolling", "length": "1d"}}]}  # fmt: skip
+    ds = StreamingTargetDataset(spec, parquet, users_per_chunk=7, batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batches = list(ds)
+    most = torch.cat([b["most"][b["mask"]] for b in batches])
+    want = pc.fill_null(sqltargets.generate(spec, parquet).column("most"), math.nan)
+    assert most.isnan().any() and not most.isinf().any()
+    assert sorted(most.nan_to_num(-1).tolist()) == sorted(
+        np.nan_to_num(want.to_numpy(), nan=-1).astype(np.float32).tolist()
+    )

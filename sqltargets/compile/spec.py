@@ -335,7 +335,7 @@ def read_file(path: Path) -> Any:
         raise SourceError(f"spec file {str(path)!r} cannot be read: {e}") from e
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
         except json.JSONDecodeError as e:
             raise SpecError(
                 f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
@@ -343,6 +343,17 @@ def read_file(path: Path) -> Any:
         except RecursionError as e:
             raise SpecError(f"{path}: the JSON is nested too deeply") from e
     return _read_yaml(text, str(path))
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats (json.loads would keep the last silently;
+    YAML's duplicate keys are refused too)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise SpecError(f"{path}: duplicate key {_short(key)} in a JSON object")
+        out[key] = value
+    return out
 
 
 def _read_yaml(text: str, name: str) -> Any:

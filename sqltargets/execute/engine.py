@@ -28,7 +28,7 @@ from ..compile.plan import Plan, build
 from ..compile.render import ident, literal, relation_source, render, unused_name
 from ..compile.spec import COUNTING, TargetSet
 from ..dialects import portable_sql
-from ..errors import SourceError, SqlTargetsError, did_you_mean
+from ..errors import ArgumentError, SourceError, SqlTargetsError, did_you_mean
 from . import program as program_mod
 from .arrays import from_numpy
 from .connection import connect
@@ -83,7 +83,7 @@ def check_engine(engine: str) -> str:
     """The engine's canonical name; an unknown engine is an error."""
     engine = _ALIASES.get(engine, engine) if isinstance(engine, str) else engine
     if engine not in ENGINES:
-        raise SqlTargetsError(
+        raise ArgumentError(
             f"engine: {engine!r} is not supported; expected one of: {', '.join(ENGINES)}"
             f"{did_you_mean(str(engine), ENGINES)}"
         )

@@ -76,7 +76,9 @@ def reference_table(ts: TargetSet, table: pa.Table) -> pa.Table:
                 for i, (u, t) in enumerate(zip(user_col.to_pylist(), time_col.to_pylist()))
                 if u is not None and t is not None
             ]
-            out = reference_table(dataclasses.replace(ts, null_rows="error"), table.take(keep))
+            # (typed indices: pyarrow has no take with an empty list's null type)
+            kept = table.take(pa.array(keep, pa.int64()))
+            out = reference_table(dataclasses.replace(ts, null_rows="error"), kept)
             if ts.output == "events" and ts.columns.id is None:
                 positions = np.array(keep, dtype=np.int64)[out.column("row_id").to_numpy()]
                 out = out.set_column(
