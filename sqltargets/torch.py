@@ -1103,7 +1103,7 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if self._epoch_shared is None:
+        if self.__dict__.get("_epoch_shared") is None:
             self._epoch_shared = multiprocessing.RawValue("q", _NO_EPOCH)
             if self._epoch is not None:
                 self._epoch_shared.value = self._epoch

@@ -403,6 +403,11 @@ def test_alias_bomb_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFix
         ("a: 1\na: 2\n", "duplicate key 'a'"),
         ("a: !!python/object:os.system x\n", "malformed YAML"),
         ("- 1\n- 2\n", "expected a mapping"),
+        (  # YAML 1.1's base 60: 54:11 would be 3251, a valid-looking code
+            "columns: {user: u, time: t, amount: a, mcc: m}\n"
+            "targets: [{name: s, agg: sum, mcc: [54:11], window: {kind: period, period: day}}]\n",
+            "'54:11' is not an MCC code",
+        ),
         (
             "base: &b {kind: expanding, period: day}\ncolumns: {user: u, time: t, amount: a, mcc: m}\n"
             "targets: [{name: s, agg: sum, window: {<<: *b}}]\n",

@@ -411,8 +411,23 @@ def _read_yaml(text: str, name: str) -> Any:
         except ValueError:  # 2024-13-45: the validator names the field and the value
             return loader.construct_scalar(node)
 
+    def sexagesimal_as_text(construct: Any) -> Any:
+        # YAML 1.1 reads 54:11 as the base-60 number 3251 (and 1:30:00.5 as a float): kept
+        # as the text it is, which the validator then names
+        def build(loader: Any, node: Any) -> Any:
+            if ":" in str(node.value):
+                return loader.construct_scalar(node)
+            return construct(loader, node)
+
+        return build
+
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
+    for tag, construct in [
+        ("tag:yaml.org,2002:int", yaml.SafeLoader.construct_yaml_int),
+        ("tag:yaml.org,2002:float", yaml.SafeLoader.construct_yaml_float),
+    ]:
+        Loader.add_constructor(tag, sexagesimal_as_text(construct))
     try:
         data = yaml.load(text, Loader=Loader)
     except yaml.MarkedYAMLError as e:
