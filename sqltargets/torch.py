@@ -429,6 +429,7 @@ def _setup(
                 types = _src.describe(inp, con)
                 kinds = {_src.check_columns(ts, types) for ts in tss}
                 for ts in tss:
+                    _src.check_case(ts, inp)
                     _src.check_wheres(ts, inp, con)
                 time_kind = kinds.pop()
                 if kinds:

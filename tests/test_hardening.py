@@ -354,6 +354,31 @@ def test_every_row_dropped_gives_empty_outputs_of_one_schema() -> None:
     assert outs[0].schema == outs[1].schema == outs[2].schema
 
 
+@pytest.mark.parametrize("as_file", [False, True])
+def test_columns_differing_only_in_case(as_file: bool, tmp_path: Path) -> None:
+    """DuckDB's names are case-insensitive: it renames the second of 'a' and 'A' to 'A_1'.
+    A spec reading either is refused, naming both (it read the renamed 'A_1', which is in
+    no input, and its message said 'A' was not in the input while listing it); columns the
+    spec does not read may differ in case."""
+    t = pa.table({"u": [1, 1], "t": pa.array([1, 2], pa.int64()), "a": [1.0, 2.0],
+                  "m": [5411, 5411], "A": [100.0, 200.0], "c": ["x", "y"], "C": ["z", "w"]})  # fmt: skip
+    src: object = t
+    if as_file:
+        pq.write_table(t, tmp_path / "t.parquet")
+        src = str(tmp_path)
+    spec = {"columns": COLUMNS, "time": {"unit": "s"}, "targets": [
+        {"name": "s", "agg": "sum", "value": "A", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    for run in (sqltargets.generate, sqltargets.reference):
+        with pytest.raises(
+            sqltargets.DataError, match="'a' and 'A', whose names differ only in case"
+        ):
+            run(spec, src)
+    renamed = {**COLUMNS, "amount": "m"}
+    fine = {**spec, "columns": renamed, "targets": [{**spec["targets"][0], "value": "m"}]}
+    assert sqltargets.generate(fine, src).column("s").to_pylist() == [5411.0, 10822.0]
+    assert sqltargets.reference(fine, src).column("s").to_pylist() == [5411.0, 10822.0]
+
+
 # ---------------------------------------------------------------------------------------------
 # issue 10: the loader on odd YAML text, and every API argument out of range
 

@@ -31,7 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError, SpecError, SpecIssue, did_you_mean, first_line, one_of, short
+from ..errors import (
+    DataError,
+    SourceError,
+    SpecError,
+    SpecIssue,
+    did_you_mean,
+    first_line,
+    one_of,
+    short,
+)
 from . import mcc as mcc_catalog
 from . import where as where_mod
 from .aggregates import AGGREGATIONS, EVENT_AGGS, MCC_LABEL_AGGS
@@ -239,6 +248,22 @@ class TargetSet:
             cols.append(t.value)
             cols.extend(sorted(t.where_columns()))
         return list(dict.fromkeys(cols))
+
+    def check_column_case(self, names: list[str]) -> None:
+        """Refuse an input (its column ``names``) with two columns whose names differ only
+        in case when the spec reads one of them: DuckDB's names are case-insensitive, so
+        it renames the second ('AMOUNT' becomes 'AMOUNT_1') and either could be read."""
+        by_lower: dict[str, list[str]] = {}
+        for n in names:
+            by_lower.setdefault(n.lower(), []).append(n)
+        for col in self.input_columns():
+            same = by_lower.get(col.lower(), [])
+            if len(same) > 1:
+                raise DataError(
+                    f"column {col!r}: the input has columns {' and '.join(map(repr, same))}, "
+                    "whose names differ only in case; DuckDB's names are case-insensitive, so "
+                    "it cannot tell them apart: rename one"
+                )
 
     def key_column(self) -> str:
         """Name of the output's row key: the id column, else ``row_id``."""

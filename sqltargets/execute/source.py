@@ -360,6 +360,15 @@ def check_columns(ts: TargetSet, types: dict[str, str]) -> str:
     )
 
 
+def check_case(ts: TargetSet, inp: Input) -> None:
+    """Columns whose names differ only in case (Arrow and Parquet allow them; DuckDB's names
+    are case-insensitive): refused when the spec reads one (TargetSet.check_column_case)."""
+    if inp.arrow_schema is not None:
+        ts.check_column_case(inp.arrow_schema.names)
+    elif inp.file_schema is not None:
+        ts.check_column_case(inp.file_schema.schema.names)
+
+
 def check_wheres(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> None:
     """Bind every target's ``where`` on the input (DuckDB's binder, nothing read): a
     comparison of a string column with a number, a function of the wrong type, ... is an
@@ -446,6 +455,7 @@ def prepare(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Plan:
                 f"column {col!r}, which the spec reads, is missing from input file "
                 f"{partial[col]!r} (a column must be in every file of the input)"
             )
+    check_case(ts, inp)
     types = describe(inp, con)
     time_kind = check_columns(ts, types)
     check_wheres(ts, inp, con)

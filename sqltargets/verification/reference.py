@@ -203,8 +203,10 @@ def _periods_output(
 
 
 def _check_input(ts: TargetSet, table: pa.Table) -> None:
-    """Every column the spec names exists, and no row has a null user or time."""
+    """Every column the spec names exists (and no other differs from it only in case, as
+    the engines refuse), and no row has a null user or time."""
     names = table.column_names
+    ts.check_column_case(names)
     wanted = [ts.columns.user, ts.columns.time]
     if ts.columns.id:
         wanted.append(ts.columns.id)
