@@ -621,3 +621,17 @@ def test_explain_spark_time_type() -> None:
         explain_spark(spec, time_type="timestamptx")
     with pytest.raises(SpecError, match=r"time\.unit"):
         explain_spark(spec, time_type="integer")
+
+
+@pytest.mark.parametrize("tz", [None, "UTC"])
+def test_nanosecond_times_are_refused_with_a_reason(tmp_path: Path, tz: str | None) -> None:
+    """Spark reads no nanosecond timestamps from Parquet, and the statement reads them
+    rounded down to the µs with epoch_ns, which Spark lacks: a one-line refusal saying so
+    (no Spark needed to see it)."""
+    t = pa.table({"u": [1, 1], "t": pa.array([1, 2], pa.timestamp("ns", tz=tz)),
+                  "a": [1.0, 2.0], "m": [5411, 5411], "id": [1, 2]})  # fmt: skip
+    pq.write_table(t, tmp_path / "t.parquet")
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m", "id": "id"},
+            "targets": [{"name": "d", "agg": "sum", "window": {"kind": "period", "period": "day"}}]}  # fmt: skip
+    with pytest.raises(sqltargets.SqlTargetsError, match="nanosecond timestamps, which Spark"):
+        sqltargets.explain(spec, dialect="spark", source=str(tmp_path))

@@ -1494,6 +1494,17 @@ def to_spark(tree: exp.Expression, plan: Plan, *, pretty: bool = True) -> str:
             )
         )
     _refuse_targets(plan)
+    if plan.time_ns or "EPOCH_NS(" in tree.sql(dialect="duckdb").upper():
+        which = (
+            f"column {plan.spec.columns.time!r} holds"
+            if plan.time_ns
+            else "the input has columns of"
+        )
+        raise SqlTargetsError(
+            f"dialect spark: {which} nanosecond timestamps, which Spark does not read from "
+            "Parquet (its timestamps are microseconds); write them in microseconds (pyarrow: "
+            "coerce_timestamps='us')"
+        )
     node = tree.copy()
     _Translator(plan).query(node)
     for n in node.walk():
