@@ -445,6 +445,9 @@ def write(
     }  # fmt: skip
     if shards == 1:
         return _write_file(ts, source, out, None, connection, settings, batch_size, progress)
+    # every shard reads the input: a stream (a RecordBatchReader, ...) is read once, into a
+    # table, or the first shard would drain it and the others write nothing (rows lost)
+    source = _source.as_arrow(source)
     tmp = _files.temp_dir(out)
     rows = 0
     try:

@@ -519,3 +519,19 @@ def test_a_reader_that_fails_to_start_leaves_no_kernels_thread(
     assert state.get("done") is True
     assert state["daemon"] is False
     assert not [t for t in threading.enumerate() if t.name.startswith("sqltargets-kernels")]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sharded_write_of_a_stream_keeps_every_row(tx: pa.Table, tmp_path: Path, jobs: int) -> None:
+    """Every shard reads the input: a RecordBatchReader (one pass only) is read once, into
+    a table. The first shard drained it and the others wrote nothing, a complete-looking
+    folder with rows lost (jobs=2 failed to pickle the reader)."""
+    reader = pa.RecordBatchReader.from_batches(tx.schema, tx.to_batches(max_chunksize=100))
+    out = tmp_path / f"out-{jobs}"
+    rows = sqltargets.write(SPEC, reader, out, shards=3, jobs=jobs)
+    got = pq.read_table(out).sort_by([("user_id", "ascending"), ("row_id", "ascending")])
+    want = sqltargets.generate(SPEC, tx).sort_by(
+        [("user_id", "ascending"), ("row_id", "ascending")]
+    )
+    assert rows == got.num_rows == tx.num_rows
+    assert diff(got, want, NAMES, ["user_id", "row_id"]) == []
