@@ -197,3 +197,26 @@ def test_nanosecond_times_are_rounded_down_to_the_microsecond(
         assert {k: got.column(k).to_pylist() for k in want} == want, engine
     ref = sqltargets.reference(spec, src, **kw)
     assert {k: ref.column(k).to_pylist() for k in want} == want
+
+
+def test_a_zoned_time_keeps_its_input_zone_label(tmp_path: Path) -> None:
+    """The output's time column is 'as input': a zoned Parquet column keeps the zone it is
+    labelled with (DuckDB labelled it with the session's, the spec's zone), in every path
+    and in the reference (same instants either way)."""
+    t = pa.table({"u": [1, 1], "t": pa.array([0, 3_600_000_000], pa.timestamp("us", tz="UTC")),
+                  "a": [1.0, 2.0], "m": [5411, 5411]})  # fmt: skip
+    pq.write_table(t, tmp_path / "x.parquet")
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+            "timezone": "America/New_York",
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    src = str(tmp_path / "x.parquet")
+    sqltargets.write(spec, src, tmp_path / "out", shards=2)
+    outs = [
+        sqltargets.generate(spec, t), sqltargets.generate(spec, src),
+        sqltargets.generate(spec, src, engine="sql"),
+        sqltargets.generate_batches(spec, src, batch_size=1).read_all(),
+        pq.read_table(tmp_path / "out"), sqltargets.reference(spec, src),
+    ]  # fmt: skip
+    for out in outs:
+        assert out.schema.field("t").type == pa.timestamp("us", tz="UTC")
+        assert sorted(out.column("t").to_pylist()) == t.column("t").to_pylist()

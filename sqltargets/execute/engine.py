@@ -40,15 +40,26 @@ from .source import Input, check_rows, prepare, resolve
 # execution
 
 
+def _input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
+    """The Arrow types the passthrough columns (user, time, id) had in the input, when
+    DuckDB returns them otherwise: an Arrow input's own types; for Parquet files, the
+    zone a zoned time column is labelled with (DuckDB labels it with the session's, the
+    spec's zone; the instants are the same)."""
+    schema = inp.arrow_schema
+    if schema is not None:
+        cols = (ts.columns.user, ts.columns.time, ts.columns.id)
+        return {c: schema.field(c).type for c in cols if c is not None and c in schema.names}
+    files = inp.file_schema.schema if inp.file_schema is not None else None
+    if files is not None and ts.columns.time in files.names:
+        t = files.field(ts.columns.time).type
+        if pa.types.is_timestamp(t) and t.tz is not None:
+            return {ts.columns.time: pa.timestamp("us", tz=t.tz)}  # (DuckDB's µs)
+    return {}
+
+
 def _restore_types(table: pa.Table, ts: TargetSet, inp: Input) -> pa.Table:
     """Give the passthrough columns (user, time, id) their input Arrow types back."""
-    schema = inp.arrow_schema
-    if schema is None:
-        return table
-    for col in (ts.columns.user, ts.columns.time, ts.columns.id):
-        if col is None or col not in schema.names:
-            continue
-        want = schema.field(col).type
+    for col, want in _input_types(ts, inp).items():
         i = table.schema.get_field_index(col)
         if i >= 0 and table.schema.field(i).type != want:
             try:
@@ -558,10 +569,12 @@ def _abandon(loading: Loading | None, inp: Input, con: duckdb.DuckDBPyConnection
 
 
 def _restore_batch(batch: pa.RecordBatch, ts: TargetSet, inp: Input) -> pa.RecordBatch:
-    if inp.arrow_schema is None:
+    wanted = _input_types(ts, inp)
+    if all(batch.schema.field(c).type == t for c, t in wanted.items() if c in batch.schema.names):
         return batch
     table = _restore_types(pa.Table.from_batches([batch]), ts, inp)
-    return table.combine_chunks().to_batches()[0] if table.num_rows else batch
+    # (one batch, also when empty: an empty table has no batches)
+    return pa.record_batch([c.combine_chunks() for c in table.columns], schema=table.schema)
 
 
 def _native_schema(prog: program_mod.Program, prologue: pa.Schema) -> pa.Schema:
