@@ -926,9 +926,15 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
         if isinstance(index, (list, tuple, np.ndarray, torch.Tensor)) and not (
             isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim == 0
         ):
+            if isinstance(index, (list, tuple)) and any(
+                isinstance(v, (bool, np.bool_)) for v in index
+            ):
+                raise TypeError(f"user positions must be integers, got {index!r}")
             positions = np.asarray(index)
             if positions.dtype == np.bool_:
                 raise TypeError("user positions must be integers; a boolean mask is not taken")
+            if positions.size and not np.issubdtype(positions.dtype, np.integer):
+                raise TypeError(f"user positions must be integers, got {positions.dtype}")
             picked = [self._position(i) for i in positions.tolist()]
             if not picked:
                 raise IndexError("an empty list of users makes no batch")
@@ -949,7 +955,18 @@ class TargetDataset(Dataset):  # type: ignore[type-arg]
 
     def _position(self, index: Any) -> int:
         n = len(self._users)
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer, torch.Tensor)):
+        if isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim == 0:
+            integral = (
+                np.issubdtype(index.dtype, np.integer)
+                if isinstance(index, np.ndarray)
+                else not (
+                    index.dtype == torch.bool or index.is_floating_point() or index.is_complex()
+                )
+            )
+            if not integral:  # (a 0-d float or bool tensor read as int took item 1 for 1.7)
+                raise TypeError(f"user index must be an integer, got {index!r}")
+            index = index.item()
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"user index must be an integer or a list of them, got {index!r}")
         i = int(index)
         if i < 0:
@@ -1383,9 +1400,18 @@ def collate(
         raise ValueError("collate: empty batch")
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
-    if max_len is not None and max_len < 1:
+    if max_len is not None and (
+        not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1
+    ):
         raise ValueError(f"max_len must be a positive integer or None, got {max_len!r}")
     first = batch[0]
+    keys = list(first)
+    for j, it in enumerate(batch):
+        if list(it) != keys:
+            raise ValueError(
+                f"collate: item {j} has keys {list(it)}, item 0 {keys}: items of one batch "
+                "come from one dataset"
+            )
     if targets is None:
         targets = getattr(first, "targets", None)
     target_set = set(targets) if targets is not None else None

@@ -566,6 +566,15 @@ def test_map_style_batches_by_list_of_positions(
         ds[np.ones(N_USERS, bool)]
     with pytest.raises(TypeError, match="integer"):
         ds["3"]
+    # a position is an integer in every spelling; floats and booleans in none (a 0-d float
+    # tensor of 1.7 gave item 1, [0, True] the batch of 0 and 1)
+    for bad in (torch.tensor(1.7), torch.tensor(True), np.array(1.5), [0, True], (0, np.True_),
+                torch.tensor([0.0, 1.0]), np.array([1.5])):  # fmt: skip
+        with pytest.raises(TypeError, match="integer"):
+            ds[bad]
+    want = ds[3]["row_id"].tolist()
+    for good in (3, np.int64(3), np.array(3), torch.tensor(3), torch.tensor(3, dtype=torch.int32)):
+        assert ds[good]["row_id"].tolist() == want
 
 
 def test_items_own_their_memory(parquet: Path) -> None:
@@ -819,6 +828,12 @@ def test_collate_plain_dicts_and_string_users() -> None:
     assert out["row_id"].tolist() == [[1, 2], [7, -1]]
     with pytest.raises(ValueError):
         collate([a], keep="middle")
+    for bad in (2.5, True, "2"):  # (2.5 failed deep inside, as a slice's TypeError)
+        with pytest.raises(ValueError, match="max_len must be a positive integer"):
+            collate([a, b], max_len=bad)  # type: ignore[arg-type]
+    other = {k: v for k, v in b.items() if k != "y"} | {"z": b["y"]}
+    with pytest.raises(ValueError, match=r"item 1 has keys .* items of one batch come from one"):
+        collate([a, other])  # (a bare KeyError: 'y')
 
 
 # --------------------------------------------------------------------------- sources
