@@ -427,9 +427,10 @@ def _setup(
             inp.register(con)
             try:
                 types = _src.describe(inp, con)
-                kinds = {_src.check_columns(ts, types) for ts in tss}
                 for ts in tss:
                     _src.check_case(ts, inp)
+                kinds = {_src.check_columns(ts, types) for ts in tss}
+                for ts in tss:
                     _src.check_wheres(ts, inp, con)
                 time_kind = kinds.pop()
                 if kinds:
@@ -1143,8 +1144,8 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         DataLoader's workers (also persistent ones, which started before it): an epoch's
         order depends only on ``seed`` and the epoch."""
         epoch = int(epoch)
-        if epoch == _NO_EPOCH:
-            raise ValueError(f"set_epoch: epoch must be above {_NO_EPOCH}")
+        if not _NO_EPOCH < epoch < 2**63:  # (what the shared int64 holds)
+            raise ValueError(f"set_epoch: epoch must be an int64 above {_NO_EPOCH}, got {epoch}")
         self._epoch = epoch
         self._epoch_shared.value = epoch
 

@@ -93,13 +93,20 @@ def test_the_output_roles_name_different_columns() -> None:
         ({"time": "u"}, "columns.time"),
         ({"id": "U"}, "columns.id"),  # DuckDB's names are case-insensitive
         ({"id": "t"}, "columns.id"),
+        ({"user": "row_id"}, "columns.user"),  # the output's row_id, without an id
+        ({"time": "ROW_ID"}, "columns.time"),
     ]:
         data = spec()
         data["columns"] = {**COLUMNS, **roles}
         got = issues(data)
-        assert any(i.startswith(field) and "must name different columns" in i for i in got), got
+        assert any(
+            i.startswith(field) and ("must name different columns" in i or "row_id" in i)
+            for i in got
+        ), got
     data = spec()
     data["columns"] = {**COLUMNS, "mcc": "a", "id": "a"}  # other roles may share a column
+    load(data)
+    data["columns"] = {**COLUMNS, "user": "row_id", "id": "tx"}  # an id: no row_id column
     load(data)
 
 
@@ -224,7 +231,7 @@ def test_where_types_are_checked_against_data_naming_the_target() -> None:
 
     t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [1.0], "m": [5411], "c": ["x"]})
     fine = {"name": "fine", "agg": "count", "where": "a > 0", "window": {"kind": "expanding", "period": "day"}}  # fmt: skip
-    for text in ["c > 5", "lower(a) = 'x'", "a LIKE 'x%'", "a > 1 = TRUE"]:
+    for text in ["c > 5", "lower(a) = 'x'", "a LIKE 'x%'", "m = 'abc'", "a > 1 = TRUE"]:
         data = spec(where=text)
         data["time"] = {"unit": "day"}
         data["targets"] = [fine, {**data["targets"][0], "name": "bad"}]

@@ -742,6 +742,10 @@ def test_set_epoch_reaches_persistent_workers(parquet: Path, method: str) -> Non
     assert again._current_epoch() == 1
     again.set_epoch(0)
     assert ds._current_epoch() == 1  # the copy's epoch is its own
+    for wide in (2**63, -(2**63), 2**64 + 1):  # (the shared int64 would wrap, silently)
+        with pytest.raises(ValueError, match="epoch must be an int64"):
+            ds.set_epoch(wide)
+    assert ds._current_epoch() == 1
 
 
 # --------------------------------------------------------------------------- pickling

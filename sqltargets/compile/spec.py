@@ -668,12 +668,20 @@ def _columns(c: _Collector, raw: object) -> Columns | None:
         names[role] = c.string(value, f"columns.{role}")
     if any(names.get(r) is None for r in COLUMN_KEYS if r != "id"):
         return None
-    # the output carries the user, time and id columns by name: one column in two of these
-    # roles would be two output columns of one name (a file pyarrow cannot read back)
+    # the output carries the user, time and id columns by name (row_id without an id): one
+    # column in two of these roles would be two output columns of one name (a file pyarrow
+    # cannot read back)
     first_role: dict[str, str] = {}
     for role in ("user", "time", "id"):
         name = names.get(role)
         if name is None:
+            continue
+        if names.get("id") is None and name.lower() == "row_id":
+            c.add(
+                f"columns.{role}",
+                f"{name!r} would be a second row_id: the output's row position column is "
+                "row_id when the spec has no columns.id; set columns.id, or rename the column",
+            )
             continue
         other = first_role.setdefault(name.lower(), role)
         if other != role:

@@ -1494,7 +1494,8 @@ def to_spark(tree: exp.Expression, plan: Plan, *, pretty: bool = True) -> str:
             )
         )
     _refuse_targets(plan)
-    if plan.time_ns or "EPOCH_NS(" in tree.sql(dialect="duckdb").upper():
+    # (the floor to µs of a nanosecond time, render.cast_sql; no other SQL spells it)
+    if plan.time_ns or "% 1000 + 1000) % 1000" in tree.sql(dialect="duckdb"):
         which = (
             f"column {plan.spec.columns.time!r} holds"
             if plan.time_ns

@@ -370,17 +370,19 @@ def check_case(ts: TargetSet, inp: Input) -> None:
 
 
 def check_wheres(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> None:
-    """Bind every target's ``where`` on the input (DuckDB's binder, nothing read): a
-    comparison of a string column with a number, a function of the wrong type, ... is an
-    error naming the target's field and its expression, not a DuckDB error in the middle of
-    a run. One DESCRIBE for all of them; each on its own only when that fails."""
+    """Evaluate every target's ``where`` on the input's first row: a comparison of a string
+    column with a number, a function of the wrong type (binder errors), a literal that does
+    not convert to its column's type (``int_col = 'abc'``, an error only when evaluated) is
+    an error naming the target's field and its expression, not a DuckDB error in the middle
+    of a run. One query for all of them (a few ms); each on its own only when that fails.
+    (Values that fail on later rows only are found by the run.)"""
     wheres = {t.where: i for i, t in reversed(list(enumerate(ts.targets))) if t.where}
     if not wheres:
         return
 
     def bind(texts: list[str]) -> None:
         items = ", ".join(f"({where_mod.to_sql(where_mod.parse(w))})" for w in texts)
-        con.sql(f"DESCRIBE SELECT {items} FROM {inp.scan_sql()}").fetchall()
+        con.sql(f"SELECT {items} FROM {inp.scan_sql()} LIMIT 1").fetchall()
 
     try:
         bind(list(wheres))
