@@ -134,3 +134,37 @@ def ts_dict() -> dict:
     import yaml
 
     return yaml.safe_load(SPEC.read_text())
+
+
+def test_a_store_keeps_the_input_zone_label_and_refuses_case_twins(tmp_path: Path) -> None:
+    """A store's copy of a zoned time is labelled UTC; the output still carries the input's
+    own label (as from the input itself), in every path and the reference. Input columns
+    whose names differ only in case are refused (DuckDB's copy would rename one 'A_1')."""
+    import pyarrow as pa
+
+    zone = "America/New_York"
+    t = pa.table({"u": [1, 1, 2], "t": pa.array([0, 3_600_000_000, 7_200_000_000],
+                  pa.timestamp("us", tz=zone)), "a": [1.0, 2.0, 3.0], "m": [5411, 5411, 1]})  # fmt: skip
+    (tmp_path / "in").mkdir()
+    pq.write_table(t, tmp_path / "in" / "x.parquet")
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+            "timezone": "Europe/Paris",
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    store = str(tmp_path / "store")
+    want = sqltargets.generate(spec, str(tmp_path / "in"))
+    outs = [
+        sqltargets.generate(spec, str(tmp_path / "in"), store=store),
+        sqltargets.generate(spec, store, engine="sql"),
+        sqltargets.generate_batches(spec, store).read_all(),
+        sqltargets.reference(spec, store),
+    ]
+    assert want.schema.field("t").type == pa.timestamp("us", tz=zone)
+    for out in outs:
+        assert out.schema == want.schema
+        assert out.to_pylist() == want.to_pylist()
+    twins = t.append_column("A", pa.array([1.0, 2.0, 3.0]))
+    (tmp_path / "twins").mkdir()
+    pq.write_table(twins, tmp_path / "twins" / "x.parquet")
+    with pytest.raises(sqltargets.DataError, match="'a' and 'A', whose names differ only in case"):
+        sqltargets.prepare(str(tmp_path / "twins"), str(tmp_path / "store2"), specs=spec)
+    assert not (tmp_path / "store2").exists()

@@ -54,7 +54,8 @@ def _input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
         t = files.field(ts.columns.time).type
         if pa.types.is_timestamp(t) and t.tz is not None:
             return {ts.columns.time: pa.timestamp("us", tz=t.tz)}  # (DuckDB's µs)
-    return {}
+    zone = inp.zones.get(ts.columns.time)  # a store: its input's label
+    return {ts.columns.time: pa.timestamp("us", tz=zone)} if zone else {}
 
 
 def _restore_types(table: pa.Table, ts: TargetSet, inp: Input) -> pa.Table:

@@ -33,6 +33,9 @@ class Input:
     arrow_schema: pa.Schema | None = None  # the input's own Arrow types, when known
     listing: Listing | None = None  # a Parquet input's files, in read order
     file_schema: InputSchema | None = None  # their common columns and types
+    #: zoned timestamp columns -> the zone they were labelled with in the input a store was
+    #: prepared from (the store's copy is labelled UTC)
+    zones: dict[str, str] = field(default_factory=dict)
 
     def known_rows(self) -> int | None:
         """The input's rows when known without reading it (Parquet footers, an Arrow

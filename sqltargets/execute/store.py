@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError
+from ..errors import DataError, SourceError
 from .files import (
     STORE_MANIFEST,
     check_output,
@@ -99,22 +99,32 @@ def store_input(store: str | Path, *, absolute: bool = True) -> Any:
         os.path.abspath(data) if absolute else data, multi=False, rid=True, rid_column=rid,
         columns=columns, explicit=True,
     )  # fmt: skip
-    return Input(src, label=str(store))
+    zones = manifest.get("zones")
+    return Input(src, label=str(store), zones=dict(zones) if isinstance(zones, dict) else {})
 
 
 def read_store(store: str | Path) -> Any:
     """The store's rows as an Arrow table in input order, without its position column."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    rid = row_id_column(read_manifest(store))
+    manifest = read_manifest(store)
+    rid = row_id_column(manifest)
     data = os.path.join(os.fspath(store), DATA)
     try:
         table = pq.read_table(data)
     except (OSError, ValueError) as e:
         raise SourceError(f"store {str(store)!r} cannot be read: {e}") from e
     order = pc.sort_indices(table.column(rid))
-    return table.take(order).drop_columns([rid])
+    table = table.take(order).drop_columns([rid])
+    zones = manifest.get("zones")
+    for name, zone in zones.items() if isinstance(zones, dict) else ():
+        i = table.schema.get_field_index(name)
+        t = table.schema.field(i).type if i >= 0 else None
+        if t is not None and pa.types.is_timestamp(t) and t.tz is not None:
+            table = table.set_column(i, name, table.column(i).cast(pa.timestamp(t.unit, zone)))
+    return table
 
 
 def is_fresh(store: str | Path, source: str | Path | None = None) -> bool:
@@ -170,6 +180,7 @@ def prepare(
     inside its input (nor replace a folder that is not a store).
     """
     import duckdb
+    import pyarrow as pa
 
     from ..compile.render import ident, literal, unused_name
     from .connection import connect
@@ -187,6 +198,16 @@ def prepare(
     inp = parquet_input(str(source))
     assert inp.file_schema is not None and inp.listing is not None
     cols = inp.file_schema.schema.names
+    by_lower: dict[str, list[str]] = {}
+    for c in cols:
+        by_lower.setdefault(c.lower(), []).append(c)
+    same = next((names for names in by_lower.values() if len(names) > 1), None)
+    if same:  # (the store's copy would hold DuckDB's renamed 'A_1' for the second)
+        raise DataError(
+            f"prepare: the input has columns {' and '.join(map(repr, same))}, whose names "
+            "differ only in case; DuckDB's names are case-insensitive, so it cannot tell "
+            "them apart: rename one"
+        )
     for c, role in ((user, "user"), (time, "time")):
         if c not in cols:
             raise SourceError(
@@ -220,6 +241,13 @@ def prepare(
             "row_id_column": rid,
             "rows": rows,
             "files": len(inp.listing.files),
+            # the zones zoned timestamps are labelled with in the input ("as input" in the
+            # output; the store's copy is labelled UTC)
+            "zones": {
+                f.name: f.type.tz
+                for f in inp.file_schema.schema
+                if pa.types.is_timestamp(f.type) and f.type.tz is not None
+            },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         give_umask(tmp / DATA)
