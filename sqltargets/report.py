@@ -343,7 +343,8 @@ def histogram_png(d: Description, target: str) -> bytes:
     ax = fig.add_subplot()
     stats = [r for r in d.stats.to_pylist() if r["target"] == target]
     hist = [r for r in d.histograms.to_pylist() if r["target"] == target]
-    first = stats[0]
+    # (a list target over no rows has no stats rows at all)
+    first = stats[0] if stats else {"agg": None, "window": None}
     ax.set_title(target, fontsize=10, loc="left", fontweight="bold")
     if first["agg"]:
         ax.set_title(f"{first['agg']} · {first['window']}", fontsize=8, loc="right", color="#666")

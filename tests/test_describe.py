@@ -488,6 +488,23 @@ def test_html_escapes_spec_text(tmp_path: Path, data: Path) -> None:
     assert "<b>" not in page and "&lt;b&gt;" in page
 
 
+def test_html_report_of_an_empty_input_with_list_targets(tmp_path: Path) -> None:
+    """List targets (top_k, distribution) over no rows have no stats rows at all: their
+    histogram says 'always empty' (the report raised an IndexError on them)."""
+    pytest.importorskip("matplotlib")
+    t = pa.table({"u": pa.array([], pa.int64()), "t": pa.array([], pa.int64()),
+                  "a": pa.array([], pa.float64()), "m": pa.array([], pa.int64())})  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+            "time": {"unit": "day"}, "targets": [
+                {"name": "s", "agg": "sum", "window": {"kind": "period", "period": "day"}},
+                {"name": "top3", "agg": "top_k", "k": 3, "window": {"kind": "period", "period": "day"}},
+                {"name": "dist", "agg": "distribution", "by": {"mcc": ["grocery"]},
+                 "window": {"kind": "period", "period": "day"}},
+            ]}  # fmt: skip
+    page = sqltargets.describe(spec, t).to_html()
+    assert page.count("<img") >= 3 and "top3" in page and "dist" in page
+
+
 # ---------------------------------------------------------------------------------------------
 # without matplotlib
 
