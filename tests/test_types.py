@@ -220,3 +220,29 @@ def test_a_zoned_time_keeps_its_input_zone_label(tmp_path: Path) -> None:
     for out in outs:
         assert out.schema.field("t").type == pa.timestamp("us", tz="UTC")
         assert sorted(out.column("t").to_pylist()) == t.column("t").to_pylist()
+
+
+@pytest.mark.parametrize(
+    "unit,tz", [("ms", "UTC"), ("s", "Asia/Tokyo"), ("ns", "UTC"), ("ns", None), ("ms", None)]
+)
+def test_the_time_column_keeps_its_input_type_in_generate_and_reference(
+    unit: str, tz: str | None, tmp_path: Path
+) -> None:
+    """'As input': the output time column has the input's unit and zone label, from Arrow
+    and from Parquet (DuckDB returns zoned ones in µs), in generate and the reference, with
+    the same values (a zoned nanosecond time rounded down to the µs in both)."""
+    ns = [1_704_153_599_999_999_600, 1_704_153_600_000_000_400]
+    if unit != "ns":
+        ns = [0, 3_600_000_000_000]
+    t = pa.table({"u": [1, 1], "t": pa.array(ns, pa.timestamp("ns")).cast(pa.timestamp(unit, tz)),
+                  "a": [1.0, 2.0], "m": [5411, 5411]})  # fmt: skip
+    pq.write_table(t, tmp_path / "x.parquet")
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+            "timezone": "Europe/Paris",
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "period", "period": "day"}}]}  # fmt: skip
+    for src in (t, str(tmp_path)):
+        got, ref = sqltargets.generate(spec, src), sqltargets.reference(spec, src)
+        file_type = pq.read_schema(tmp_path / "x.parquet").field("t").type
+        assert got.schema.field("t").type == (t.schema.field("t").type if src is t else file_type)
+        assert got.schema == ref.schema
+        assert got.column("t").to_pylist() == ref.column("t").to_pylist()

@@ -42,9 +42,10 @@ from .source import Input, check_rows, prepare, resolve
 
 def _input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
     """The Arrow types the passthrough columns (user, time, id) had in the input, when
-    DuckDB returns them otherwise: an Arrow input's own types; for Parquet files, the
-    zone a zoned time column is labelled with (DuckDB labels it with the session's, the
-    spec's zone; the instants are the same)."""
+    DuckDB returns them otherwise: an Arrow input's own types; for Parquet files, the time
+    column's type (DuckDB returns a zoned one in µs, labelled with the session's zone, the
+    spec's; the instants are the same); for a store, its input's zone label. A type that
+    the values cannot take without loss (µs values into ms) is not restored."""
     schema = inp.arrow_schema
     if schema is not None:
         cols = (ts.columns.user, ts.columns.time, ts.columns.id)
@@ -52,8 +53,8 @@ def _input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
     files = inp.file_schema.schema if inp.file_schema is not None else None
     if files is not None and ts.columns.time in files.names:
         t = files.field(ts.columns.time).type
-        if pa.types.is_timestamp(t) and t.tz is not None:
-            return {ts.columns.time: pa.timestamp("us", tz=t.tz)}  # (DuckDB's µs)
+        if pa.types.is_timestamp(t):  # its unit too (DuckDB returns zoned ones in µs)
+            return {ts.columns.time: t}
     zone = inp.zones.get(ts.columns.time)  # a store: its input's label
     return {ts.columns.time: pa.timestamp("us", tz=zone)} if zone else {}
 

@@ -186,6 +186,11 @@ def align(table: pa.Table, schema: pa.Schema) -> pa.Table:
     for f, col in zip(table.schema, table.columns):
         if f.name in schema.names:
             want = schema.field(f.name).type
+            zoned_ns = pa.types.is_timestamp(f.type) and f.type.unit == "ns" and f.type.tz
+            if zoned_ns and pa.types.is_timestamp(want) and want.unit != "ns":
+                # a zoned nanosecond column: read as µs rounded down (FLOORED_TIMESTAMPTZ)
+                columns.append(_floor_to_us(col, f.type.tz))
+                continue
             if _kind(want) != _kind(f.type):
                 try:
                     col = col.cast(want)
