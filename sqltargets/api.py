@@ -536,15 +536,25 @@ def _write_shards_in_processes(
     interrupt here they are terminated before this returns, so no worker writes on."""
     import concurrent.futures as cf
     import multiprocessing as mp
+    import signal
 
     ctx = mp.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
     rows = 0
+    # the workers start (on submit) with Ctrl-C blocked, a mask exec keeps: one pressed
+    # while they import (before _worker_init ignores it) printed their tracebacks; here it
+    # stays pending until the submits are done, then interrupts as usual
+    block = hasattr(signal, "pthread_sigmask")
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if block else None
     try:
-        futures = {
-            pool.submit(_write_shard, ts, source, path, (i, shards), settings, batch_size): i
-            for i, path in parts
-        }
+        try:
+            futures = {
+                pool.submit(_write_shard, ts, source, path, (i, shards), settings, batch_size): i
+                for i, path in parts
+            }
+        finally:
+            if old_mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for fut in cf.as_completed(futures):
             n = fut.result()
             rows += n
