@@ -537,6 +537,7 @@ def _write_shards_in_processes(
     import concurrent.futures as cf
     import multiprocessing as mp
     import signal
+    import warnings
 
     ctx = mp.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
@@ -556,7 +557,9 @@ def _write_shards_in_processes(
             if old_mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for fut in cf.as_completed(futures):
-            n = fut.result()
+            n, caught = fut.result()
+            for message, category in caught:
+                warnings.warn(message, category, stacklevel=2)
             rows += n
             if on_shard:
                 on_shard(futures[fut], shards, n)
@@ -617,9 +620,16 @@ def _write_shard(
     shard: tuple[int, int],
     settings: dict[str, Any],
     batch_size: int,
-) -> int:
-    # runs in a worker process: its own DuckDB connection
-    return _write_file(ts, source, path, shard, None, settings, batch_size, None)
+) -> tuple[int, list[tuple[str, type[Warning]]]]:
+    # runs in a worker process: its own DuckDB connection; its warnings go back with its
+    # rows and are warned again in the caller's process (the CLI's one-line form, or the
+    # caller's filters), not printed raw by the worker
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = _write_file(ts, source, path, shard, None, settings, batch_size, None)
+    return rows, [(str(w.message), w.category) for w in caught]
 
 
 def _output_schema(schema: pa.Schema) -> pa.Schema:

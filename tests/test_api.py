@@ -535,3 +535,17 @@ def test_sharded_write_of_a_stream_keeps_every_row(tx: pa.Table, tmp_path: Path,
     )
     assert rows == got.num_rows == tx.num_rows
     assert diff(got, want, NAMES, ["user_id", "row_id"]) == []
+
+
+def test_sharded_jobs_warn_in_the_callers_process(tx: pa.Table, tmp_path: Path) -> None:
+    """A worker's warnings (rows dropped for a null user) come back with its rows and are
+    warned in the caller's process, where its filters and the CLI's one-line form apply
+    (the workers printed them raw, Python's two-line form with a source line)."""
+    users = tx.column("user_id").to_pylist()
+    users[0] = users[5] = None
+    data = tx.set_column(0, "user_id", pa.array(users, pa.int64()))
+    spec = {**SPEC, "null_rows": "drop"}
+    with pytest.warns(sqltargets.DroppedRowsWarning, match="null user or time") as caught:
+        rows = sqltargets.write(spec, data, tmp_path / "out", shards=3, jobs=2)
+    assert rows == tx.num_rows - 2
+    assert sum("dropped" in str(w.message) for w in caught) >= 1
