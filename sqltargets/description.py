@@ -264,7 +264,7 @@ class _Meta:
     rows: int
     targets: tuple[str, ...]
     user_codes: np.ndarray | None = None  # int per row
-    month_codes: np.ndarray | None = None  # months since 1970-01 per row, -1 when unknown
+    month_codes: np.ndarray | None = None  # months since 1970-01 per row, NO_MONTH if unknown
     time_range: tuple[str, str] | None = None
     notes: list[str] = field(default_factory=list)
     user_sample: tuple[Any, ...] | None = None
@@ -421,22 +421,14 @@ def _sample_users(source: Any, ucol: str, n: int, seed: int) -> tuple[pa.Table, 
 def _parquet_files(source: Any) -> list[str] | None:
     """The Parquet files of a path, glob or folder in name order (as generate reads them);
     None when ``source`` is not a path."""
-    import glob
-    import os
+    from .execute.files import list_input
 
     if isinstance(source, Path):
         source = str(source)
     if not isinstance(source, str):
         return None
-    if os.path.isdir(source):
-        files = sorted(glob.glob(os.path.join(source, "**", "*.parquet"), recursive=True))
-    elif set("*?[") & set(source):
-        files = sorted(f for f in glob.glob(source, recursive=True) if os.path.isfile(f))
-    else:
-        files = [source] if os.path.isfile(source) else []
-    if not files:
-        raise SourceError(f"input {source!r}: no Parquet files there")
-    return files
+    # the files every run reads (a store or an output inside the folder is skipped)
+    return list(list_input(source).files)
 
 
 def _as_table(source: Any) -> pa.Table:
@@ -455,8 +447,8 @@ def _as_table(source: Any) -> pa.Table:
 
 
 def _month_codes(col: pa.ChunkedArray, ts: Any) -> np.ndarray:
-    """Calendar month of each row (months since 1970-01, in the spec's time zone); -1 where
-    the time is null."""
+    """Calendar month of each row (months since 1970-01, in the spec's time zone; negative
+    before 1970); :data:`NO_MONTH` where the time is null."""
     typ = col.type
     if pa.types.is_timestamp(typ):
         if typ.tz is not None:
@@ -473,11 +465,15 @@ def _month_codes(col: pa.ChunkedArray, ts: Any) -> np.ndarray:
         dt = origin + (np.where(null, 0, raw) * _UNIT_US[unit]).astype("timedelta64[us]")
         dt = np.where(null, np.datetime64("NaT"), dt)
     else:
-        return np.full(len(col), -1, dtype=np.int64)
+        return np.full(len(col), NO_MONTH, dtype=np.int64)
     months = np.asarray(dt).astype("datetime64[M]")
     codes = months.astype(np.int64)
-    codes[np.isnat(months)] = -1
+    codes[np.isnat(months)] = NO_MONTH
     return codes
+
+
+#: A row's month code when its time is unknown (months before 1970 are negative codes).
+NO_MONTH = np.iinfo(np.int64).min
 
 
 def _time_range(col: pa.ChunkedArray) -> tuple[str, str] | None:
@@ -707,6 +703,13 @@ def _num(x: float) -> float | None:
 
 
 def series_stats(values: np.ndarray) -> dict[str, float | None]:
+    """See :func:`_series_stats`; overflow to inf or NaN (values near ±1e308, infinities)
+    is the statistic's value, not a warning."""
+    with np.errstate(all="ignore"):
+        return _series_stats(values)
+
+
+def _series_stats(values: np.ndarray) -> dict[str, float | None]:
     """The value statistics of one series (float64, NaN where null): ``mean`` … ``skew``.
 
     >>> s = series_stats(np.array([1.0, 2.0, 3.0, 10.0, np.nan]))
@@ -869,7 +872,7 @@ def _coverage(series: list[_Series], meta: _Meta, report: Progress) -> pa.Table:
     )  # fmt: skip
     if meta.user_codes is None or meta.month_codes is None or not series:
         return schema.empty_table()
-    ok = meta.month_codes >= 0
+    ok = meta.month_codes != NO_MONTH
     months = meta.month_codes[ok]
     if months.size == 0:
         return schema.empty_table()
@@ -1013,7 +1016,11 @@ def _edges(x: np.ndarray, scale: str, linthresh: float | None) -> np.ndarray:
         return np.array([lo - 0.5, hi + 0.5])
     if np.all(x == np.round(x)) and hi - lo <= 2 * HIST_BINS:
         return np.arange(lo - 0.5, hi + 1.0, 1.0)
-    return np.linspace(lo, hi, HIST_BINS + 1)
+    # (as weights of the ends: hi - lo overflows when the values span more than a double)
+    f = np.arange(HIST_BINS + 1) / HIST_BINS
+    edges = lo * (1 - f) + hi * f
+    edges[0], edges[-1] = lo, hi
+    return np.maximum.accumulate(edges)
 
 
 def _histograms(series: list[_Series]) -> pa.Table:
@@ -1025,7 +1032,8 @@ def _histograms(series: list[_Series]) -> pa.Table:
     for s in series:
         by_target.setdefault(s.target, []).append(s)
     for target, group in by_target.items():
-        pooled = np.concatenate([s.values[~np.isnan(s.values)] for s in group])
+        # (finite values only: an infinity has no bin; the stats count it)
+        pooled = np.concatenate([s.values[np.isfinite(s.values)] for s in group])
         if pooled.size == 0:
             continue
         scale, linthresh = choose_scale(pooled)
@@ -1033,7 +1041,7 @@ def _histograms(series: list[_Series]) -> pa.Table:
             pooled = pooled[pooled != 0]
         edges = _edges(pooled, scale, linthresh)
         for s in group:
-            x = s.values[~np.isnan(s.values)]
+            x = s.values[np.isfinite(s.values)]
             if scale != "linear":  # zeros are counted in the stats, not drawn on a log axis
                 x = x[x != 0]
             counts, _ = np.histogram(x, bins=edges)

@@ -386,7 +386,17 @@ def histogram_png(d: Description, target: str) -> bytes:
         ax.xaxis.set_major_formatter(FuncFormatter(_compact))
     ax.tick_params(labelsize=7.5)
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    try:
+        return _png(fig)
+    except (ValueError, OverflowError):  # an axis wider than a double (±1e308): no ticks
+        fig = _figure(HIST_INCHES)
+        ax = fig.add_subplot()
+        ax.set_title(target, fontsize=10, loc="left", fontweight="bold")
+        ax.text(0.5, 0.5, "values span more than a double holds: no axis to draw",
+                ha="center", va="center", transform=ax.transAxes, color="#b00020", fontsize=10)  # fmt: skip
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return _png(fig)
 
 
 def heatmap_inches(n: int) -> tuple[float, float]:

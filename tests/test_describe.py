@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib.util
 import io
 import itertools
 import json
@@ -503,6 +504,44 @@ def test_html_report_of_an_empty_input_with_list_targets(tmp_path: Path) -> None
             ]}  # fmt: skip
     page = sqltargets.describe(spec, t).to_html()
     assert page.count("<img") >= 3 and "top3" in page and "dist" in page
+
+
+def test_months_before_1970_values_beyond_a_double_and_infinities(tmp_path: Path) -> None:
+    """Coverage keeps months before 1970 (their codes are negative: the 'no time' marker
+    was -1, which dropped them); values spanning ±1e308 (hi - lo overflowed the bin edges)
+    and infinities (no bin; a NaN edge and a count of -1) still describe and draw."""
+    import datetime as dt
+
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "period", "period": "month"}}]}  # fmt: skip
+    times = [dt.datetime(1969, 11, 5), dt.datetime(1969, 12, 5), dt.datetime(1970, 1, 5)]
+    old = pa.table({"u": [1] * 3, "t": pa.array(times, pa.timestamp("us")),
+                    "a": [1.0, 2.0, 3.0], "m": [1] * 3})  # fmt: skip
+    months = [r["month"] for r in sqltargets.describe(spec, old).coverage.to_pylist()]
+    assert months == ["1969-11", "1969-12", "1970-01"]
+    rolling = {**spec, "time": {"unit": "day"}, "targets": [
+        {"name": "s", "agg": "max", "window": {"kind": "rolling", "length": "1d"}}]}  # fmt: skip
+    for amounts in ([-1e308, 1e308, 0.0, 5.0], [1.0, math.inf, 2.0, 3.0]):
+        t = pa.table({"u": [1, 2, 3, 4], "t": pa.array([0, 0, 0, 0], pa.int64()),
+                      "a": amounts, "m": [1] * 4})  # fmt: skip
+        d = sqltargets.describe(rolling, t)
+        counts = d.histograms.column("count").to_pylist()
+        assert min(counts) >= 0 and sum(counts) == sum(math.isfinite(a) for a in amounts)
+        if importlib.util.find_spec("matplotlib") is not None:
+            assert "<img" in d.to_html()
+
+
+def test_sampled_users_skip_a_store_inside_the_input(tmp_path: Path) -> None:
+    """describe(users=N) lists the files every run reads: a store inside the input folder
+    is skipped (it was read as input too, doubling the rows)."""
+    from sqltargets.demo import write_demo
+
+    data = tmp_path / "data"
+    write_demo(str(data), 12, seed=3, files=2, tx_per_user=20)
+    want = sqltargets.describe(SPEC, str(data), users=4, seed=1).rows
+    sqltargets.prepare(str(data), str(tmp_path / "store"), specs=SPEC)
+    (tmp_path / "store").rename(data / "store")
+    assert sqltargets.describe(SPEC, str(data), users=4, seed=1).rows == want
 
 
 # ---------------------------------------------------------------------------------------------
