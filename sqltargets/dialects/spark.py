@@ -770,6 +770,12 @@ def _floor(t: _Translator, node: exp.Expression, ctx: _Ctx) -> tuple[exp.Express
 @_handles(exp.Sqrt, exp.Ln)
 def _float_fn(t: _Translator, node: exp.Expression, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
     t.children(node, ctx)
+    if isinstance(node, exp.Ln):  # DuckDB: ln(0) is -inf, ln(x < 0) NaN; Spark: NULL for both
+        x = node.this
+        nan = _cast(_str("NaN"), "DOUBLE")
+        below = _case(exp.LT(this=x.copy(), expression=_num(0)), nan, node)
+        minus_inf = _cast(_str("-Infinity"), "DOUBLE")
+        return _case(exp.EQ(this=x.copy(), expression=_num(0)), minus_inf, below), FLOAT
     return node, FLOAT
 
 
