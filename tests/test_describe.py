@@ -347,8 +347,12 @@ def test_string_users_and_more_users_than_exist() -> None:
 def test_bad_arguments_are_errors(data: Path) -> None:
     with pytest.raises(SqlTargetsError, match="users: 0"):
         sqltargets.describe(SPEC, data, users=0)
-    with pytest.raises(SqlTargetsError, match="no Parquet files"):
+    # (the files every run reads: the same message as generate's)
+    with pytest.raises(SqlTargetsError, match=r"input '.*missing' does not exist"):
         sqltargets.describe(SPEC, str(data / "missing"), users=3)
+    (data.parent / "empty").mkdir()
+    with pytest.raises(SqlTargetsError, match="a folder with no .parquet files"):
+        sqltargets.describe(SPEC, str(data.parent / "empty"), users=3)
     with pytest.raises(SqlTargetsError, match="spec"):
         sqltargets.describe(None, data)
 
