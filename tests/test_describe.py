@@ -351,7 +351,7 @@ def test_bad_arguments_are_errors(data: Path) -> None:
     with pytest.raises(SqlTargetsError, match=r"input '.*missing' does not exist"):
         sqltargets.describe(SPEC, str(data / "missing"), users=3)
     (data.parent / "empty").mkdir()
-    with pytest.raises(SqlTargetsError, match="a folder with no .parquet files"):
+    with pytest.raises(SqlTargetsError, match=r"a folder with no \.parquet files"):
         sqltargets.describe(SPEC, str(data.parent / "empty"), users=3)
     with pytest.raises(SqlTargetsError, match="spec"):
         sqltargets.describe(None, data)
