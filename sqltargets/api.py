@@ -327,27 +327,17 @@ def reference(
     ts = load(specs)
     source = _source.as_arrow(source)  # (a stream: read once)
     out = reference_table(ts, read_input(source, connection=connection))
-    # the passthrough columns' types as generate gives them back: an Arrow input's own, a
-    # Parquet time column's (a zoned nanosecond time read as µs, rounded down, is ns again)
-    want: dict[str, pa.DataType] = {}
+    # the passthrough columns' types as generate gives them back (engine.input_types): an
+    # Arrow input's own, a Parquet time column's (a zoned ns time read as µs is ns again)
+    inp = None
     if isinstance(source, pa.Table):
-        cols = (ts.columns.user, ts.columns.time, ts.columns.id)
-        want = {c: source.schema.field(c).type for c in cols if c and c in source.schema.names}
+        inp = _source.Input(_rel_source("_sqltargets_read"), label="", arrow_schema=source.schema)
     elif isinstance(source, (str, Path)) and _files.looks_like_path(os.fspath(source)):
         from .execute import store as store_mod
 
-        if not store_mod.is_store(os.fspath(source)):
-            files = _source.parquet_input(os.fspath(source)).file_schema
-            if files is not None and ts.columns.time in files.schema.names:
-                want = {ts.columns.time: files.schema.field(ts.columns.time).type}
-    for col, t in want.items():
-        i = out.schema.get_field_index(col)
-        if i >= 0 and out.schema.field(i).type != t:
-            try:
-                out = out.set_column(i, col, out.column(i).cast(t))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
-    return out
+        if not store_mod.is_store(os.fspath(source)):  # (read_store labels a store's zones)
+            inp = _source.parquet_input(os.fspath(source))
+    return out if inp is None else _engine.restore_types(out, ts, inp)
 
 
 @dataclass

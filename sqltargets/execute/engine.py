@@ -40,7 +40,7 @@ from .source import Input, check_rows, prepare, resolve
 # execution
 
 
-def _input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
+def input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
     """The Arrow types the passthrough columns (user, time, id) had in the input, when
     DuckDB returns them otherwise: an Arrow input's own types; for Parquet files, the time
     column's type (DuckDB returns a zoned one in µs, labelled with the session's zone, the
@@ -59,9 +59,9 @@ def _input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
     return {ts.columns.time: pa.timestamp("us", tz=zone)} if zone else {}
 
 
-def _restore_types(table: pa.Table, ts: TargetSet, inp: Input) -> pa.Table:
+def restore_types(table: pa.Table, ts: TargetSet, inp: Input) -> pa.Table:
     """Give the passthrough columns (user, time, id) their input Arrow types back."""
-    for col, want in _input_types(ts, inp).items():
+    for col, want in input_types(ts, inp).items():
         i = table.schema.get_field_index(col)
         if i >= 0 and table.schema.field(i).type != want:
             try:
@@ -482,7 +482,7 @@ def execute(
         raise SqlTargetsError(
             f"internal error: {total} rows in but {table.num_rows} rows out; please report this"
         )
-    return _restore_types(table, ts, inp)
+    return restore_types(table, ts, inp)
 
 
 def execute_batches(
@@ -555,7 +555,7 @@ def execute_batches(
                         con.close()
 
     schema = reader.schema if prog is None else _native_schema(prog, reader.schema)
-    schema = _restore_types(schema.empty_table(), ts, inp).schema
+    schema = restore_types(schema.empty_table(), ts, inp).schema
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
@@ -571,10 +571,10 @@ def _abandon(loading: Loading | None, inp: Input, con: duckdb.DuckDBPyConnection
 
 
 def _restore_batch(batch: pa.RecordBatch, ts: TargetSet, inp: Input) -> pa.RecordBatch:
-    wanted = _input_types(ts, inp)
+    wanted = input_types(ts, inp)
     if all(batch.schema.field(c).type == t for c, t in wanted.items() if c in batch.schema.names):
         return batch
-    table = _restore_types(pa.Table.from_batches([batch]), ts, inp)
+    table = restore_types(pa.Table.from_batches([batch]), ts, inp)
     # (one batch, also when empty: an empty table has no batches)
     return pa.record_batch([c.combine_chunks() for c in table.columns], schema=table.schema)
 
