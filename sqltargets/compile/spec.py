@@ -253,12 +253,10 @@ class TargetSet:
         """Refuse an input (its column ``names``) with two columns whose names differ only
         in case when the spec reads one of them: DuckDB's names are case-insensitive, so
         it renames the second ('AMOUNT' becomes 'AMOUNT_1') and either could be read."""
-        by_lower: dict[str, list[str]] = {}
-        for n in names:
-            by_lower.setdefault(n.lower(), []).append(n)
+        twins = case_twins(names)
         for col in self.input_columns():
-            same = by_lower.get(col.lower(), [])
-            if len(same) > 1:
+            same = twins.get(col.lower(), [])
+            if same:
                 raise DataError(
                     f"column {col!r}: the input has columns {' and '.join(map(repr, same))}, "
                     "whose names differ only in case; DuckDB's names are case-insensitive, so "
@@ -368,6 +366,19 @@ def read_file(path: Path) -> Any:
         except RecursionError as e:
             raise SpecError(f"{path}: the JSON is nested too deeply") from e
     return _read_yaml(text, str(path))
+
+
+def case_twins(names: list[str]) -> dict[str, list[str]]:
+    """Column names that differ only in case, grouped by their lower-case form (DuckDB's
+    names are case-insensitive: it renames the second of 'a' and 'A' to 'A_1').
+
+    >>> case_twins(["a", "b", "A"])
+    {'a': ['a', 'A']}
+    """
+    by_lower: dict[str, list[str]] = {}
+    for n in names:
+        by_lower.setdefault(n.lower(), []).append(n)
+    return {k: v for k, v in by_lower.items() if len(v) > 1}
 
 
 def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:

@@ -183,6 +183,7 @@ def prepare(
     import pyarrow as pa
 
     from ..compile.render import ident, literal, unused_name
+    from ..compile.spec import case_twins
     from .connection import connect
     from .connection import message as _msg
     from .inputs import parquet_input
@@ -198,10 +199,7 @@ def prepare(
     inp = parquet_input(str(source))
     assert inp.file_schema is not None and inp.listing is not None
     cols = inp.file_schema.schema.names
-    by_lower: dict[str, list[str]] = {}
-    for c in cols:
-        by_lower.setdefault(c.lower(), []).append(c)
-    same = next((names for names in by_lower.values() if len(names) > 1), None)
+    same = next(iter(case_twins(cols).values()), None)
     if same:  # (the store's copy would hold DuckDB's renamed 'A_1' for the second)
         raise DataError(
             f"prepare: the input has columns {' and '.join(map(repr, same))}, whose names "
