@@ -481,3 +481,92 @@ def test_api_arguments_fuzz(
             out.read_all()
     except sqltargets.SqlTargetsError as e:
         assert "\n" not in str(e), str(e)
+
+
+@settings(max_examples=examples(300))
+@given(text=st.text(max_size=20).filter(lambda s: "\x00" not in s))
+@example(text='it\'s "quoted" \\ -- /* */ ;')
+def test_literals_and_identifiers_read_back_exactly(text: str) -> None:
+    """render.literal and render.ident are spelled by hand (not through sqlglot, whose DuckDB
+    generator costs a fresh process 0.15 s to load): DuckDB must read back exactly the text,
+    and the spelling must be sqlglot's."""
+    import duckdb
+    from sqlglot import exp
+
+    from sqltargets.compile.render import ident, literal
+
+    assert literal(text) == exp.Literal.string(text).sql(dialect="duckdb")
+    assert ident(text) == exp.to_identifier(text, quoted=True).sql(dialect="duckdb")
+    con = duckdb.connect()
+    value = con.sql(f"SELECT {literal(text)} AS {ident(text or 'x')}")
+    assert value.fetchall() == [(text,)]
+    assert value.columns == [text or "x"]
+
+
+@pytest.mark.parametrize("number", [0, -3, 2**70, 0.1, -0.0, 1e-7, 1e308, 2.5e-308])
+def test_number_literals_read_back_exactly(number: float) -> None:
+    import duckdb
+
+    from sqltargets.compile.render import literal
+
+    got = duckdb.connect().sql(f"SELECT CAST({literal(number)} AS DOUBLE)").fetchall()[0][0]
+    assert got == float(number) and str(got)[0] == str(float(number))[0]
+
+
+def test_a_run_without_where_never_loads_sqlglots_duckdb_dialect(tmp_path: Path) -> None:
+    """The executor runs the prologue as rendered; only `where`, `explain` and the portable
+    SQL need sqlglot's DuckDB dialect (0.15 s to load in a fresh process)."""
+    code = (
+        "import sys, pyarrow as pa, sqltargets\n"
+        f"spec = {{'columns': {COLUMNS!r}, 'time': {{'unit': 'day'}}, 'targets': [{TARGET!r}]}}\n"
+        "t = pa.table({'u': [1, 1], 't': pa.array([0, 40], pa.int64()), 'a': [1.0, 2.0], "
+        "'m': [5411, 5411]})\n"
+        "out = sqltargets.generate(spec, t)\n"
+        "assert out.column('s').to_pylist() == [1.0, 2.0], out\n"
+        "print('sqlglot.dialects.duckdb' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_template_cache_survives_unwritable_and_corrupt_entries(tmp_path: Path) -> None:
+    """Compiled templates are cached on disk; a cache that cannot be written, or an entry
+    that is cut short, costs only the compile."""
+    import jinja2
+
+    from sqltargets.compile import render
+
+    def env(folder: Path) -> jinja2.Environment:
+        return jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(render._template_dir())),
+            undefined=jinja2.StrictUndefined,
+            bytecode_cache=render._TemplateCache(str(folder)),
+        )
+
+    plain = render._env().get_template("source.sql.j2")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    assert env(folder).get_template("source.sql.j2").render(source=_SOURCE) == plain.render(
+        source=_SOURCE
+    )
+    entries = list(folder.iterdir())
+    assert entries  # written
+    assert env(folder).get_template("source.sql.j2").render(source=_SOURCE) == plain.render(
+        source=_SOURCE
+    )  # read back
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[:40])  # cut short
+    assert env(folder).get_template("source.sql.j2").render(source=_SOURCE) == plain.render(
+        source=_SOURCE
+    )
+    gone = tmp_path / "missing" / "folder"  # cannot be written
+    assert env(gone).get_template("source.sql.j2").render(source=_SOURCE) == plain.render(
+        source=_SOURCE
+    )
+    assert not gone.exists()
+
+
+_SOURCE = __import__("sqltargets.compile.render", fromlist=["Source"]).Source(
+    kind="relation", relation='"t"'
+)

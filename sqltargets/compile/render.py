@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +51,7 @@ def ident(name: str) -> str:
     >>> ident('we"ird')
     '"we""ird"'
     """
-    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
+    return '"' + name.replace('"', '""') + '"'  # (as sqlglot's DuckDB generator spells it)
 
 
 def double_literal(value: float) -> str:
@@ -76,9 +77,15 @@ def literal(value: object) -> str:
     """
     if isinstance(value, bool) or value is None:
         raise TypeError(f"no literal for {value!r}")
-    if isinstance(value, (int, float)):
-        return exp.convert(value).sql(dialect="duckdb")
-    return exp.Literal.string(str(value)).sql(dialect="duckdb")
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        if not math.isfinite(value) or (value == 0 and math.copysign(1, value) < 0):
+            return f"CAST('{value!r}' AS DOUBLE)"  # (DuckDB reads -0.0 as a DECIMAL: 0)
+        return repr(value)
+    # ident() and this are written by hand rather than through sqlglot: its DuckDB generator
+    # loads lazily, and that first load (0.15 s) fell on the first run of every fresh process.
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -277,6 +284,33 @@ def _template_dir() -> Path:
     raise SqlTargetsError(f"templates not found next to {package}; the installation is broken")
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Jinja's compiled templates kept on disk between processes (in its own per-user
+    folder under the temporary directory, mode 0700, checked by Jinja): compiling the four
+    templates took 0.07 s of every fresh process's first run. Jinja checks each entry
+    against its template's source and Python's version; an entry that cannot be read or
+    written only costs the compile."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # unreadable, or cut short (pickle's and marshal's errors vary)
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _template_cache() -> jinja2.BytecodeCache | None:
+    try:
+        return _TemplateCache()
+    except (OSError, RuntimeError):  # no safe folder for it (Jinja refuses a shared one)
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
@@ -285,6 +319,7 @@ def _env() -> jinja2.Environment:
         autoescape=False,  # SQL, not HTML: quoting is done in Python before rendering
         keep_trailing_newline=True,
         trim_blocks=False,
+        bytecode_cache=_template_cache(),
     )
 
 
@@ -548,7 +583,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         "filter_sql": {
             f.id: _filter_sql(f.mcc, f.where, ident(cols.mcc), plan.mcc_text) for f in plan.filters
         },
-        # the native prologue (render_prologue): MCC codes and `where` parts of filters
+        # the native prologue (prologue_text): MCC codes and `where` parts of filters
         "native": False,
         "native_mcc": needs_mcc_codes(plan),
         "native_lus": needs_local_clock(plan),
@@ -631,13 +666,16 @@ def needs_local_clock(plan: Plan) -> bool:
 LOCAL_IS_ORDER = ("timestamp", "date")
 
 
-def render_prologue(
-    plan: Plan, source: Source, columns: list[str], *, sort: bool = True, pretty: bool = True
-) -> str:
-    """The native executor's prologue: the events of ``plan`` read from ``source``, with
-    ``columns`` (internal names such as ``_u``, ``_v0``, ``_m``), sorted by user and
-    event order unless ``sort`` is False (see :mod:`sqltargets.execute.program`)."""
-    raw = render_raw(
+def prologue_text(plan: Plan, source: Source, columns: list[str], *, sort: bool = True) -> str:
+    """The prologue as the template renders it: what the executor runs. Not parsed here:
+    sqlglot's DuckDB dialect loads lazily, and its first load (0.15 s) fell on the first
+    run of every fresh process for a spec without ``where``; DuckDB parses it anyway, and
+    ``explain`` (:func:`format_prologue`) and the golden tests check it with sqlglot."""
+    return render_raw(
         plan, source, "prologue.sql.j2", prologue_columns=columns, sort=sort, native=True
     )
-    return _parse(raw, "prologue.sql.j2").sql(dialect="duckdb", pretty=pretty)
+
+
+def format_prologue(text: str, pretty: bool = True) -> str:
+    """:func:`prologue_text`'s SQL checked and printed by sqlglot (the same statement)."""
+    return _parse(text, "prologue.sql.j2").sql(dialect="duckdb", pretty=pretty)

@@ -34,7 +34,7 @@ import pyarrow as pa
 from ..compile.aggregates import AGGREGATIONS
 from ..compile.mcc import merge
 from ..compile.plan import Plan
-from ..compile.render import LOCAL_IS_ORDER, Source, render_prologue
+from ..compile.render import LOCAL_IS_ORDER, Source, format_prologue, prologue_text
 from ..compile.spec import TargetSet, Window
 from ..errors import SqlTargetsError
 
@@ -149,7 +149,7 @@ class Program:
 
     spec: TargetSet
     plan: Plan
-    prologue: str
+    prologue: str  # the SQL as rendered and run (explain prints it formatted by sqlglot)
     columns: tuple[str, ...]
     calls: tuple[Call, ...]
     elapsed: str | None  # the prologue column of elapsed time in µs, when a window needs it
@@ -204,7 +204,7 @@ class Program:
             if views:
                 lines.append("--   _o: _time's µs as BIGINT (a view of the same memory)")
             lines += [f"--   {d.describe()}" for d in self.derived]
-        return "\n".join(lines) + "\n" + self.prologue
+        return "\n".join(lines) + "\n" + format_prologue(self.prologue)
 
 
 def fetched(columns: tuple[str, ...] | list[str], plan: Plan) -> tuple[str, ...]:
@@ -281,8 +281,8 @@ def build(
     clock = "_time" if plan.time_us else "_o"
     sort_keys = ["_u", clock, "_tb"] + (["_tb2"] if ts.columns.id and source.rid else [])
     returned = list(fetched(columns, plan))
-    prologue = render_prologue(plan, source, returned, sort=not presorted)
-    unsorted = render_prologue(
+    prologue = prologue_text(plan, source, returned, sort=not presorted)
+    unsorted = prologue_text(
         plan, source, returned + [k for k in sort_keys if k not in returned], sort=False
     )
     return Program(
