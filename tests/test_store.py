@@ -168,3 +168,30 @@ def test_a_store_keeps_the_input_zone_label_and_refuses_case_twins(tmp_path: Pat
     with pytest.raises(sqltargets.DataError, match="'a' and 'A', whose names differ only in case"):
         sqltargets.prepare(str(tmp_path / "twins"), str(tmp_path / "store2"), specs=spec)
     assert not (tmp_path / "store2").exists()
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"u": [1, 2], "t": [1.5, 2.5]}, "the time column 't' has type double; expected a"),
+        ({"u": [1.0, 2.0], "t": [1, 2]}, "the user column 'u' has type double; expected an"),
+        ({"u": [True, False], "t": [1, 2]}, "the user column 'u' has type bool; expected an"),
+    ],
+)
+def test_prepare_refuses_role_columns_no_spec_can_read(
+    columns: dict, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store sorted by a double time or user would be refused by every run over it: the
+    mistake is named before the sort is paid for, and nothing is written."""
+    import pyarrow as pa
+
+    pq.write_table(
+        pa.table({**columns, "a": [1.0, 2.0], "m": [5411, 5411]}), tmp_path / "x.parquet"
+    )
+    with pytest.raises(sqltargets.DataError, match=message):
+        sqltargets.prepare(tmp_path / "x.parquet", tmp_path / "store", user="u", time="t")
+    rc = main(["prepare", str(tmp_path / "x.parquet"), "--user", "u", "--time", "t", "--out",
+               str(tmp_path / "store")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("Error: prepare: ") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet"]

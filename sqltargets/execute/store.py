@@ -163,6 +163,33 @@ def stale_reason(store: str | Path) -> str | None:
     return "the input changed"
 
 
+def _check_role_types(schema: Any, user: str, time: str) -> None:
+    """The store sorts by ``user`` and ``time``: refuse the types no spec could read them
+    as (TARGETS.md: a user is an integer or a string; a time a timestamp, a date or an
+    integer), before the sort is paid for."""
+    import pyarrow as pa
+
+    def kind(name: str) -> Any:
+        t = schema.field(name).type
+        return t.value_type if pa.types.is_dictionary(t) else t
+
+    u, t = kind(user), kind(time)
+    if not (
+        pa.types.is_integer(u)
+        or pa.types.is_string(u)
+        or pa.types.is_large_string(u)
+        or pa.types.is_string_view(u)
+    ):
+        raise DataError(
+            f"prepare: the user column {user!r} has type {u}; expected an integer or a string"
+        )
+    if not (pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_integer(t)):
+        raise DataError(
+            f"prepare: the time column {time!r} has type {t}; expected a timestamp, a date "
+            "or an integer"
+        )
+
+
 def prepare(
     source: str | Path,
     store: str | Path,
@@ -212,6 +239,7 @@ def prepare(
                 f"prepare: the {role} column {c!r} is not in the input; columns are: "
                 f"{', '.join(cols)}"
             )
+    _check_role_types(inp.file_schema.schema, user, time)
     rid = unused_name(ROW_ID, cols)
     con = connect(threads=threads, memory_limit=memory_limit, temp_directory=temp_directory)
     tmp = temp_dir(store)
