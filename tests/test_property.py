@@ -149,6 +149,34 @@ def test_sliding_sums_cancelling_huge_values_add_in_event_order() -> None:
     assert got[13:] == [1e300, 1e300, 0.0]  # the rows at time 1 see 1e300 alone ahead
 
 
+@pytest.mark.parametrize("output", ["events", "periods"])
+@pytest.mark.parametrize("engine", ["native", "sql"])
+def test_period_sums_add_in_event_order_not_input_order(engine: str, output: str) -> None:
+    """Found by an independent oracle: rows out of time order whose values cancel. February
+    in event order is -1e300 + 1e300 + 1 = 1; the portable statement's GROUP BY added them
+    in input order (1 - 1e300 + 1e300 = 0) until its SUM took an ORDER BY."""
+    t = pa.table({"user": [1, 1, 1, 1], "time": pa.array([40, 31, 31, 0], pa.int64()),
+                  "amount": [1.0, -1e300, 1e300, 0.0], "mcc": [5411] * 4})  # fmt: skip
+    spec = {
+        "columns": {"user": "user", "time": "time", "amount": "amount", "mcc": "mcc"},
+        "time": {"unit": "day"}, "output": output,
+        "targets": [
+            {"name": "sp", "agg": "sum", "window": {"kind": "period", "period": "month"}},
+            {"name": "mp", "agg": "mean", "window": {"kind": "period", "period": "month"}},
+            {"name": "sn", "agg": "sum", "window": {"kind": "next_period", "period": "month"}},
+            {"name": "dp", "agg": "distribution", "by": {"mcc": [5411]},
+             "window": {"kind": "period", "period": "month"}},
+        ],
+    }  # fmt: skip
+    check_engine(spec, t, sqltargets.reference(spec, t), engine)
+    got = sqltargets.generate(spec, t, engine=engine)
+    feb = -1 if output == "periods" else 1  # (events: row 3, in January, comes first)
+    assert got.column("sp")[feb].as_py() == 1.0
+    assert got.column("mp")[feb].as_py() == 1 / 3
+    assert got.column("dp")[feb].as_py() == [1.0, 0.0]
+    assert got.column("sn")[0].as_py() == 1.0  # January's next month
+
+
 def test_distribution_shares_add_slots_in_order() -> None:
     # eight slots and cancelling huge values: the total is added slot by slot (numpy's
     # pairwise sum of eight or more values would cancel the two huge ones first)

@@ -411,10 +411,13 @@ def _value_sql(kind: str, column: str, mcc_col: str, text: bool) -> str:
     return column
 
 
-def measure_sql(m: Measure, fr: Frame | None, clock: str) -> str:
+def measure_sql(m: Measure, fr: Frame | None, clock: str, order: str = "") -> str:
     """The primitive aggregate ``m`` (``aggregates.MEASURES``) with its filters, without the
     window (``fr`` is the frame it is computed over, None for a GROUP BY); ``clock`` is the
-    column of elapsed time (µs).
+    column of elapsed time (µs). ``order``: the event order's columns, for a GROUP BY's
+    ``SUM``, which then adds a period's values in event order, as the contract's sequential
+    sum does (DuckDB honours an aggregate's ORDER BY; without it, it adds in input order,
+    and values that cancel, such as -1e300, 1e300, 1, gave 0 where the sum is 1).
 
     >>> from sqltargets.compile.plan import Filter, Value
     >>> v, f = Value("v0", "amount", "number"), Filter("f0", ((5411, 5411),), None)
@@ -437,6 +440,8 @@ def measure_sql(m: Measure, fr: Frame | None, clock: str) -> str:
         conds.append(f"{v} IS NOT NULL")
     q = double_literal(m.q) if m.q is not None else ""
     call = spell.call.format(v=v, k=m.k, q=q)
+    if fr is None and order and m.fn == "sum":
+        call = f"SUM({v} ORDER BY {order})"
     return f"{call} FILTER (WHERE {' AND '.join(conds)})" if conds else call
 
 
@@ -560,6 +565,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
     # the elapsed clock (µs) of rolling and future frames and elapsed times
     clock = "_e" if elapsed_differs and plan.needs_elapsed else "_o"
     fills = {t.name: (literal(t.fill) if t.fill is not None else "") for t in ts.targets}
+    order = "_o, _tb, _tb2" if cols.id and rid != "NULL" else "_o, _tb"
     return {
         "groups": groups,
         "plan": plan,
@@ -599,16 +605,12 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         },
         "slot_sql": {s.id: _slot_sql(s.groups, ident(cols.mcc), plan.mcc_text) for s in plan.slots},
         "frame_sql": {
-            fr.id: _frame_sql(
-                fr,
-                "_e" if elapsed_differs else "_o",
-                "_o, _tb, _tb2" if cols.id and rid != "NULL" else "_o, _tb",
-            )
+            fr.id: _frame_sql(fr, "_e" if elapsed_differs else "_o", order)
             for fr in frames
         },
         "measure_sql": {
             **{m.id: measure_sql(m, fr, clock) for fr in frames for m in fr.measures},
-            **{m.id: measure_sql(m, None, clock) for g in groups for m in g.measures},
+            **{m.id: measure_sql(m, None, clock, order) for g in groups for m in g.measures},
         },
         "next_joins": {g.id: _next_joins(g) for g in groups},
         "output_sql": {

@@ -1257,6 +1257,10 @@ def _aggregate(
             return exp.Count(this=exp.Distinct(expressions=[_when(cond, value)])), INT
         value, _ = t.expr(arg, ctx)
         return wrap(exp.Count(this=_when(_without_not_null(cond, value), value))), INT
+    if isinstance(agg, exp.Sum) and isinstance(agg.this, exp.Order) and over is None:
+        # a period's SUM in event order (DuckDB's ordered aggregate): Spark's SUM has no
+        # ORDER BY and adds in its own order, a documented difference where values cancel
+        agg.set("this", agg.this.this)
     if isinstance(agg, _PLAIN_AGGS):
         extra = [k for k, v in agg.args.items() if v and k != "this"]
         if extra or isinstance(agg.this, exp.Distinct):

@@ -98,13 +98,13 @@ WITH src AS (
     _u,
     _p_month AS _p,
     CAST(_p_month - INTERVAL '1' MONTH AS DATE) AS _p_prev,
-    SUM(_v0) FILTER(WHERE
+    SUM(_v0 ORDER BY _o, _tb) FILTER(WHERE
       _f0 AND _s0 = 0) AS _m0,
-    SUM(_v0) FILTER(WHERE
+    SUM(_v0 ORDER BY _o, _tb) FILTER(WHERE
       _f0 AND _s0 = 1) AS _m1,
-    SUM(_v0) FILTER(WHERE
+    SUM(_v0 ORDER BY _o, _tb) FILTER(WHERE
       _f0 AND _s0 = 2) AS _m2,
-    SUM(_v0) FILTER(WHERE
+    SUM(_v0 ORDER BY _o, _tb) FILTER(WHERE
       _f0 AND _s0 = 3) AS _m3
   FROM events
   GROUP BY

@@ -41,7 +41,7 @@ WITH src AS (
     CAST(_p_month - INTERVAL '2' MONTH AS DATE) AS _p_prev_plus1,
     CAST(_p_month - INTERVAL '3' MONTH AS DATE) AS _p_prev_plus2,
     COUNT(*) AS _m1,
-    SUM(_v0) AS _m2,
+    SUM(_v0 ORDER BY _o, _tb) AS _m2,
     MAX(_v0) AS _m3
   FROM events
   GROUP BY

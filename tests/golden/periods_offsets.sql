@@ -36,12 +36,12 @@ WITH src AS (
     _p_quarter AS _p,
     CAST(_p_quarter - INTERVAL '6' MONTH AS DATE) AS _p_prev_plus1,
     QUANTILE_CONT(_v0, 0.5) AS _m0,
-    SUM(_v0) AS _m1,
-    SUM(_v0) FILTER(WHERE
+    SUM(_v0 ORDER BY _o, _tb) AS _m1,
+    SUM(_v0 ORDER BY _o, _tb) FILTER(WHERE
       _s0 = 0) AS _m2,
-    SUM(_v0) FILTER(WHERE
+    SUM(_v0 ORDER BY _o, _tb) FILTER(WHERE
       _s0 = 1) AS _m3,
-    SUM(_v0) FILTER(WHERE
+    SUM(_v0 ORDER BY _o, _tb) FILTER(WHERE
       _s0 = 2) AS _m4
   FROM events
   GROUP BY

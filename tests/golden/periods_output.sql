@@ -25,7 +25,7 @@ WITH src AS (
     _u,
     _p_month AS _p,
     CAST(_p_month - INTERVAL '1' MONTH AS DATE) AS _p_prev,
-    SUM(_v0) FILTER(WHERE
+    SUM(_v0 ORDER BY _o, _tb) FILTER(WHERE
       _f0) AS _m0,
     MAX(_v0, 2) FILTER(WHERE
       NOT _v0 IS NULL) AS _m1
