@@ -317,6 +317,19 @@ def _rel(name: str) -> str:
     return ".".join(ident(p) for p in name.split(".", 1))
 
 
+def _check_types_as_engines(ts: TargetSet, table: pa.Table) -> None:
+    """The engines' checks of the spec's columns' types (:func:`source.check_columns`, over
+    the types DuckDB reads ``table``'s columns as): the reference refuses what they refuse
+    (it had summed a BOOLEAN amount as 0/1, and met a struct user with a TypeError)."""
+    con = _source.connect(threads=1)
+    try:
+        con.register("_sqltargets_types", table)
+        rows = con.sql("DESCRIBE SELECT * FROM _sqltargets_types").fetchall()
+    finally:
+        con.close()
+    _source.check_columns(ts, {r[0]: r[1] for r in rows})
+
+
 def reference(
     specs: SpecLike, source: Any, *, connection: duckdb.DuckDBPyConnection | None = None
 ) -> pa.Table:
@@ -326,7 +339,9 @@ def reference(
 
     ts = load(specs)
     source = _source.as_arrow(source)  # (a stream: read once)
-    out = reference_table(ts, read_input(source, connection=connection))
+    table = read_input(source, connection=connection)
+    _check_types_as_engines(ts, table)
+    out = reference_table(ts, table)
     # the passthrough columns' types as generate gives them back (engine.input_types): an
     # Arrow input's own, a Parquet time column's (a zoned ns time read as µs is ns again)
     inp = None

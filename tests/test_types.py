@@ -131,6 +131,10 @@ def test_every_type_in_every_role(kind: pa.DataType, tmp_path: Path) -> None:
                 except sqltargets.SqlTargetsError as e:
                     assert "\n" not in str(e), (label, str(e))
                     outcomes[label] = "refused"
+                    # the reference reads no more than the engines do (it had summed a
+                    # BOOLEAN amount as 0/1)
+                    with pytest.raises(sqltargets.SqlTargetsError):
+                        sqltargets.reference(spec, source)
                     continue
                 ref = sqltargets.reference(spec, source)
                 assert diff(out, ref, names, key) == [], label

@@ -605,8 +605,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
         },
         "slot_sql": {s.id: _slot_sql(s.groups, ident(cols.mcc), plan.mcc_text) for s in plan.slots},
         "frame_sql": {
-            fr.id: _frame_sql(fr, "_e" if elapsed_differs else "_o", order)
-            for fr in frames
+            fr.id: _frame_sql(fr, "_e" if elapsed_differs else "_o", order) for fr in frames
         },
         "measure_sql": {
             **{m.id: measure_sql(m, fr, clock) for fr in frames for m in fr.measures},

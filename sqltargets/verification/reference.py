@@ -547,11 +547,8 @@ def _numbers(target: Target, column: pa.ChunkedArray) -> list[float | None]:
     """A numeric column as floats (None for null); any other type is an error."""
     kind = column.type
     if not (
-        pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_decimal(kind)
-        or pa.types.is_boolean(kind)
-    ):
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    ):  # (a BOOLEAN is no number: the engines refuse it too)
         also = " or the spec's mcc column" if target.agg == "mode" else ""
         raise DataError(
             f"target {target.name!r}: {target.agg} needs a numeric value column{also}; "
