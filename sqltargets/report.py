@@ -752,7 +752,7 @@ def check_report_path(path: str | Path, inputs: list[str] | tuple[str, ...] = ()
     (checked before the work starts, so that a typo does not cost a whole run). The rules
     of every output (``execute/files.check_output``): never an input (``inputs``: real
     paths), a store or a file sqltargets did not write; an earlier report is replaced."""
-    return check_output(path, inputs=list(inputs), folder=False, what="report")
+    return check_output(path, inputs=list(inputs), folder=False, what="report", file_kind="html")
 
 
 def write_html(
@@ -770,7 +770,7 @@ def write_html(
         tmp = temp_file(out)  # a new hidden file beside it: nothing else is ever removed
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(page)
-        place_file(tmp, out, "report")
+        place_file(tmp, out, "report", file_kind="html")
     except OSError as e:
         if tmp:
             remove(tmp)

@@ -230,6 +230,56 @@ def test_demo_data_replaces_only_its_own_folder(
     assert_one_error(code, err, "working folder")
 
 
+def test_no_data_set_is_written_inside_another(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Demo data inside demo data was read as one input with it (users of two seeds merged
+    under one id); a folder sqltargets wrote is replaced only by the same kind of output."""
+    assert main(["run", "spec.yaml", "--input", "data", "--output", "shards", "--shards", "2",
+                 "--quiet"]) == 0  # fmt: skip
+    before = {"data": snapshot(project / "data"), "shards": snapshot(project / "shards")}
+    capsys.readouterr()
+    code, _, err = cli(capsys, "demo-data", "--users", "5", "--out", "data/more", "--seed", "2")
+    assert_one_error(code, err, "lies inside", "a folder of demo data")
+    assert main(["demo-data", "--users", "5", "--out", "other"]) == 0
+    before["other"] = snapshot(project / "other")
+    capsys.readouterr()
+    code, _, err = cli(capsys, "run", "spec.yaml", "--input", "data", "--output", "other/t",
+                       "--shards", "2")  # fmt: skip
+    assert_one_error(code, err, "lies inside", "a folder of demo data")
+    code, _, err = cli(capsys, "demo-data", "--users", "5", "--out", "shards")
+    assert_one_error(code, err, "is a folder of sharded targets that sqltargets wrote")
+    code, _, err = cli(capsys, "prepare", "data", "--spec", "spec.yaml", "--out", "shards")
+    assert_one_error(code, err, "is a folder of sharded targets that sqltargets wrote")
+    code, _, err = cli(capsys, "run", "spec.yaml", "--input", "shards", "--output", "data",
+                       "--shards", "2")  # fmt: skip
+    assert_one_error(code, err)
+    assert {n: snapshot(project / n) for n in before} == before
+
+
+def test_a_report_and_a_targets_file_never_replace_each_other(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whether sqltargets wrote a file was checked, not what it is: `describe --html
+    t.parquet` replaced a run's targets with a report, and `run --output r.html` a report
+    with targets."""
+    assert main(["run", "spec.yaml", "--input", "data", "--output", "t.parquet", "--quiet"]) == 0
+    assert main(["describe", "spec.yaml", "--input", "data", "--html", "r.html", "--quiet"]) == 0
+    files = {"t.parquet": (project / "t.parquet").read_bytes(),
+             "r.html": (project / "r.html").read_bytes()}  # fmt: skip
+    capsys.readouterr()
+    code, _, err = cli(capsys, "describe", "spec.yaml", "--input", "data", "--html", "t.parquet")
+    assert_one_error(code, err, "'t.parquet' is a targets file sqltargets wrote, not a report")
+    code, _, err = cli(capsys, "run", "spec.yaml", "--input", "data", "--output", "r.html")
+    assert_one_error(code, err, "'r.html' is a report sqltargets wrote, not a targets file")
+    with pytest.raises(sqltargets.OutputError, match="not a targets file"):
+        sqltargets.write("spec.yaml", "data", "r.html")
+    assert {n: (project / n).read_bytes() for n in files} == files
+    # each still replaces its own kind
+    assert main(["run", "spec.yaml", "--input", "data", "--output", "t.parquet", "--quiet"]) == 0
+    assert main(["describe", "spec.yaml", "--input", "data", "--html", "r.html", "--quiet"]) == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # outputs get the user's umask
 

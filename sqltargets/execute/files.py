@@ -323,21 +323,30 @@ def footer(path: str) -> Any:
 HTML_MARKER = '<meta name="generator" content="sqltargets">'
 
 
-def _is_output_file(path: str) -> bool:
-    """Whether sqltargets wrote this file: Parquet with its metadata key, or an HTML report
-    whose head carries :data:`HTML_MARKER`."""
-    if not path.endswith(".parquet"):
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                head = f.read(4096)
-        except OSError:
-            return False
-        return HTML_MARKER in head
+def _is_output_file(path: str, kind: str | None = None) -> bool:
+    """Whether sqltargets wrote this file (of ``kind`` when given): ``"parquet"``, targets
+    carrying its metadata key, or ``"html"``, a report whose head holds :data:`HTML_MARKER`.
+    Read from the file's content, whatever its name: a report named ``t.parquet`` is no
+    targets file, and a run must not replace a report (nor a report a run's targets)."""
+    found = output_kind(path)
+    return found is not None and (kind is None or found == kind)
+
+
+def output_kind(path: str) -> str | None:
+    """``"parquet"`` or ``"html"`` for a file sqltargets wrote (see :func:`_is_output_file`),
+    else None."""
     try:
-        meta = footer(path).metadata
-    except SourceError:
-        return False  # not ours; reading it later gives the error
-    return bool(meta) and OUTPUT_KEY in meta
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    if head.startswith(b"PAR1"):
+        try:
+            meta = footer(path).metadata
+        except SourceError:
+            return None  # not ours; reading it later gives the error
+        return "parquet" if meta and OUTPUT_KEY in meta else None
+    return "html" if HTML_MARKER.encode() in head else None
 
 
 @dataclass(frozen=True)
@@ -555,13 +564,15 @@ def check_output(
     folder: bool,
     what: str = "output",
     kinds: tuple[str, ...] = ("targets",),
+    file_kind: str = "parquet",
 ) -> Path:
     """Refuse an output that would destroy data; returns it as an absolute path.
 
     Refused: an output that is, contains or lies inside an input (``inputs`` are real paths),
     a store or another folder sqltargets wrote; a folder output that is or contains the
     working folder; an existing file or folder that sqltargets did not write (a folder's
-    marker must name one of ``kinds``, a file must carry sqltargets' Parquet metadata).
+    marker must name one of ``kinds``; a file must be sqltargets' own of ``file_kind``,
+    ``"parquet"`` targets or an ``"html"`` report).
     """
     if not isinstance(output, (str, os.PathLike)):
         raise OutputError(f"{what}: expected a path, got {type(output).__name__}")
@@ -593,9 +604,10 @@ def check_output(
                 f"{what} {text!r} {'is' if anc == r else 'lies inside'} the prepared store "
                 f"{anc!r}; write it somewhere else"
             )
-        if anc != r and _marker(anc).get("kind") == "targets":
+        marked = _marker(anc).get("kind") if anc != r else None
+        if marked in _FOLDER_NAMES:  # (demo data inside demo data would be read as one)
             raise OutputError(
-                f"{what} {text!r} lies inside {anc!r}, a folder of sharded targets that "
+                f"{what} {text!r} lies inside {anc!r}, {_FOLDER_NAMES[marked]} that "
                 "sqltargets replaces as a whole; write it somewhere else"
             )
     if folder:
@@ -616,12 +628,27 @@ def check_output(
     else:
         if out.is_dir():
             raise OutputError(f"{what} {text!r} is a folder; expected a file name")
-        if not _is_output_file(str(out)):
+        found = output_kind(str(out))
+        if found is None:
             raise OutputError(
                 f"{what} {text!r} exists and was not written by sqltargets; "
                 "remove it or choose another name"
             )
+        if found != file_kind:
+            raise OutputError(
+                f"{what} {text!r} is {_KIND_NAMES[found]}, not {_KIND_NAMES[file_kind]}; "
+                "choose another name"
+            )
     return out
+
+
+#: Folders sqltargets writes and replaces as a whole, by their marker's kind.
+_FOLDER_NAMES = {
+    "targets": "a folder of sharded targets",
+    "demo-data": "a folder of demo data",
+    "store": "a prepared store",
+}
+_KIND_NAMES = {"parquet": "a targets file sqltargets wrote", "html": "a report sqltargets wrote"}
 
 
 def _ancestors(path: str) -> Iterator[str]:
@@ -665,6 +692,11 @@ def owned(folder: Path, kinds: tuple[str, ...], *, what: str, text: str) -> None
     if not entries:
         return
     kind = "store" if os.path.isfile(folder / STORE_MANIFEST) else _marker(folder).get("kind")
+    if kind in _FOLDER_NAMES and kind not in kinds:
+        raise OutputError(
+            f"{what} {text!r} is {_FOLDER_NAMES[kind]} that sqltargets wrote, not "
+            f"{' or '.join(_FOLDER_NAMES.get(k, k) for k in kinds)}; choose another name"
+        )
     if kind not in kinds:
         raise OutputError(
             f"{what} {text!r} is a folder that sqltargets did not write"
@@ -717,12 +749,14 @@ def remove(path: str | Path) -> None:
         pass
 
 
-def place_file(tmp: str | Path, dest: Path, what: str = "output") -> None:
+def place_file(
+    tmp: str | Path, dest: Path, what: str = "output", file_kind: str = "parquet"
+) -> None:
     """Rename the finished file ``tmp`` to ``dest``. A file already there is replaced only
-    when sqltargets wrote it: checked by :func:`check_output` before the work, and again
-    here, since the work may have taken minutes."""
+    when sqltargets wrote it, of the same ``file_kind``: checked by :func:`check_output`
+    before the work, and again here, since the work may have taken minutes."""
     if os.path.lexists(dest) and (
-        os.path.islink(dest) or os.path.isdir(dest) or not _is_output_file(str(dest))
+        os.path.islink(dest) or os.path.isdir(dest) or not _is_output_file(str(dest), file_kind)
     ):
         raise OutputError(
             f"{what} {str(dest)!r} now exists and was not written by sqltargets; nothing replaced"
