@@ -71,6 +71,10 @@ class DroppedRowsWarning(UserWarning):
     """Rows with a null user or time were left out (``null_rows: drop``)."""
 
 
+class SkippedOutputsWarning(UserWarning):
+    """An input folder or glob holds sqltargets outputs, which are not read as input."""
+
+
 class VerifyError(SqlTargetsError):
     """The SQL path and the NumPy reference disagree."""
 

@@ -721,3 +721,41 @@ def test_placing_checks_again_what_appeared_during_the_run(tmp_path: Path) -> No
     files.replace_dir(new, folder, ("targets",))  # ours again: replaced
     assert sorted(p.name for p in folder.iterdir()) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_file_output_with_a_trailing_slash_is_refused(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--output out.parquet/` replaced the file out.parquet, and `--output new/` wrote a
+    file named new: a trailing slash names a folder."""
+    assert main(["run", "spec.yaml", "--input", "data", "--output", "t.parquet", "--quiet"]) == 0
+    before = snapshot(project)
+    capsys.readouterr()
+    for argv in (
+        ["run", "spec.yaml", "--input", "data", "--output", "t.parquet/"],
+        ["run", "spec.yaml", "--input", "data", "--output", "new/"],
+        ["describe", "spec.yaml", "--input", "data", "--html", "report/"],
+    ):
+        code, _, err = cli(capsys, *argv)
+        assert_one_error(code, err, "ends with '/', which names a folder")
+    assert snapshot(project) == before
+
+
+def test_outputs_inside_an_input_folder_are_skipped_with_a_warning(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sqltargets' own outputs inside an input folder are not input (documented); a run says
+    so, since their rows are not in its targets."""
+    assert main(["run", "spec.yaml", "--input", "data", "--output", "t.parquet", "--quiet"]) == 0
+    (project / "data" / "copied.parquet").write_bytes((project / "t.parquet").read_bytes())
+    with pytest.warns(sqltargets.SkippedOutputsWarning, match="1 sqltargets output inside"):
+        out = sqltargets.generate("spec.yaml", "data")
+    assert out.num_rows == pq.read_metadata(project / "t.parquet").num_rows
+    capsys.readouterr()
+    code, _, err = cli(capsys, "run", "spec.yaml", "--input", "data", "--output", "u.parquet",
+                       "--quiet")  # fmt: skip
+    assert code == 0
+    assert err == [
+        "Warning: input 'data': 1 sqltargets output inside it is not read as input "
+        "(e.g. 'data/copied.parquet'); name a file exactly to read it"
+    ]

@@ -581,6 +581,10 @@ def check_output(
         raise OutputError(f"{what}: expected a path, got {text!r}")
     if "\x00" in text:
         raise OutputError(f"{what} {text!r}: a path cannot contain a NUL character")
+    if not folder and text.endswith(("/", os.sep)):  # (abspath would drop the slash)
+        raise OutputError(
+            f"{what} {text!r} ends with '/', which names a folder; expected a file name"
+        )
     out = Path(os.path.abspath(text))
     if out.name in ("", ".", ".."):
         raise OutputError(f"{what} {text!r} names no file or folder of its own")

@@ -9,13 +9,14 @@ Below both :mod:`~sqltargets.execute.source` (which resolves any source) and
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 
 from ..compile.render import FLOORED_TIMESTAMPTZ, Source, ident, parquet_source
-from ..errors import DataError
+from ..errors import DataError, SkippedOutputsWarning
 from .files import InputSchema, Listing, footer, input_schema, list_input
 
 __all__ = ["Input", "duck_type", "parquet_input"]
@@ -101,6 +102,16 @@ def parquet_input(path: str, *, absolute: bool = True, label: str | None = None)
     """A Parquet file, folder or glob: its files listed once (:func:`files.list_input`), their
     common column types (:func:`files.input_schema`), read by DuckDB as an explicit list."""
     listing = list_input(path)
+    if listing.skipped:  # (documented; said, since those rows are not in the targets)
+        n = len(listing.skipped)
+        warnings.warn(
+            SkippedOutputsWarning(
+                f"input {path!r}: {n} sqltargets output{'s' if n > 1 else ''} inside it "
+                f"{'are' if n > 1 else 'is'} not read as input (e.g. {listing.skipped[0]!r}); "
+                "name a file exactly to read it"
+            ),
+            stacklevel=2,
+        )
     schema = input_schema(listing.files)
     clash = [n for n in schema.schema.names if n.lower() in ROW_NUMBER_NAMES]
     if clash:
