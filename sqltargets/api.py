@@ -321,6 +321,7 @@ def _check_types_as_engines(ts: TargetSet, table: pa.Table) -> None:
     """The engines' checks of the spec's columns' types (:func:`source.check_columns`, over
     the types DuckDB reads ``table``'s columns as): the reference refuses what they refuse
     (it had summed a BOOLEAN amount as 0/1, and met a struct user with a TypeError)."""
+    ts.check_column_case(table.column_names)  # (DuckDB would rename a case twin 'A_1')
     con = _source.connect(threads=1)
     try:
         con.register("_sqltargets_types", table)
