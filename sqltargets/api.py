@@ -464,7 +464,7 @@ def write(
     """
     ts, out = check_write(
         specs, source, output, shards=shards, jobs=jobs, batch_size=batch_size,
-        progress=progress, on_shard=on_shard, engine=engine,
+        progress=progress, on_shard=on_shard, engine=engine, temp_directory=temp_directory,
     )  # fmt: skip
     if past_only:
         ts.check_past_only()
@@ -512,6 +512,7 @@ def check_write(
     progress: Callable[[int, int], None] | None = None,
     on_shard: Callable[[int, int, int], None] | None = None,
     engine: str = "scan",
+    temp_directory: str | None = None,
 ) -> tuple[TargetSet, Path]:
     """Everything :func:`write` checks before it computes anything (the arguments, the spec,
     the input's files, the output's place): the spec, and the output as an absolute path."""
@@ -524,7 +525,12 @@ def check_write(
     _callable("on_shard", on_shard)
     ts = load(specs)
     _engine.check_engine(engine)
-    out = _files.check_output(output, inputs=_files.input_paths(source), folder=shards > 1)
+    out = _files.check_output(
+        output,
+        inputs=_files.input_paths(source),
+        folder=shards > 1,
+        temp_directory=temp_directory,
+    )
     return ts, out
 
 

@@ -181,7 +181,10 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from .execute import files
 
     # every check that needs no computing comes first: a mistake is one line, nothing else
-    ts, _ = check_write(a.spec, a.input, a.output, shards=a.shards, jobs=a.jobs, engine=a.engine)
+    ts, _ = check_write(
+        a.spec, a.input, a.output, shards=a.shards, jobs=a.jobs, engine=a.engine,
+        temp_directory=a.temp_directory,
+    )  # fmt: skip
     if a.past_only:
         ts.check_past_only()
     if a.store:
@@ -194,7 +197,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         if not is_fresh(a.store, a.input):
             files.check_output(
                 a.store, inputs=files.input_paths(a.input), folder=True, what="store",
-                kinds=("store",),
+                kinds=("store",), temp_directory=a.temp_directory,
             )  # fmt: skip
             progress.stage(f"preparing store {a.store} ...")
             prepare(ts, a.input, a.store, a)

@@ -75,6 +75,11 @@ class SkippedOutputsWarning(UserWarning):
     """An input folder or glob holds sqltargets outputs, which are not read as input."""
 
 
+class MccCodesWarning(UserWarning):
+    """A string MCC column holds no MCC code (a string of digits) among its first values, so
+    every MCC filter and slot matches nothing."""
+
+
 class VerifyError(SqlTargetsError):
     """The SQL path and the NumPy reference disagree."""
 

@@ -62,8 +62,9 @@ from .compile.plan import Plan
 from .compile.plan import build as build_plan
 from .compile.render import Source, literal
 from .compile.spec import TargetSet, load
-from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean, first_line
+from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean
 from .execute import arrays, engine
+from .execute import connection as _conn
 from .execute import program as program_mod
 from .execute import source as _src
 from .execute.collector import pausing
@@ -559,7 +560,7 @@ class _Runner:
             rows = setup.piece_rows(part if part is not None else Piece())
             self.events = [engine.run_prologue(p, con, rows) for p in self.programs]
         except duckdb.Error as e:
-            raise SourceError(f"cannot read the input: {first_line(e)}") from e
+            raise _conn.failure(e, "cannot read the input", SourceError) from e
         finally:
             inp.unregister(con)
             con.close()

@@ -570,3 +570,136 @@ def test_template_cache_survives_unwritable_and_corrupt_entries(tmp_path: Path) 
 _SOURCE = __import__("sqltargets.compile.render", fromlist=["Source"]).Source(
     kind="relation", relation='"t"'
 )
+
+
+@pytest.mark.parametrize(
+    ("unit", "origin"), [("day", "1970-01-01"), ("s", "2000-02-29"), ("ms", "1900-01-01"), ("us", "1970-01-01")]
+)  # fmt: skip
+def test_integer_times_outside_years_1_to_9999_are_refused_by_every_engine(
+    unit: str, origin: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A time in a smaller unit than time.unit (ms read as s) overflowed DuckDB's
+    multiplication (its message named no field) or became a date in year 55,000 that the
+    engines computed and the reference refused. Every engine now refuses a step whose date
+    falls outside years 1 to 9999, naming time.unit, the value and the allowed range; the
+    first and last allowed steps are read alike by all."""
+    from sqltargets.compile.spec import TimeSpec
+
+    low, high = TimeSpec(unit, dt.date.fromisoformat(origin)).steps_allowed()
+    spec = {"columns": COLUMNS, "time": {"unit": unit, "origin": origin}, "targets": [
+        {"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}},
+        {"name": "r", "agg": "count", "window": {"kind": "rolling", "length": "1d"}},
+    ]}  # fmt: skip
+    edge = pa.table({"u": [1, 1, 2, 2], "t": pa.array([low, low, high, high], pa.int64()),
+                     "a": [1.0, 2.0, 4.0, 8.0], "m": [1, 1, 1, 1]})  # fmt: skip
+    want = sqltargets.reference(spec, edge)
+    assert want.column("s").to_pylist() == [1.0, 3.0, 4.0, 12.0]
+    for engine in ("native", "sql"):
+        assert diff(sqltargets.generate(spec, edge, engine=engine), want, ["s", "r"], ["u", "row_id"]) == []  # fmt: skip
+    # a null time is no step out of range: left out with null_rows: drop
+    holed = edge.set_column(1, "t", pa.array([low, None, high, high], pa.int64()))
+    with pytest.warns(DroppedRowsWarning):
+        dropped = sqltargets.generate({**spec, "null_rows": "drop"}, holed)
+    assert dropped.column("row_id").to_pylist() == [0, 2, 3]
+    for bad in (low - 1, high + 1):
+        t = edge.set_column(1, "t", pa.array([low, bad, high, high], pa.int64()))
+        said = rf"time\.unit: column 't' holds {bad}, which as {unit} steps after {origin} is a date outside years 1 to 9999 \(allowed: {low} to {high}\)"  # fmt: skip
+        calls = {
+            "native": lambda t=t: sqltargets.generate(spec, t),
+            "sql": lambda t=t: sqltargets.generate(spec, t, engine="sql"),
+            "batches": lambda t=t: sqltargets.generate_batches(spec, t).read_all(),
+            "reference": lambda t=t: sqltargets.reference(spec, t),
+        }
+        for call in calls.values():
+            with pytest.raises(sqltargets.DataError, match=said):
+                call()
+        pq.write_table(t, tmp_path / "d.parquet")
+        (tmp_path / "s.yaml").write_text(
+            f"columns: {{user: u, time: t, amount: a, mcc: m}}\ntime: {{unit: {unit}, origin: {origin}}}\n"
+            "targets: [{name: s, agg: sum, window: {kind: expanding, period: day}}]\n"
+        )
+        code = main(["run", str(tmp_path / "s.yaml"), "--input", str(tmp_path / "d.parquet"),
+                     "--output", str(tmp_path / "o.parquet"), "--quiet"])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert (
+            code == 1 and "\n" not in err and err.startswith("Error: time.unit: column 't' holds")
+        )
+        assert not (tmp_path / "o.parquet").exists()
+
+
+def test_a_spill_folder_inside_the_output_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DuckDB makes its temp_directory when it first spills: inside a store or a sharded
+    output, the finished output replaced it; at the output's own path, the finished output
+    could not be placed (the refusal came after all the work)."""
+    t = pa.table({"u": [1, 1], "t": pa.array([0, 1], pa.int64()), "a": [1.0, 2.0], "m": [5411, 1]})
+    pq.write_table(t, tmp_path / "d.parquet")
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [TARGET]}
+    store, out = tmp_path / "store", tmp_path / "o.parquet"
+    for spill in (store, store / "tmp", tmp_path / "x" / ".." / "store"):
+        with pytest.raises(sqltargets.OutputError, match=r"temp_directory .* the store .* choose a folder outside it"):  # fmt: skip
+            sqltargets.prepare(tmp_path / "d.parquet", store, user="u", time="t", temp_directory=str(spill))  # fmt: skip
+    for output, shards, spill in ((out, 1, out), (tmp_path / "parts", 2, tmp_path / "parts" / "s")):
+        with pytest.raises(sqltargets.OutputError, match=r"temp_directory .* the output"):
+            sqltargets.write(spec, tmp_path / "d.parquet", output, shards=shards, temp_directory=str(spill))  # fmt: skip
+    (tmp_path / "s.yaml").write_text(
+        "columns: {user: u, time: t, amount: a, mcc: m}\ntime: {unit: day}\n"
+        "targets: [{name: s, agg: sum, window: {kind: expanding, period: month}}]\n"
+    )
+    code = main(["run", str(tmp_path / "s.yaml"), "--input", str(tmp_path / "d.parquet"), "--output",
+                 str(out), "--store", str(store), "--temp-directory", str(store / "t"), "--quiet"])  # fmt: skip
+    assert code == 1 and "temp_directory" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["d.parquet", "s.yaml"]
+    # a spill folder beside the output, or holding it, is fine
+    sqltargets.prepare(tmp_path / "d.parquet", store, user="u", time="t", temp_directory=str(tmp_path / "spill"))  # fmt: skip
+    assert sqltargets.write(spec, store, out, temp_directory=str(tmp_path)) == 2
+
+
+def test_explain_refuses_a_time_type_the_input_contradicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With an input, the time type is the input's: a different --time-type was ignored."""
+    t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [1.0], "m": [5411]})
+    pq.write_table(t, tmp_path / "d.parquet")
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [TARGET]}
+    with pytest.raises(sqltargets.ArgumentError, match=r"time_type: 'date' is not the input's: its time column 't' is integer"):  # fmt: skip
+        sqltargets.explain(spec, source=tmp_path / "d.parquet", time_type="date")
+    same = sqltargets.explain(spec, source=tmp_path / "d.parquet", time_type="integer")
+    assert same == sqltargets.explain(spec, source=tmp_path / "d.parquet")
+    (tmp_path / "s.yaml").write_text(
+        "columns: {user: u, time: t, amount: a, mcc: m}\ntime: {unit: day}\n"
+        "targets: [{name: s, agg: sum, window: {kind: expanding, period: month}}]\n"
+    )
+    code = main(["explain", str(tmp_path / "s.yaml"), "--input", str(tmp_path / "d.parquet"),
+                 "--time-type", "timestamptz"])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 1 and out.out == "" and out.err.startswith("Error: time_type: 'timestamptz'")
+
+
+def test_string_mccs_without_one_code_warn() -> None:
+    """'5411.0' (a float column written as text) is no MCC code: every MCC filter matched
+    nothing without a word. Now a warning names the column and a value."""
+    from sqltargets import MccCodesWarning
+
+    floats = pa.table({"u": [1, 1, 2], "t": pa.array([0, 1, 2], pa.int64()), "a": [1.0, 2.0, 4.0],
+                       "m": ["5411.0", None, "5411.0"]})  # fmt: skip
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [
+        {"name": "n", "agg": "count", "mcc": [5411], "window": {"kind": "expanding", "period": "year"}}]}  # fmt: skip
+    for engine in ("native", "sql"):
+        with pytest.warns(MccCodesWarning, match=r"none of the first 2 values of column 'm' is an MCC code .* '5411\.0'"):  # fmt: skip
+            assert sqltargets.generate(spec, floats, engine=engine).column("n").to_pylist() == [
+                0,
+                0,
+                0,
+            ]
+    # one code among them, or a spec that reads no MCC code: no warning
+    quiet = [
+        (floats.set_column(3, "m", pa.array(["5411.0", None, "5411"])), spec),
+        (floats, {**spec, "targets": [TARGET]}),
+        (floats.set_column(3, "m", pa.array([5411, None, 5411])), spec),
+    ]
+    for table, s in quiet:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sqltargets.generate(s, table)

@@ -639,3 +639,17 @@ def test_nanosecond_times_are_refused_with_a_reason(tmp_path: Path, tz: str | No
             "targets": [{"name": "d", "agg": "sum", "window": {"kind": "period", "period": "day"}}]}  # fmt: skip
     with pytest.raises(sqltargets.SqlTargetsError, match="nanosecond timestamps, which Spark"):
         sqltargets.explain(spec, dialect="spark", source=str(tmp_path))
+
+
+def test_integer_time_outside_years_1_to_9999_stops_spark_with_the_same_words(spark: Any) -> None:
+    """DuckDB's error() is Spark's raise_error: a step in a smaller unit than time.unit
+    stops the query there too, naming time.unit and the value; in-range steps run."""
+    spec = {"columns": COLUMNS, "time": {"unit": "s"},
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    good = pa.table({"user_id": ["a", "a"], "t": pa.array([1_700_000_000, 1_700_000_100]),
+                     "amount": [1.0, 2.0], "mcc": [5411, 5411], "tx_id": [1, 2]})  # fmt: skip
+    check(spark, spec, good, reference=True)
+    bad = good.set_column(1, "t", pa.array([1_700_000_000, 1_700_000_100_000]))
+    register(spark, bad)
+    with pytest.raises(Exception, match=r"time\.unit: column 't' holds 1700000100000, which as s steps"):  # fmt: skip
+        spark.sql(spark_sql(spec, bad)).toArrow()

@@ -29,7 +29,7 @@ from ..errors import SqlTargetsError
 from . import where as where_mod
 from .aggregates import AGGREGATIONS, EVENT_WINDOWS, MEASURES
 from .plan import Frame, Grouped, Measure, Output, Plan, next_relation
-from .spec import UNIT_US
+from .spec import UNIT_US, TargetSet
 
 #: One calendar period as an interval: (amount, unit).
 PERIOD_STEP = {
@@ -549,6 +549,21 @@ def _clock(time: str, plan: Plan) -> str:
     return f"make_timestamp({_floor_us(time)})"
 
 
+def _steps(ts: TargetSet) -> str:
+    """An integer time column as BIGINT steps (null stays null), or a one-line error naming
+    the value when its date falls outside years 1 to 9999 (``TimeSpec.steps_allowed``).
+    Without it, a time in a smaller unit than the spec's overflowed DuckDB's multiplication
+    or became a date in year 55,000."""
+    t = ident(ts.columns.time)
+    low, high = ts.time.steps_allowed()
+    before, after = ts.time.outside(ts.columns.time)
+    return (
+        f"CASE WHEN NOT {t} BETWEEN {low} AND {high} THEN "
+        f"error(concat({literal(before)}, CAST({t} AS VARCHAR), {literal(after)})) "
+        f"ELSE CAST({t} AS BIGINT) END"
+    )
+
+
 def context(plan: Plan, source: Source) -> dict[str, object]:
     """Everything the templates see, quoted."""
     ts = plan.spec
@@ -576,6 +591,7 @@ def context(plan: Plan, source: Source) -> dict[str, object]:
             "user": ident(cols.user),
             "time": ident(cols.time),
             "clock": _clock(ident(cols.time), plan),
+            "steps": _steps(ts) if plan.time_kind == "integer" else "",
             "key": ident(ts.key_column()),
         },
         "tiebreak": ident(cols.id) if cols.id else rid,

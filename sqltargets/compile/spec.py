@@ -128,6 +128,36 @@ class TimeSpec:
     unit: str | None = None
     origin: dt.date = dt.date(1970, 1, 1)
 
+    def steps_allowed(self) -> tuple[int, int]:
+        """The smallest and largest integer time whose date falls in years 1 to 9999 (what
+        every engine reads; the NumPy reference cannot hold other dates, and such a time
+        is almost always a value in a smaller unit than ``unit``).
+
+        >>> TimeSpec("day").steps_allowed()
+        (-719162, 2932896)
+        >>> TimeSpec("s", dt.date(2000, 1, 1)).steps_allowed()
+        (-63082281600, 252455615999)
+        """
+        size = UNIT_US[self.unit or "us"]
+        origin = dt.datetime.combine(self.origin, dt.time())
+        low = (dt.datetime.min - origin) // dt.timedelta(microseconds=1)
+        high = (dt.datetime.max - origin) // dt.timedelta(microseconds=1)
+        return -(-low // size), high // size
+
+    def outside(self, column: str) -> tuple[str, str]:
+        """The error for a value of integer time ``column`` outside :meth:`steps_allowed`, as
+        the text before the value and the text after it (the SQL puts the value between).
+
+        >>> "{}1700000000{}".format(*TimeSpec("day").outside("t"))[:67]
+        "time.unit: column 't' holds 1700000000, which as day steps after 19"
+        """
+        low, high = self.steps_allowed()
+        return (
+            f"time.unit: column {column!r} holds ",
+            f", which as {self.unit} steps after {self.origin.isoformat()} is a date outside "
+            f"years 1 to 9999 (allowed: {low} to {high}); is the column in another unit?",
+        )
+
 
 @dataclass(frozen=True)
 class Window:

@@ -934,6 +934,24 @@ def _interval(t: _Translator, node: exp.Interval, ctx: _Ctx) -> tuple[exp.Expres
     return _f(_IV, amount, _var(unit), _str(node.sql(dialect="duckdb"))), INTERVAL
 
 
+@_function("error")
+def _error(t: _Translator, node: exp.Anonymous, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
+    """DuckDB's ``error(message)``: Spark's ``raise_error`` (both stop the query with it)."""
+    if len(node.expressions) != 1:
+        raise _refuse(node, "error takes one argument")
+    message, ty = t.expr(node.expressions[0], ctx)
+    if ty != TEXT:
+        raise _refuse(node, "error of a non-string is not translated")
+    return _f("raise_error", message), None
+
+
+@_handles(exp.Concat)
+def _concat(t: _Translator, node: exp.Concat, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
+    if any(ty != TEXT for ty in t.children(node, ctx)):
+        raise _refuse(node, "concat of a non-string is not translated")
+    return node, TEXT
+
+
 @_function("to_microseconds")
 def _to_us(t: _Translator, node: exp.Anonymous, ctx: _Ctx) -> tuple[exp.Expression, Ty]:
     if len(node.expressions) != 1:

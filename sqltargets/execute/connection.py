@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from ..errors import ArgumentError, first_line, short
+from ..errors import ArgumentError, DataError, SqlTargetsError, first_line, short
 
 #: More DuckDB threads than this is a mistake (each thread is an OS thread).
 MAX_THREADS = 1024
@@ -57,3 +57,28 @@ def connect(
 
 
 message = first_line  # (its name here, for the modules that quote DuckDB's errors)
+
+#: How the errors the statements raise on purpose (DuckDB's ``error()``) begin, after
+#: DuckDB's own "Invalid Input Error: ".
+RAISED = ("time.unit: ",)
+
+
+def failure(
+    e: BaseException, what: str = "DuckDB failed", kind: type[SqlTargetsError] = SqlTargetsError
+) -> SqlTargetsError:
+    """The error to raise for DuckDB's ``e``: one the statement raised on purpose, as a
+    :class:`DataError` in its own words; any other as a ``kind`` saying ``what: <DuckDB's
+    first line>``.
+
+    >>> import duckdb
+    >>> try:
+    ...     duckdb.sql("SELECT error('time.unit: column ''t'' holds 9')").fetchall()
+    ... except duckdb.Error as e:
+    ...     print(repr(failure(e)))
+    DataError("time.unit: column 't' holds 9")
+    """
+    text = message(e)
+    head = "Invalid Input Error: "
+    if text.startswith(head) and text[len(head) :].startswith(RAISED):
+        return DataError(text[len(head) :])
+    return kind(f"{what}: {text}")

@@ -31,8 +31,7 @@ from ..dialects import portable_sql
 from ..errors import ArgumentError, SourceError, SqlTargetsError, did_you_mean
 from . import program as program_mod
 from .arrays import from_numpy
-from .connection import connect
-from .connection import message as _msg
+from .connection import connect, failure
 from .runner import compute
 from .source import Input, check_rows, prepare, resolve
 
@@ -82,7 +81,7 @@ def run_table(sql: str, con: duckdb.DuckDBPyConnection) -> pa.Table:
     try:
         return con.sql(sql).to_arrow_table(WHOLE_BATCH)
     except duckdb.Error as e:
-        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+        raise failure(e) from e
 
 
 #: How targets are computed: ``native`` (the prologue in DuckDB, then compiled kernels; the
@@ -107,7 +106,7 @@ def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
     try:
         return str(con.execute(f"SELECT current_setting({literal(name)})").fetchall()[0][0])
     except duckdb.Error as e:
-        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+        raise failure(e) from e
 
 
 def threads_of(con: duckdb.DuckDBPyConnection) -> int:
@@ -215,7 +214,7 @@ def _events_reader(
         try:
             con.execute(f"CREATE TEMP TABLE {name} AS {prog.unsorted}")
         except duckdb.Error as e:
-            raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+            raise failure(e) from e
         sql = prog.sorted_from(name)
     try:
         rel = con.sql(sql)
@@ -226,7 +225,7 @@ def _events_reader(
         ), name
     except duckdb.Error as e:
         _drop(con, name)
-        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+        raise failure(e) from e
     except BaseException:
         _drop(con, name)
         raise
@@ -521,7 +520,7 @@ def execute_batches(
             reader, temp = _events_reader(prog, con, batch_size)
     except duckdb.Error as e:
         _abandon(loading, inp, con)
-        raise SqlTargetsError(f"DuckDB failed: {_msg(e)}") from e
+        raise failure(e) from e
     except BaseException:
         _abandon(loading, inp, con)
         raise
@@ -692,6 +691,11 @@ def explain_sql(
             inp.unregister(con)
         if inp.arrow_table is not None:
             raise SourceError("explain: an Arrow input has no name the SQL could read; pass a path")
+        if time_type is not None and time_type != plan.time_kind:  # (it was ignored unsaid)
+            raise ArgumentError(
+                f"time_type: {time_type!r} is not the input's: its time column "
+                f"{ts.columns.time!r} is {plan.time_kind}; with an input, leave time_type out"
+            )
         return text(plan, inp.source)
     finally:
         con.close()

@@ -565,6 +565,7 @@ def check_output(
     what: str = "output",
     kinds: tuple[str, ...] = ("targets",),
     file_kind: str = "parquet",
+    temp_directory: str | os.PathLike | None = None,
 ) -> Path:
     """Refuse an output that would destroy data; returns it as an absolute path.
 
@@ -572,7 +573,9 @@ def check_output(
     a store or another folder sqltargets wrote; a folder output that is or contains the
     working folder; an existing file or folder that sqltargets did not write (a folder's
     marker must name one of ``kinds``; a file must be sqltargets' own of ``file_kind``,
-    ``"parquet"`` targets or an ``"html"`` report).
+    ``"parquet"`` targets or an ``"html"`` report); a ``temp_directory`` (DuckDB's spill
+    folder, made when it first spills) that is or lies inside the output, which replaces
+    it when done or cannot be placed where DuckDB made a folder.
     """
     if not isinstance(output, (str, os.PathLike)):
         raise OutputError(f"{what}: expected a path, got {type(output).__name__}")
@@ -594,6 +597,13 @@ def check_output(
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {text!r}: folder {str(parent)!r} is not writable")
     r = real(out)
+    if isinstance(temp_directory, (str, os.PathLike)) and os.fspath(temp_directory):
+        spill = real(temp_directory)
+        if _inside(spill, r):
+            raise OutputError(
+                f"temp_directory {os.fspath(temp_directory)!r} {'is' if spill == r else 'lies inside'} "
+                f"the {what} {text!r}, which replaces it when done; choose a folder outside it"
+            )
     for p in inputs:
         if _inside(r, p) or _inside(p, r):
             relation = "is" if r == p else ("lies inside" if _inside(r, p) else "contains")

@@ -21,12 +21,13 @@ from ..compile.plan import Plan, build
 from ..compile.render import (
     ident,
     literal,
+    mcc_code_sql,
     relation_source,
     source_conditions,
     unused_name,
 )
 from ..compile.spec import TargetSet
-from ..errors import DataError, DroppedRowsWarning, SourceError, did_you_mean
+from ..errors import DataError, DroppedRowsWarning, MccCodesWarning, SourceError, did_you_mean
 from . import store as store_mod
 from .connection import connect
 from .connection import message as _msg
@@ -466,9 +467,37 @@ def prepare(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> Plan:
     types = describe(inp, con)
     time_kind = check_columns(ts, types)
     check_wheres(ts, inp, con)
-    return build(
+    plan = build(
         ts,
         time_kind=time_kind,
         numeric=numeric_columns(types),
         time_type=types.get(ts.columns.time),
     )
+    check_mcc_codes(plan, inp, con)
+    return plan
+
+
+#: Non-null values of a string MCC column that :func:`check_mcc_codes` reads (the first).
+MCC_SAMPLE = 10_000
+
+
+def check_mcc_codes(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection) -> None:
+    """Warn when a string MCC column that the targets read as codes holds no code among its
+    first :data:`MCC_SAMPLE` values (``'5411.0'``, as a float column written as text gives,
+    is no code): every MCC filter and slot would match nothing, without a word."""
+    uses = plan.slots or any(f.mcc is not None for f in plan.filters)
+    if not plan.mcc_text or not (uses or any(v.kind == "code" for v in plan.values)):
+        return
+    m = ident(plan.spec.columns.mcc)
+    n, codes, example = con.sql(
+        f"SELECT count(*), count({mcc_code_sql(m, True)}), any_value({m}) FROM "
+        f"(SELECT {m} FROM {inp.scan_sql()} WHERE {m} IS NOT NULL LIMIT {MCC_SAMPLE})"
+    ).fetchall()[0]
+    if n and not codes:
+        warnings.warn(
+            f"columns.mcc: none of the first {n:,} values of column {plan.spec.columns.mcc!r} "
+            f"is an MCC code (a string of digits), such as {example!r}: every mcc filter "
+            "matches no row, and MCCs read as codes are null",
+            MccCodesWarning,
+            stacklevel=2,
+        )

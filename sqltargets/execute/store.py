@@ -211,8 +211,7 @@ def prepare(
 
     from ..compile.render import ident, literal, unused_name
     from ..compile.spec import case_twins
-    from .connection import connect
-    from .connection import message as _msg
+    from .connection import connect, failure
     from .inputs import parquet_input
 
     if not isinstance(source, (str, Path)):
@@ -220,7 +219,12 @@ def prepare(
     if is_store(source):
         raise SourceError(f"prepare: input {str(source)!r} is a store already")
     store = check_output(
-        store, inputs=input_paths(source), folder=True, what="store", kinds=("store",)
+        store,
+        inputs=input_paths(source),
+        folder=True,
+        what="store",
+        kinds=("store",),
+        temp_directory=temp_directory,
     )
     before = fingerprint(source)
     inp = parquet_input(str(source))
@@ -257,7 +261,7 @@ def prepare(
                 f"SELECT count(*) FROM read_parquet({literal(str(tmp / DATA))})"
             ).fetchall()[0][0]
         except duckdb.Error as e:
-            raise SourceError(f"prepare: DuckDB failed: {_msg(e)}") from e
+            raise failure(e, "prepare: DuckDB failed", SourceError) from e
         if fingerprint(source) != before:
             raise SourceError(f"prepare: input {str(source)!r} changed while it was being read")
         manifest = {

@@ -299,6 +299,11 @@ def _event_clock(ts: TargetSet, table: pa.Table) -> Clock:
                 "time.unit (day, s, ms or us) to read it"
             )
         steps = column.to_pylist()
+        low, high = ts.time.steps_allowed()
+        for v in steps:
+            if v is not None and not low <= v <= high:  # (as every engine refuses it)
+                before, after = ts.time.outside(ts.columns.time)
+                raise DataError(f"{before}{v}{after}")
         origin = dt.datetime.combine(ts.time.origin, dt.time())
         local = [origin + dt.timedelta(microseconds=v * UNIT_US[unit]) for v in steps]
         us = np.array([v * UNIT_US[unit] for v in steps], dtype=np.int64)

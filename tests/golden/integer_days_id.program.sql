@@ -17,10 +17,32 @@ WITH src AS (
     "customer" AS _u,
     "day" AS _time,
     "tx_id" AS _tb,
-    CAST("day" AS BIGINT) * 86400000000 AS _o,
+    CASE
+      WHEN NOT "day" BETWEEN -738885 AND 2913173
+      THEN ERROR(
+        CONCAT(
+          'time.unit: column ''day'' holds ',
+          CAST("day" AS TEXT),
+          ', which as day steps after 2024-01-01 is a date outside years 1 to 9999 (allowed: -738885 to 2913173); is the column in another unit?'
+        )
+      )
+      ELSE CAST("day" AS BIGINT)
+    END * 86400000000 AS _o,
     CAST("amt" AS DOUBLE) AS _v0,
     "merchant_code" AS _v1,
-    CAST('2024-01-01' AS TIMESTAMP) + TO_MICROSECONDS(CAST("day" AS BIGINT) * 86400000000) AS _l
+    CAST('2024-01-01' AS TIMESTAMP) + TO_MICROSECONDS(
+      CASE
+        WHEN NOT "day" BETWEEN -738885 AND 2913173
+        THEN ERROR(
+          CONCAT(
+            'time.unit: column ''day'' holds ',
+            CAST("day" AS TEXT),
+            ', which as day steps after 2024-01-01 is a date outside years 1 to 9999 (allowed: -738885 to 2913173); is the column in another unit?'
+          )
+        )
+        ELSE CAST("day" AS BIGINT)
+      END * 86400000000
+    ) AS _l
   FROM src
 ), events AS (
   SELECT
