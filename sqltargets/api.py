@@ -665,7 +665,6 @@ def _write_file(
     batch_size: int,
     progress: Callable[[int, int], None] | None,
 ) -> int:
-    import pyarrow.parquet as pq
 
     total = [0]
 
@@ -689,7 +688,7 @@ def _write_file(
     tmp = ""
     try:
         tmp = _files.temp_file(out)
-        with pq.ParquetWriter(tmp, _output_schema(reader.schema), compression="zstd") as writer:
+        with _files.ParquetWriter(tmp, _output_schema(reader.schema), compression="zstd") as writer:
             for batch in reader:
                 writer.write_batch(batch)
                 rows += batch.num_rows

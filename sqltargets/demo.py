@@ -612,7 +612,6 @@ def write_demo(
     as a whole: the new files are written to a temporary folder beside it and renamed into
     place, so two data sets never mix and nothing else is deleted.
     """
-    import pyarrow.parquet as pq
 
     from .errors import ArgumentError, OutputError
     from .execute import files as files_mod
@@ -637,7 +636,8 @@ def write_demo(
     try:
         for i, name in enumerate(names):
             rows = table.take(pa.array(order[bounds[i] : bounds[i + 1]]))
-            pq.write_table(rows, tmp / name, compression="zstd")
+            with files_mod.ParquetWriter(tmp / name, rows.schema, compression="zstd") as w:
+                w.write_table(rows)
             files_mod.give_umask(tmp / name)
         files_mod.write_marker(tmp, "demo-data", names)
         files_mod.replace_dir(tmp, out, ("demo-data",))

@@ -710,7 +710,9 @@ def test_placing_checks_again_what_appeared_during_the_run(tmp_path: Path) -> No
     folder = tmp_path / "shards"
     folder.mkdir()
     files.write_marker(folder, "targets", ["part-00000.parquet"])
-    (folder / "part-00000.parquet").write_bytes(b"ours")
+    schema = pa.schema([("x", pa.int64())], metadata={files.OUTPUT_KEY: b"{}"})
+    with files.ParquetWriter(folder / "part-00000.parquet", schema) as w:  # (as a run writes)
+        w.write_table(pa.table({"x": [1, 2]}, schema=schema))
     (folder / "notes.txt").write_text("put here by the user during the run")
     new = files.temp_dir(folder)
     with pytest.raises(OutputError, match=r"notes\.txt"):
@@ -759,3 +761,52 @@ def test_outputs_inside_an_input_folder_are_skipped_with_a_warning(
         "Warning: input 'data': 1 sqltargets output inside it is not read as input "
         "(e.g. 'data/copied.parquet'); name a file exactly to read it"
     ]
+
+
+def test_a_users_file_made_from_an_output_is_never_replaced(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pyarrow keeps schema metadata through filter, select, concat and append_column, so a
+    training file made from a run's output carried sqltargets' key and was replaced by the
+    next run pointed at it; a shard or demo file rewritten by the user went with its
+    folder. Each file records its rows, columns and row groups as written: a file that no
+    longer matches is the user's, never replaced, and read as input like any other."""
+    import pyarrow.compute as pc
+
+    assert main(["run", "spec.yaml", "--input", "data", "--output", "t.parquet", "--quiet"]) == 0
+    assert main(["run", "spec.yaml", "--input", "data", "--output", "sh", "--shards", "2", "--quiet"]) == 0  # fmt: skip
+    t = pq.read_table("t.parquet")
+    derived = {
+        "filtered.parquet": t.filter(pc.greater(t.column("row_id"), 5)),
+        "labelled.parquet": t.append_column("label", pa.array([1] * t.num_rows)),
+        "selected.parquet": t.select(t.column_names[:-1]),
+        "doubled.parquet": pa.concat_tables([t, t]),
+        "copied.parquet": t,  # (rewritten whole: other row groups)
+    }
+    for name, table in derived.items():
+        pq.write_table(table, name, row_group_size=1000)
+        assert b"sqltargets" in pq.read_metadata(name).metadata  # the key survived
+    part = pq.read_table("sh/part-00001.parquet")
+    pq.write_table(part.append_column("note", pa.array(["mine"] * part.num_rows)), "sh/part-00001.parquet")  # fmt: skip
+    demo = pq.read_table("data/part-00000.parquet")
+    pq.write_table(demo.slice(1), "data/part-00000.parquet")
+    before = snapshot(project)
+    capsys.readouterr()
+    for name in derived:
+        code, _, err = cli(capsys, "run", "spec.yaml", "--input", "data", "--output", name)
+        assert_one_error(code, err, f"output {name!r} exists and was not written by sqltargets as it is now")  # fmt: skip
+    code, _, err = cli(capsys, "run", "spec.yaml", "--input", "data", "--output", "sh", "--shards", "2")  # fmt: skip
+    assert_one_error(code, err, "holds 'part-00001.parquet', which is not the file sqltargets wrote there")  # fmt: skip
+    code, _, err = cli(capsys, "demo-data", "--users", "5", "--out", "data")
+    assert_one_error(code, err, "holds 'part-00000.parquet', which is not the file sqltargets wrote there")  # fmt: skip
+    assert snapshot(project) == before
+    # the user's file is input again (it was skipped as an output): its rows are read
+    os.mkdir("mixed")
+    pq.write_table(derived["filtered.parquet"].select(["user_id", "ts", "row_id"]), "mixed/f.parquet")  # fmt: skip
+    os.replace("t.parquet", "mixed/t.parquet")
+    from sqltargets.execute.files import list_input
+
+    listing = list_input("mixed")
+    assert list(listing.files) == ["mixed/f.parquet"] and list(listing.skipped) == ["mixed/t.parquet"]
+    # an untouched output is still replaced by the next run
+    assert main(["run", "spec.yaml", "--input", "data", "--output", "mixed/t.parquet", "--quiet"]) == 0  # fmt: skip

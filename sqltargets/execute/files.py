@@ -67,6 +67,13 @@ STORE_MANIFEST = "sqltargets-store.json"
 MARKER = "_sqltargets.json"
 #: Key of the Parquet key-value metadata on every file sqltargets writes as output.
 OUTPUT_KEY = b"sqltargets"
+#: Key of the Parquet key-value metadata on every Parquet file sqltargets writes (targets,
+#: shards, demo data): the file's rows, columns and row groups as written. Schema metadata
+#: survives pyarrow's filter, select, concat and append_column, so a user's file made from
+#: an output still carries OUTPUT_KEY; this key tells it from the file sqltargets wrote.
+FILE_KEY = b"sqltargets.file"
+#: Rows per row group at most, in files sqltargets writes (below every writer's own cap).
+MAX_ROW_GROUP = 1 << 20
 #: Largest expanded glob or folder listing we follow before calling it a mistake.
 MAX_FILES = 1_000_000
 
@@ -319,13 +326,86 @@ def footer(path: str) -> Any:
         ) from e
 
 
+def _identity(rows: int, columns: list[str], groups: list[int]) -> dict[str, Any]:
+    import hashlib
+
+    digest = hashlib.sha256(",".join(map(str, groups)).encode()).hexdigest()[:16]
+    return {"rows": rows, "columns": columns, "row_groups": digest}
+
+
+class ParquetWriter:
+    """``pyarrow.parquet.ParquetWriter`` for the files sqltargets writes: each batch is one
+    row group (up to :data:`MAX_ROW_GROUP` rows), and closing records the file's identity
+    under :data:`FILE_KEY` (:func:`as_written` checks it)."""
+
+    def __init__(self, path: str | Path, schema: pa.Schema, **options: Any) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(path, schema, **options)
+        self._columns = list(schema.names)
+        self._groups: list[int] = []
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        for start in range(0, batch.num_rows, MAX_ROW_GROUP):
+            part = batch.slice(start, MAX_ROW_GROUP)
+            self._writer.write_batch(part, row_group_size=part.num_rows)
+            self._groups.append(part.num_rows)
+
+    def write_table(self, table: pa.Table) -> None:
+        for batch in table.to_batches(max_chunksize=MAX_ROW_GROUP):
+            self.write_batch(batch)
+
+    def close(self) -> None:
+        identity = _identity(sum(self._groups), self._columns, self._groups)
+        self._writer.add_key_value_metadata({FILE_KEY: json.dumps(identity).encode()})
+        self._writer.close()
+
+    def __enter__(self) -> ParquetWriter:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is None:
+            self.close()
+        else:  # (the caller removes the unfinished file)
+            self._writer.close()
+
+
+def _carries_output_key(path: str) -> bool:
+    try:
+        return OUTPUT_KEY in (footer(path).metadata or {})
+    except SourceError:
+        return False
+
+
+def as_written(path: str, output: bool = False) -> bool:
+    """Whether the Parquet file at ``path`` is one sqltargets wrote, as it wrote it (rows,
+    columns and row groups as recorded under :data:`FILE_KEY`); with ``output``, also one
+    of its outputs (:data:`OUTPUT_KEY`). A file made from it by pyarrow (filtered, with a
+    column added, concatenated, rewritten) keeps the keys but not the identity."""
+    try:
+        meta = footer(path)
+    except SourceError:
+        return False
+    kv = meta.metadata or {}
+    if FILE_KEY not in kv or (output and OUTPUT_KEY not in kv):
+        return False
+    try:
+        recorded = json.loads(kv[FILE_KEY])
+        columns = meta.schema.to_arrow_schema().names
+    except (ValueError, pa.ArrowException):
+        return False
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    return bool(recorded == _identity(meta.num_rows, columns, groups))
+
+
 #: The line that marks an HTML report as sqltargets' own (``describe --html``).
 HTML_MARKER = '<meta name="generator" content="sqltargets">'
 
 
 def _is_output_file(path: str, kind: str | None = None) -> bool:
     """Whether sqltargets wrote this file (of ``kind`` when given): ``"parquet"``, targets
-    carrying its metadata key, or ``"html"``, a report whose head holds :data:`HTML_MARKER`.
+    as written (:func:`as_written`), or ``"html"``, a report whose head holds
+    :data:`HTML_MARKER`.
     Read from the file's content, whatever its name: a report named ``t.parquet`` is no
     targets file, and a run must not replace a report (nor a report a run's targets)."""
     found = output_kind(path)
@@ -341,11 +421,7 @@ def output_kind(path: str) -> str | None:
     except OSError:
         return None
     if head.startswith(b"PAR1"):
-        try:
-            meta = footer(path).metadata
-        except SourceError:
-            return None  # not ours; reading it later gives the error
-        return "parquet" if meta and OUTPUT_KEY in meta else None
+        return "parquet" if as_written(path, output=True) else None
     return "html" if HTML_MARKER.encode() in head else None
 
 
@@ -645,9 +721,11 @@ def check_output(
         found = output_kind(str(out))
         if found is None:
             raise OutputError(
-                f"{what} {text!r} exists and was not written by sqltargets; "
-                "remove it or choose another name"
-            )
+                f"{what} {text!r} exists and was not written by sqltargets"
+                + (" as it is now (it carries sqltargets' metadata, but its rows, columns or "
+                   "row groups changed since)" if _carries_output_key(str(out)) else "")
+                + "; remove it or choose another name"
+            )  # fmt: skip
         if found != file_kind:
             raise OutputError(
                 f"{what} {text!r} is {_KIND_NAMES[found]}, not {_KIND_NAMES[file_kind]}; "
@@ -727,6 +805,16 @@ def owned(folder: Path, kinds: tuple[str, ...], *, what: str, text: str) -> None
             f"{what} {text!r} holds {extra[0]!r}, which sqltargets did not write; "
             "move it out or choose another name"
         )
+    if kind != "store":  # (a store is a cache of its input: replaced when stale)
+        changed = [
+            e for e in entries if e != MARKER and not as_written(str(folder / e), kind == "targets")
+        ]
+        if changed:
+            raise OutputError(
+                f"{what} {text!r} holds {changed[0]!r}, which is not the file sqltargets "
+                "wrote there (it was changed or replaced since); move it out or choose "
+                "another name"
+            )
 
 
 def temp_file(dest: Path, suffix: str = ".tmp") -> str:
