@@ -703,3 +703,83 @@ def test_string_mccs_without_one_code_warn() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             sqltargets.generate(s, table)
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "Asia/Tokyo"])
+def test_nanosecond_times_in_where_and_count_distinct_in_the_reference(tz: str | None) -> None:
+    """The reference read a nanosecond column with pyarrow's to_pylist, which refuses one
+    that is not a whole µs: `verify` ended in a raw ValueError where both engines counted.
+    A naive one is now compared whole, a zoned one rounded down to the µs, as the engines."""
+    t = pa.table({"u": [1, 1, 1, 1, 2], "t": pa.array([1_000, 1_001, 2_000, -1, 1_001], pa.timestamp("ns", tz=tz)),
+                  "a": [1.0, 2.0, 4.0, 8.0, 16.0], "m": [5411] * 5})  # fmt: skip
+    day = {"kind": "period", "period": "day"}
+    spec = {"columns": COLUMNS, "targets": [
+        {"name": "cd", "agg": "count_distinct", "value": "t", "window": day},
+        {"name": "n", "agg": "count", "value": "t", "window": {"kind": "expanding", "period": "day"}},
+        {"name": "w", "agg": "count", "where": "t > '1970-01-01 00:00:00.000001'", "window": day},
+        {"name": "w2", "agg": "sum", "where": "t BETWEEN '1970-01-01 00:00:00.000001001' AND '1970-01-01T00:00:00.000002Z' OR t = '1969-12-31 23:59:59.999999999'", "window": day},
+        {"name": "w3", "agg": "sum", "where": "t IN ('1970-01-01 00:00:00.0000010019', '1970-01-01')", "window": day},
+    ]}  # fmt: skip
+    want = sqltargets.reference(spec, t)
+    # rows in event order: user 1 at -1 ns (the day before), 1,000, 1,001 and 2,000 ns
+    if tz is None:  # whole nanoseconds: 1,000 and 1,001 ns are two times
+        assert want.column("cd").to_pylist() == [1, 3, 3, 3, 1]
+        assert want.column("w").to_pylist() == [0, 2, 2, 2, 1]
+        assert want.column("w2").to_pylist() == [8.0, 6.0, 6.0, 6.0, 16.0]
+        assert want.column("w3").to_pylist() == [0.0, 2.0, 2.0, 2.0, 16.0]
+    else:  # rounded down to the µs: they are one
+        assert want.column("cd").to_pylist() == [1, 2, 2, 2, 1]
+    for engine in ("native", "sql"):
+        got = sqltargets.generate(spec, t, engine=engine)
+        assert diff(got, want, ["cd", "n", "w", "w2", "w3"], ["u", "row_id"]) == [], engine
+    assert sqltargets.verify(spec, t).ok
+
+
+def test_a_store_gives_the_time_columns_type_back(tmp_path: Path) -> None:
+    """DuckDB's copy in a store holds ms, s and zoned ns timestamps as µs: results read
+    through a store came back with a µs time column where the input's own gave its unit."""
+    spec = {"columns": COLUMNS, "targets": [TARGET]}
+    kinds = [("s", None), ("ms", None), ("ms", "UTC"), ("ns", "Europe/Berlin"), ("ns", None), ("us", "Asia/Tokyo")]  # fmt: skip
+    for unit, tz in kinds:
+        t = pa.table({"u": [1, 1, 2], "t": pa.array([1710054000, 1710057600, 5], pa.timestamp("s")).cast(pa.timestamp(unit, tz=tz)),
+                      "a": [1.0, 2.0, 4.0], "m": [5411] * 3})  # fmt: skip
+        name = f"{unit}-{tz}".replace("/", "-")
+        pq.write_table(t, tmp_path / f"{name}.parquet")
+        store = sqltargets.prepare(tmp_path / f"{name}.parquet", tmp_path / f"store-{name}", user="u", time="t")  # fmt: skip
+        direct = sqltargets.generate(spec, tmp_path / f"{name}.parquet")
+        assert direct.schema.field("t").type == pa.timestamp("ms" if unit == "s" else unit, tz)
+        for got in (sqltargets.generate(spec, store), sqltargets.reference(spec, store)):
+            assert got.schema == direct.schema and got.equals(direct), (unit, tz)
+
+
+def test_durations_in_months_or_years_are_refused() -> None:
+    """'1M' read as one minute (units were case-blind): a month in pandas and most date
+    libraries. Months and years have no fixed length; the error says to use a calendar
+    window, and that a minute is 'm'."""
+    for text in ("1M", "3 Months", "2mo", "1y", "1 year"):
+        spec = {"columns": COLUMNS, "targets": [
+            {"name": "x", "agg": "sum", "window": {"kind": "rolling", "length": text}}]}  # fmt: skip
+        with pytest.raises(sqltargets.SpecError, match=r"window\.length: .* reads as a month or a year, which has no fixed length: use a calendar window"):  # fmt: skip
+            sqltargets.load(spec)
+    for text, us in (("1m", 60_000_000), ("5 MIN", 300_000_000), ("3MS", 3_000)):
+        spec = {"columns": COLUMNS, "targets": [
+            {"name": "x", "agg": "sum", "window": {"kind": "rolling", "length": text}}]}  # fmt: skip
+        assert sqltargets.load(spec).targets[0].window.length == us
+
+
+def test_time_origin_is_a_date_only(tmp_path: Path) -> None:
+    """An unquoted YAML 2024-01-01T12:00:00 is a datetime: it was cut to its date without a
+    word (the quoted form was refused), and an integer 20240101 was read as a date."""
+    for origin in (dt.datetime(2024, 1, 1, 12), dt.datetime(2024, 1, 1), 20240101, "20240101", "2024-01-01T12:00:00"):  # fmt: skip
+        spec = {"columns": COLUMNS, "time": {"unit": "s", "origin": origin}, "targets": [TARGET]}
+        with pytest.raises(sqltargets.SpecError, match=r"time\.origin: .* is not a date; expected YYYY-MM-DD"):  # fmt: skip
+            sqltargets.load(spec)
+    (tmp_path / "s.yaml").write_text(
+        "columns: {user: u, time: t, amount: a, mcc: m}\ntime: {unit: s, origin: 2024-01-01T12:00:00}\n"
+        "targets: [{name: s, agg: sum, window: {kind: expanding, period: month}}]\n"
+    )
+    with pytest.raises(sqltargets.SpecError, match=r"time\.origin: datetime"):
+        sqltargets.load(tmp_path / "s.yaml")
+    for origin in ("2024-01-01", dt.date(2024, 1, 1)):
+        spec = {"columns": COLUMNS, "time": {"unit": "s", "origin": origin}, "targets": [TARGET]}
+        assert sqltargets.load(spec).time.origin == dt.date(2024, 1, 1)

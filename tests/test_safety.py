@@ -807,6 +807,8 @@ def test_a_users_file_made_from_an_output_is_never_replaced(
     from sqltargets.execute.files import list_input
 
     listing = list_input("mixed")
-    assert list(listing.files) == ["mixed/f.parquet"] and list(listing.skipped) == ["mixed/t.parquet"]
+    assert list(listing.files) == ["mixed/f.parquet"] and list(listing.skipped) == [
+        "mixed/t.parquet"
+    ]
     # an untouched output is still replaced by the next run
     assert main(["run", "spec.yaml", "--input", "data", "--output", "mixed/t.parquet", "--quiet"]) == 0  # fmt: skip

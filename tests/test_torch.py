@@ -1300,3 +1300,16 @@ def test_null_cells_never_cast_what_the_kernels_left_there(
     assert sorted(most.nan_to_num(-1).tolist()) == sorted(
         np.nan_to_num(want.to_numpy(), nan=-1).astype(np.float32).tolist()
     )
+
+
+def test_a_null_id_is_refused_not_row_id_0() -> None:
+    """A tensor has no null: a null columns.id became row_id 0, like a real id 0."""
+    t = pa.table({"u": [1, 1, 1, 2], "t": pa.array([0, 1, 2, 3], pa.int64()), "a": [1.0, 2.0, 4.0, 8.0],
+                  "m": [5411] * 4, "tx": pa.array([0, None, 7, 9], pa.int64())})  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m", "id": "tx"},
+            "time": {"unit": "day"}, "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "year"}}]}  # fmt: skip
+    for cls in (TargetDataset, StreamingTargetDataset):
+        with pytest.raises(DataError, match=r"columns\.id: 1 rows have a null id in column 'tx'"):
+            cls(spec, t)
+    full = t.set_column(4, "tx", pa.array([0, 5, 7, 9], pa.int64()))
+    assert TargetDataset(spec, full)[0]["row_id"].tolist() == [0, 5, 7]

@@ -346,7 +346,7 @@ def parse_duration(text: object, allow_zero: bool = False) -> int | None:
     if not isinstance(text, str):
         return None
     m = _DURATION.match(text)
-    if not m or m.group(2).lower() not in DURATION_UNITS:
+    if not m or m.group(2).lower() not in DURATION_UNITS or _calendar_unit(m.group(2)):
         return None
     if int(m.group(1)) <= 0 and not allow_zero:
         return None
@@ -746,16 +746,22 @@ def _time(c: _Collector, raw: object) -> TimeSpec | None:
         unit = c.choice(obj["unit"], TIME_UNITS, "time.unit")
     origin = dt.date(1970, 1, 1)
     if "origin" in obj:
+        # a date, or its ISO text; a datetime (YAML reads an unquoted 2024-01-01T12:00 as one)
+        # was cut to its date without a word, and an integer 20240101 read as a date
         o = obj["origin"]
-        if isinstance(o, dt.datetime):
-            o = o.date()
-        if isinstance(o, dt.date):
+        if isinstance(o, dt.date) and not isinstance(o, dt.datetime):
             origin = o
-        else:
+        elif isinstance(o, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", o.strip()):
             try:
-                origin = dt.date.fromisoformat(str(o))
+                origin = dt.date.fromisoformat(o.strip())
             except ValueError:
                 c.add("time.origin", f"{_short(o)} is not a date; expected YYYY-MM-DD")
+        else:
+            c.add(
+                "time.origin",
+                f"{_short(o)} is not a date; expected YYYY-MM-DD (integer time 0 is midnight "
+                "of that date)",
+            )
     return TimeSpec(unit=unit, origin=origin)
 
 
@@ -1182,8 +1188,25 @@ def _period_offset(c: _Collector, raw: object, path: str, period: str | None) ->
     return raw
 
 
+def _calendar_unit(unit: str) -> bool:
+    """A month or a year, which a duration cannot be: ``M`` (a month in pandas and most
+    date libraries; ``m`` is a minute), ``mo``/``month``, ``y``/``year``...
+
+    >>> [u for u in ("M", "m", "MS", "mo", "Months", "y", "yr", "years", "min") if _calendar_unit(u)]
+    ['M', 'mo', 'Months', 'y', 'yr', 'years']
+    """
+    low = unit.lower()
+    return unit == "M" or low.startswith("mo") or low in ("y", "yr", "yrs", "year", "years")
+
+
 def _unit_hint(text: object) -> str:
     if isinstance(text, str) and (m := _DURATION.match(text)):
+        if _calendar_unit(m.group(2)):
+            return (
+                f" ({m.group(2)!r} reads as a month or a year, which has no fixed length: use a "
+                "calendar window, kind expanding, period or next_period with period month or "
+                "year; a minute is 'm' or 'min')"
+            )
         return did_you_mean(m.group(2), list(DURATION_UNITS))
     return ""
 

@@ -28,7 +28,7 @@ from ..compile.plan import Plan, build
 from ..compile.render import ident, literal, relation_source, render, unused_name
 from ..compile.spec import COUNTING, TargetSet
 from ..dialects import portable_sql
-from ..errors import ArgumentError, SourceError, SqlTargetsError, did_you_mean
+from ..errors import ArgumentError, DataError, SourceError, SqlTargetsError, did_you_mean
 from . import program as program_mod
 from .arrays import from_numpy
 from .connection import connect, failure
@@ -43,7 +43,7 @@ def input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
     """The Arrow types the passthrough columns (user, time, id) had in the input, when
     DuckDB returns them otherwise: an Arrow input's own types; for Parquet files, the time
     column's type (DuckDB returns a zoned one in µs, labelled with the session's zone, the
-    spec's; the instants are the same); for a store, its input's zone label. A type that
+    spec's; the instants are the same); for a store, its input's zone label and unit. A type that
     the values cannot take without loss (µs values into ms) is not restored."""
     schema = inp.arrow_schema
     if schema is not None:
@@ -54,8 +54,9 @@ def input_types(ts: TargetSet, inp: Input) -> dict[str, pa.DataType]:
         t = files.field(ts.columns.time).type
         if pa.types.is_timestamp(t):  # its unit too (DuckDB returns zoned ones in µs)
             return {ts.columns.time: t}
-    zone = inp.zones.get(ts.columns.time)  # a store: its input's label
-    return {ts.columns.time: pa.timestamp("us", tz=zone)} if zone else {}
+    zone = inp.zones.get(ts.columns.time)  # a store: its input's label and unit
+    unit = inp.units.get(ts.columns.time, "us")
+    return {ts.columns.time: pa.timestamp(unit, tz=zone)} if zone or unit != "us" else {}
 
 
 def restore_types(table: pa.Table, ts: TargetSet, inp: Input) -> pa.Table:
@@ -736,8 +737,9 @@ def user_counts(
         spans = (
             f", min({s.rid_name}) = max({s.rid_name}) AS one_file, min({s.rid_name}) AS first_file"
         )
+    ids = f", count(*) - count({ident(ts.columns.id)}) AS null_ids" if ts.columns.id else ""
     table = run_table(
-        f"SELECT {u} AS u, count({t}) AS n, count(*) - count({t}) AS nulls{spans} "
+        f"SELECT {u} AS u, count({t}) AS n, count(*) - count({t}) AS nulls{spans}{ids} "
         f"FROM {scan} GROUP BY {u} ORDER BY {u} NULLS LAST",
         con,
     )
@@ -746,6 +748,12 @@ def user_counts(
 
     users = table.column("u").combine_chunks()
     counts = to_numpy(table.column("n"), np.int64)
+    if ids and (missing := int(to_numpy(table.column("null_ids"), np.int64).sum())):
+        raise DataError(  # (a tensor has no null: they were row_id 0, like a real id 0)
+            f"columns.id: {missing} rows have a null id in column {ts.columns.id!r}; the "
+            "datasets' row_id tensor cannot hold a null: fill the ids, or leave columns.id out "
+            "(row_id is then the input position)"
+        )
     one_file = bools(table.column("one_file")) if by_file else None
     in_file = to_numpy(table.column("first_file"), np.int64) if by_file else None
     if users.null_count or to_numpy(table.column("nulls"), np.int64).any():

@@ -37,6 +37,9 @@ class Input:
     #: zoned timestamp columns -> the zone they were labelled with in the input a store was
     #: prepared from (the store's copy is labelled UTC)
     zones: dict[str, str] = field(default_factory=dict)
+    #: timestamp columns -> their unit in that input, when not µs (the store's copy is µs,
+    #: but for nanoseconds without a zone)
+    units: dict[str, str] = field(default_factory=dict)
 
     def known_rows(self) -> int | None:
         """The input's rows when known without reading it (Parquet footers, an Arrow

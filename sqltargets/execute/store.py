@@ -99,8 +99,13 @@ def store_input(store: str | Path, *, absolute: bool = True) -> Any:
         os.path.abspath(data) if absolute else data, multi=False, rid=True, rid_column=rid,
         columns=columns, explicit=True,
     )  # fmt: skip
-    zones = manifest.get("zones")
-    return Input(src, label=str(store), zones=dict(zones) if isinstance(zones, dict) else {})
+    zones, units = manifest.get("zones"), manifest.get("time_units")
+    return Input(
+        src,
+        label=str(store),
+        zones=dict(zones) if isinstance(zones, dict) else {},
+        units=dict(units) if isinstance(units, dict) else {},
+    )
 
 
 def read_store(store: str | Path) -> Any:
@@ -118,12 +123,18 @@ def read_store(store: str | Path) -> Any:
         raise SourceError(f"store {str(store)!r} cannot be read: {e}") from e
     order = pc.sort_indices(table.column(rid))
     table = table.take(order).drop_columns([rid])
-    zones = manifest.get("zones")
-    for name, zone in zones.items() if isinstance(zones, dict) else ():
+    zones, units = manifest.get("zones"), manifest.get("time_units")
+    zones = zones if isinstance(zones, dict) else {}
+    units = units if isinstance(units, dict) else {}
+    for name in {*zones, *units}:
         i = table.schema.get_field_index(name)
         t = table.schema.field(i).type if i >= 0 else None
-        if t is not None and pa.types.is_timestamp(t) and t.tz is not None:
-            table = table.set_column(i, name, table.column(i).cast(pa.timestamp(t.unit, zone)))
+        if t is not None and pa.types.is_timestamp(t):
+            want = pa.timestamp(units.get(name, t.unit), zones.get(name, t.tz))
+            try:  # (the input's unit holds the copy's values: they came from it)
+                table = table.set_column(i, name, table.column(i).cast(want))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
     return table
 
 
@@ -277,6 +288,13 @@ def prepare(
                 f.name: f.type.tz
                 for f in inp.file_schema.schema
                 if pa.types.is_timestamp(f.type) and f.type.tz is not None
+            },
+            # and the units of timestamps the copy holds in µs (DuckDB writes ms, s and
+            # zoned ns as µs): the output's time column gets the input's type back
+            "time_units": {
+                f.name: f.type.unit
+                for f in inp.file_schema.schema
+                if pa.types.is_timestamp(f.type) and f.type.unit != "us"
             },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -525,6 +525,28 @@ def reads_mcc_codes(ts: TargetSet, target: Target) -> bool:
     return target.agg in MCC_LABEL_AGGS and target.value == ts.columns.mcc
 
 
+@dataclass(frozen=True, order=True)
+class NsTime:
+    """A naive nanosecond timestamp, whole (Python's datetime holds µs): what a ``where``
+    compares and ``count_distinct`` counts, as the engines do."""
+
+    ns: int
+
+
+def py_values(column: pa.ChunkedArray) -> list[Any]:
+    """A column's values as Python objects (None for null). Nanosecond timestamps: a naive
+    one whole (:class:`NsTime`), a zoned one rounded down to the µs, as the engines read
+    them (pyarrow's own conversion refuses any that is not a whole µs)."""
+    kind = column.type
+    if not (pa.types.is_timestamp(kind) and kind.unit == "ns"):
+        return column.to_pylist()
+    raw = column.cast(pa.int64()).to_pylist()
+    if kind.tz is None:
+        return [None if v is None else NsTime(v) for v in raw]
+    epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
+    return [None if v is None else epoch + dt.timedelta(microseconds=v // 1_000) for v in raw]
+
+
 def agg_values(ts: TargetSet, target: Target, table: pa.Table) -> list[Any]:
     """Per input row, the value the target aggregates (None for null).
 
@@ -534,7 +556,7 @@ def agg_values(ts: TargetSet, target: Target, table: pa.Table) -> list[Any]:
     other aggregation reads the column as float64.
     """
     column = table.column(target.value)
-    raw = column.to_pylist()
+    raw = py_values(column)
     if target.agg in ("count", "count_distinct", "elapsed"):
         return raw
     if reads_mcc_codes(ts, target):
@@ -853,8 +875,33 @@ def _is_date(v: Any) -> bool:
     return isinstance(v, dt.date) and not isinstance(v, dt.datetime)
 
 
+_TIMESTAMP_TEXT = re.compile(
+    r"\s*(\d{4}-\d{2}-\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?\s*"
+    r"(?:Z|[+-]\d{2}(?::?\d{2})?)?\s*"
+)
+
+
+def _ns(v: Any) -> int:
+    """ns since the epoch of a value compared with a naive nanosecond timestamp: a string is
+    cast as DuckDB casts it to TIMESTAMP_NS (digits past the ninth and an offset dropped)."""
+    if isinstance(v, NsTime):
+        return v.ns
+    if isinstance(v, str) and (m := _TIMESTAMP_TEXT.fullmatch(v)):
+        day = (dt.date.fromisoformat(m.group(1)) - dt.date(1970, 1, 1)).days
+        h, mi, sec = (int(m.group(i) or 0) for i in (2, 3, 4))
+        frac = int(((m.group(5) or "") + "0" * 9)[:9])
+        return ((day * 24 + h) * 60 + mi) * 60_000_000_000 + sec * 1_000_000_000 + frac
+    t = _sql_datetime(v, UTC, aware=False)
+    if t.tzinfo is not None:
+        raise DataError(f"where: {v!r} is a zoned time; a naive timestamp has no zone")
+    return (t - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1) * 1_000
+
+
 def _compare(a: Any, b: Any, zone: zoneinfo.ZoneInfo) -> int:
     """-1, 0 or 1 as SQL compares two non-NULL values (NaN equals NaN and is the largest)."""
+    if isinstance(a, NsTime) or isinstance(b, NsTime):
+        a, b = _ns(a), _ns(b)
+        return (a > b) - (a < b)
     if isinstance(a, str) and isinstance(b, str):
         return (a > b) - (a < b)
     if (_is_date(a) and isinstance(b, str)) or (_is_date(b) and isinstance(a, str)):
@@ -1015,7 +1062,7 @@ class _Where:
             if len(folded) != 1:
                 raise DataError(f"where: column {name!r} is not in the input")
             name = folded[0]
-        raw = self.table.column(name).to_pylist()
+        raw = py_values(self.table.column(name))
         values = np.empty(self.n, dtype=object)
         values[:] = [float(v) if isinstance(v, Decimal) else v for v in raw]
         return Vec(values, np.array([v is None for v in raw], dtype=bool))
