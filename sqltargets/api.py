@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from .compile.spec import TargetSet, load
-from .errors import ArgumentError, OutputError, SourceError
+from .errors import MAX_SEED, ArgumentError, OutputError, SourceError, SqlTargetsError, whole
 from .errors import first_line as _first_line
 from .execute import engine as _engine
 from .execute import files as _files
@@ -62,14 +62,7 @@ def _callable(name: str, value: object) -> None:
         raise ArgumentError(f"{name}: expected a function or None, got {type(value).__name__}")
 
 
-def _whole(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    """A whole-number argument in [lo, hi], or a one-line error naming it."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentError(f"{name}: expected a whole number, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        upper = f" to {hi:,}" if hi is not None else " or more"
-        raise ArgumentError(f"{name}: {value!r} is not allowed; expected {lo}{upper}")
-    return value
+_whole = whole  # (its name here)
 
 
 @pausing
@@ -395,7 +388,7 @@ def verify(
 
     ts = load(specs)
     _whole("users", users, 1)
-    _whole("seed", seed, -(2**63))
+    _whole("seed", seed, 0, MAX_SEED)
     if isinstance(source, (pa.RecordBatchReader, pa.RecordBatch)):
         source = _source.as_arrow(source)
     # the run first: it checks the input against the spec before the reference reads it
@@ -575,6 +568,14 @@ def _write_shards_in_processes(
             rows += n
             if on_shard:
                 on_shard(futures[fut], shards, n)
+    except cf.process.BrokenProcessPool as e:
+        _stop_pool(pool)
+        raise SqlTargetsError(
+            "jobs: a worker process ended before its shard was done. Workers start afresh "
+            "and import the script that started them (multiprocessing's spawn), so a script "
+            'must call write(jobs=...) under `if __name__ == "__main__":`; else the machine '
+            "may be out of memory"
+        ) from e
     except BaseException:
         _stop_pool(pool)
         raise

@@ -187,11 +187,11 @@ def _cmd_run(a: argparse.Namespace) -> int:
     )  # fmt: skip
     if a.past_only:
         ts.check_past_only()
-    if a.store:
+    if a.store is not None:  # ('' is a mistake, not "no store": check_output says so)
         _check_apart(a.store, a.output)
     progress = _Progress(not a.quiet, f"computing {len(ts.targets)} targets over {a.input}")
     source = a.input
-    if a.store:
+    if a.store is not None:
         from .execute.store import is_fresh
 
         if not is_fresh(a.store, a.input):
@@ -223,6 +223,8 @@ def _check_apart(store: str, output: str) -> None:
 
     from .errors import OutputError
 
+    if not store.strip():  # (realpath('') is the working folder)
+        raise OutputError(f"--store: expected a folder path, got {store!r}")
     s, o = Path(os.path.realpath(store)), Path(os.path.realpath(output))
     if s == o or s in o.parents or o in s.parents:
         raise OutputError(
@@ -306,7 +308,7 @@ def _cmd_describe(a: argparse.Namespace) -> int:
 
     if a.users is not None and a.users < 1:
         raise SqlTargetsError(f"--users: {a.users} is not allowed; expected a positive number")
-    if a.html:
+    if a.html is not None:
         check_report_path(a.html, files.input_paths(a.input))
     progress = None if a.quiet else progress_printer(sys.stderr)
     d = describe(
@@ -314,7 +316,7 @@ def _cmd_describe(a: argparse.Namespace) -> int:
         memory_limit=a.memory_limit, progress=progress,
     )  # fmt: skip
     sys.stdout.write(d.to_text())
-    if a.html:
+    if a.html is not None:
         path = d.write_html(a.html, progress=progress)
         _print(f"\nreport: {path.resolve()}")
     if not plots_available():

@@ -377,7 +377,7 @@ def make_transactions(
     then ``ts``, then ``tx_id``; ``tx_id`` is unique and increases in that order, so
     ordering by (user, time, id) recovers it after ``shuffle=True`` (a random row order).
     """
-    from .errors import ArgumentError
+    from .errors import MAX_SEED, ArgumentError
 
     def whole(name: str, value: object, lo: int, hi: int) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -389,7 +389,7 @@ def make_transactions(
     whole("days", days, 1, 100_000)
     if tx_per_user is not None:
         whole("tx_per_user", tx_per_user, 0, MAX_ROWS)
-    whole("seed", seed, 0, 2**63 - 1)
+    whole("seed", seed, 0, MAX_SEED)
     if isinstance(ties, bool) or not isinstance(ties, (int, float)) or not 0.0 <= ties <= 1.0:
         raise ArgumentError(f"ties: {ties!r} is not allowed; expected a fraction from 0 to 1")
     if tx_per_user is not None and users * tx_per_user > MAX_ROWS:

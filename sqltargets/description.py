@@ -65,7 +65,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import SourceError, SpecError
+from .errors import MAX_SEED, SourceError, SpecError, whole
 from .execute.files import input_paths
 from .report import (
     QUANTILES,
@@ -223,10 +223,10 @@ def describe(
     """
     t0 = time.monotonic()
     report = progress or _no_progress
-    if users is not None and users < 1:
-        raise SpecError(f"users: {users} is not allowed; expected a positive number")
-    if max_correlation_rows < 3:
-        raise SpecError(f"max_correlation_rows: {max_correlation_rows}; expected at least 3")
+    if users is not None:
+        whole("users", users, 1)
+    whole("seed", seed, 0, MAX_SEED)
+    whole("max_correlation_rows", max_correlation_rows, 3)
     if _is_dataset(source):
         series, meta = _from_dataset(spec, source, users, seed, report)
     else:

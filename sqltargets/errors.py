@@ -131,3 +131,27 @@ def one_of(field: str, value: object, allowed: Iterable[str]) -> SpecIssue:
         f"{short(value)} is not allowed; expected one of: {', '.join(allowed)}"
         f"{did_you_mean(value, allowed)}",
     )
+
+
+#: The largest seed (NumPy's generators take 0 to 2**63 - 1, as every seeded verb does).
+MAX_SEED = 2**63 - 1
+
+
+def whole(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    """A whole-number argument in [lo, hi], or a one-line :class:`ArgumentError` naming it.
+
+    >>> whole("users", 3, 1)
+    3
+    >>> whole("seed", True, 0)
+    Traceback (most recent call last):
+    ...
+    sqltargets.errors.ArgumentError: seed: expected a whole number, got True
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentError(f"{name}: expected a whole number, got {short(value)}")
+    if value < lo or (hi is not None and value > hi):
+        upper = f" to {hi:,}" if hi is not None else " or more"
+        raise ArgumentError(f"{name}: {value!r} is not allowed; expected {lo}{upper}")
+    return int(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -783,3 +784,81 @@ def test_time_origin_is_a_date_only(tmp_path: Path) -> None:
     for origin in ("2024-01-01", dt.date(2024, 1, 1)):
         spec = {"columns": COLUMNS, "time": {"unit": "s", "origin": origin}, "targets": [TARGET]}
         assert sqltargets.load(spec).time.origin == dt.date(2024, 1, 1)
+
+
+def test_empty_and_misplaced_paths_and_sizes_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--store ''` ran without a store and `--html ''` wrote no report, both exiting 0; an
+    empty spec path said "'.' is a folder"; a bad --memory-limit quoted DuckDB's settings;
+    an output below a file said its folder did not exist; a temp directory that is a file
+    failed only when DuckDB first spilled."""
+    monkeypatch.chdir(tmp_path)
+    t = pa.table({"u": [1, 1], "t": pa.array([0, 1], pa.int64()), "a": [1.0, 2.0], "m": [5411, 1]})
+    pq.write_table(t, "d.parquet")
+    Path("s.yaml").write_text(
+        "columns: {user: u, time: t, amount: a, mcc: m}\ntime: {unit: day}\n"
+        "targets: [{name: s, agg: sum, window: {kind: expanding, period: month}}]\n"
+    )
+    Path("notes.txt").write_text("mine")
+    run = ["run", "s.yaml", "--input", "d.parquet", "--output"]
+    cases = [
+        ([*run, "o.parquet", "--store", ""], "Error: --store: expected a folder path, got ''"),
+        (["describe", "s.yaml", "--input", "d.parquet", "--html", ""], "Error: report: expected a path, got ''"),
+        (["validate", ""], "Error: spec: expected a YAML or JSON file path, got ''"),
+        ([*run, "o.parquet", "--memory-limit", "abc"], "Error: memory_limit: 'abc' is not allowed; expected a size such as '4GB'"),
+        ([*run, "o.parquet", "--memory-limit", "5"], "Error: memory_limit: '5' is not allowed"),
+        ([*run, "notes.txt/o.parquet"], f"Error: output 'notes.txt/o.parquet': {str(tmp_path / 'notes.txt')!r} is a file, not a folder"),
+        ([*run, "o.parquet", "--temp-directory", "notes.txt"], "Error: temp_directory: 'notes.txt' is a file; expected a folder"),
+    ]  # fmt: skip
+    for argv, said in cases:
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 1 and err.startswith(said) and "\n" not in err, (argv, err)
+    assert sorted(os.listdir(tmp_path)) == ["d.parquet", "notes.txt", "s.yaml"]
+
+
+def test_api_arguments_are_argument_errors_alike() -> None:
+    """describe refused users=0 as a SpecError and took users=True, seed='x' or 1.5; verify
+    took seed=-1, which demo data refuses; an unknown dialect was a plain SqlTargetsError."""
+    t = pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [1.0], "m": [1]})
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [TARGET]}
+    calls = [
+        (lambda: sqltargets.describe(spec, t, users=0), "users: 0 is not allowed; expected 1 or more"),
+        (lambda: sqltargets.describe(spec, t, users=True), "users: expected a whole number, got True"),
+        (lambda: sqltargets.describe(spec, t, seed="x"), "seed: expected a whole number, got 'x'"),
+        (lambda: sqltargets.describe(spec, t, seed=1.5), "seed: expected a whole number, got 1.5"),
+        (lambda: sqltargets.describe(spec, t, seed=-1), "seed: -1 is not allowed; expected 0 to"),
+        (lambda: sqltargets.describe(spec, t, max_correlation_rows=2), "max_correlation_rows: 2 is not allowed"),
+        (lambda: sqltargets.verify(spec, t, seed=-1), "seed: -1 is not allowed; expected 0 to"),
+        (lambda: sqltargets.explain(spec, dialect="postgres"), "dialect: 'postgres' is not supported"),
+        (lambda: sqltargets.explain(spec, time_type="datetime"), "time_type: 'datetime' is not allowed"),
+        (lambda: sqltargets.explain(spec, dialect="spark", engine="native"), "engine: the native program runs on DuckDB only"),
+    ]  # fmt: skip
+    for call, said in calls:
+        with pytest.raises(sqltargets.ArgumentError, match=re.escape(said)):
+            call()
+    assert sqltargets.describe(spec, t, users=1, seed=0).users == 1
+
+
+def test_parallel_shards_from_a_script_without_a_main_guard_say_so(tmp_path: Path) -> None:
+    """Workers are spawned and import the script that started them: without
+    `if __name__ == "__main__":` each re-ran it and the pool broke with raw tracebacks
+    (BrokenProcessPool). The caller now gets one SqlTargetsError saying why; nothing is
+    written."""
+    t = pa.table({"u": [1, 2, 3], "t": pa.array([0, 1, 2], pa.int64()), "a": [1.0, 2.0, 4.0], "m": [1] * 3})  # fmt: skip
+    pq.write_table(t, tmp_path / "d.parquet")
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        "import sqltargets\n"
+        "spec = {'columns': {'user': 'u', 'time': 't', 'amount': 'a', 'mcc': 'm'}, 'time': {'unit': 'day'},\n"
+        "        'targets': [{'name': 's', 'agg': 'sum', 'window': {'kind': 'expanding', 'period': 'month'}}]}\n"
+        "try:\n"
+        "    sqltargets.write(spec, 'd.parquet', 'out', shards=3, jobs=2)\n"
+        "except sqltargets.SqlTargetsError as e:\n"
+        "    print('CAUGHT', e)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "CAUGHT jobs: a worker process ended before its shard was done" in proc.stdout, proc.stderr[-2000:]  # fmt: skip
+    assert 'under `if __name__ == "__main__":`' in proc.stdout
+    assert sorted(os.listdir(tmp_path)) == ["d.parquet", "noguard.py"]

@@ -364,6 +364,8 @@ def load(source: str | Path | dict[str, Any] | TargetSet) -> TargetSet:
     if isinstance(source, dict):
         return from_dict(source)
     if isinstance(source, (str, Path)):
+        if not str(source).strip():  # (Path("") is the working folder)
+            raise SourceError(f"spec: expected a YAML or JSON file path, got {str(source)!r}")
         return from_dict(read_file(Path(source)))
     raise SpecError(f"spec: expected a path or a dict, got {type(source).__name__}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..compile.plan import Plan
 from ..compile.render import Source, render, statement
-from ..errors import SqlTargetsError, did_you_mean
+from ..errors import ArgumentError, did_you_mean
 
 DIALECTS = ("duckdb", "spark")
 
@@ -12,7 +12,7 @@ DIALECTS = ("duckdb", "spark")
 def portable_sql(plan: Plan, source: Source, dialect: str = "duckdb", pretty: bool = True) -> str:
     """The portable statement for ``plan`` reading ``source``, in ``dialect``."""
     if dialect not in DIALECTS:
-        raise SqlTargetsError(
+        raise ArgumentError(
             f"dialect: {dialect!r} is not supported; expected one of: {', '.join(DIALECTS)}"
             f"{did_you_mean(dialect, DIALECTS)}"
         )

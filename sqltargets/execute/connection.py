@@ -44,6 +44,11 @@ def connect(
             raise ArgumentError(
                 f"temp_directory: {short(temp_directory)} is not allowed; expected a folder path"
             )
+        if os.path.lexists(temp_directory) and not os.path.isdir(temp_directory):
+            raise ArgumentError(  # (DuckDB said so only when it first spilled)
+                f"temp_directory: {short(os.fspath(temp_directory))} is a file; expected a "
+                "folder (DuckDB makes it when it first spills)"
+            )
         config["temp_directory"] = os.fspath(temp_directory)
     if memory_limit is not None:
         # lets DuckDB spill more freely; results keep their ORDER BY order regardless
@@ -51,7 +56,13 @@ def connect(
     try:
         con = duckdb.connect(":memory:", config=config)
     except duckdb.Error as e:
-        raise ArgumentError(f"cannot open DuckDB with settings {config}: {message(e)}") from e
+        said = message(e)
+        if memory_limit is not None and "memory" in said.lower():
+            raise ArgumentError(
+                f"memory_limit: {short(memory_limit)} is not allowed; expected a size such as "
+                f"'4GB' or '512MB' (DuckDB: {said})"
+            ) from e
+        raise ArgumentError(f"cannot open DuckDB with settings {config}: {said}") from e
     con.execute("SET enable_progress_bar = false")
     return con
 

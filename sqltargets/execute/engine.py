@@ -28,7 +28,7 @@ from ..compile.plan import Plan, build
 from ..compile.render import ident, literal, relation_source, render, unused_name
 from ..compile.spec import COUNTING, TargetSet
 from ..dialects import portable_sql
-from ..errors import ArgumentError, DataError, SourceError, SqlTargetsError, did_you_mean
+from ..errors import ArgumentError, DataError, SourceError, SqlTargetsError, did_you_mean, short
 from . import program as program_mod
 from .arrays import from_numpy
 from .connection import connect, failure
@@ -658,12 +658,18 @@ def explain_sql(
     ``transactions``, whose time column is of ``time_type``; by default an integer with
     ``time.unit``, else a naive TIMESTAMP)."""
     from ..compile.plan import TIME_KINDS
+    from ..dialects import DIALECTS
 
+    if dialect not in DIALECTS:  # (before "the native program runs on DuckDB only")
+        raise ArgumentError(
+            f"dialect: {short(dialect)} is not supported; expected one of: "
+            f"{', '.join(DIALECTS)}{did_you_mean(dialect, DIALECTS)}"
+        )
     if engine is None:
         engine = "sql" if dialect != "duckdb" else "native"
     engine = check_engine(engine)
     if engine == "native" and dialect != "duckdb":
-        raise SqlTargetsError(
+        raise ArgumentError(
             f"engine: the native program runs on DuckDB only; for dialect {dialect!r} use "
             "engine 'sql' (the portable statement)"
         )
@@ -674,7 +680,7 @@ def explain_sql(
         return portable_sql(plan, source, dialect=dialect)
 
     if time_type is not None and time_type not in TIME_KINDS:
-        raise SqlTargetsError(
+        raise ArgumentError(
             f"time_type: {time_type!r} is not allowed; expected one of: {', '.join(TIME_KINDS)}"
             f"{did_you_mean(time_type, TIME_KINDS)}"
         )

@@ -669,6 +669,9 @@ def check_output(
         raise OutputError(f"{what} {text!r} names no file or folder of its own")
     parent = out.parent
     if not parent.is_dir():
+        above = next((p for p in [parent, *parent.parents] if os.path.lexists(p)), None)
+        if above is not None and not above.is_dir():
+            raise OutputError(f"{what} {text!r}: {str(above)!r} is a file, not a folder")
         raise OutputError(f"{what} {text!r}: folder {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {text!r}: folder {str(parent)!r} is not writable")
