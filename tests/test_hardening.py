@@ -862,3 +862,25 @@ def test_parallel_shards_from_a_script_without_a_main_guard_say_so(tmp_path: Pat
     assert "CAUGHT jobs: a worker process ended before its shard was done" in proc.stdout, proc.stderr[-2000:]  # fmt: skip
     assert 'under `if __name__ == "__main__":`' in proc.stdout
     assert sorted(os.listdir(tmp_path)) == ["d.parquet", "noguard.py"]
+
+
+def test_a_where_failing_on_a_later_row_is_named_in_every_engine() -> None:
+    """`m % i` with i = 0 on a late row passes the first-row check and fails mid-run: the
+    engines said "DuckDB failed: ... Division by zero", naming no field, and the reference
+    named no target. Every engine and the reference now name the target's where."""
+    n = 3000
+    t = pa.table({"u": [1] * n, "t": pa.array(range(n), pa.int64()), "a": [1.0] * n, "m": [5411] * n,
+                  "i": pa.array([1] * (n - 1) + [0], pa.int64())})  # fmt: skip
+    spec = {"columns": COLUMNS, "time": {"unit": "s"}, "targets": [
+        TARGET, {"name": "c", "agg": "count", "where": "m % i = 0", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    calls = [
+        lambda: sqltargets.generate(spec, t),
+        lambda: sqltargets.generate(spec, t, engine="sql"),
+        lambda: sqltargets.generate_batches(spec, t, batch_size=100).read_all(),
+        lambda: sqltargets.reference(spec, t),
+    ]
+    for call in calls:
+        with pytest.raises(sqltargets.DataError, match=r"targets\[1\]\.where: 'm % i = 0' fails on a row of the input: .*[Dd]ivision by zero"):  # fmt: skip
+            call()
+    fine = t.set_column(4, "i", pa.array([1] * n, pa.int64()))
+    assert sqltargets.generate(spec, fine).column("c").to_pylist()[-1] == n

@@ -33,7 +33,7 @@ from . import program as program_mod
 from .arrays import from_numpy
 from .connection import connect, failure
 from .runner import compute
-from .source import Input, check_rows, prepare, resolve
+from .source import Input, check_rows, prepare, resolve, where_failure
 
 # ---------------------------------------------------------------------------------------------
 # execution
@@ -475,7 +475,13 @@ def execute(
             if events.column("_u").null_count or events.column("_time").null_count:
                 check_rows(ts, inp, con)  # raises, naming the count and the first such row
 
-        table = _run(what, inp, con, engine, nulls if late else None, release)
+        try:
+            table = _run(what, inp, con, engine, nulls if late else None, release)
+        except SqlTargetsError as e:
+            blame = where_failure(ts, inp, con, e)
+            if blame is e:
+                raise
+            raise blame from e
     finally:
         inp.unregister(con)
     if ts.output == "events" and table.num_rows != total:
@@ -522,6 +528,12 @@ def execute_batches(
     except duckdb.Error as e:
         _abandon(loading, inp, con)
         raise failure(e) from e
+    except SqlTargetsError as e:
+        blame = where_failure(ts, inp, con, e)
+        _abandon(loading, inp, con)
+        if blame is e:
+            raise
+        raise blame from e
     except BaseException:
         _abandon(loading, inp, con)
         raise

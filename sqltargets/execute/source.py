@@ -27,7 +27,14 @@ from ..compile.render import (
     unused_name,
 )
 from ..compile.spec import TargetSet
-from ..errors import DataError, DroppedRowsWarning, MccCodesWarning, SourceError, did_you_mean
+from ..errors import (
+    DataError,
+    DroppedRowsWarning,
+    MccCodesWarning,
+    SourceError,
+    SqlTargetsError,
+    did_you_mean,
+)
 from . import store as store_mod
 from .connection import connect
 from .connection import message as _msg
@@ -401,6 +408,29 @@ def check_wheres(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> N
                     f"targets[{i}].where: {text!r} cannot be evaluated on the input: {_msg(e)}"
                 ) from e
         raise
+
+
+def where_failure(
+    ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection, e: SqlTargetsError
+) -> SqlTargetsError:
+    """DuckDB's error ``e`` from a run, blamed on the target whose ``where`` fails on some
+    row (``m % i`` where a later row's ``i`` is 0: :func:`check_wheres` reads only the
+    first row), as a :class:`DataError` naming it; else ``e``. Each ``where`` is evaluated
+    on every row, one at a time (on this error path only)."""
+    wheres = {t.where: i for i, t in reversed(list(enumerate(ts.targets))) if t.where}
+    if type(e) is not SqlTargetsError or not wheres:
+        return e
+    for text, i in sorted(wheres.items(), key=lambda x: x[1]):
+        sql = where_mod.to_sql(where_mod.parse(text))
+        try:
+            con.sql(
+                f"SELECT sum(CASE WHEN ({sql}) THEN 1 ELSE 0 END) FROM {inp.scan_sql()}"
+            ).fetchall()
+        except duckdb.Error as err:
+            return DataError(
+                f"targets[{i}].where: {text!r} fails on a row of the input: {_msg(err)}"
+            )
+    return e
 
 
 def numeric_columns(types: dict[str, str]) -> dict[str, bool]:

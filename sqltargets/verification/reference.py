@@ -790,7 +790,13 @@ def passes_filter(ts: TargetSet, target: Target, table: pa.Table) -> np.ndarray:
             dtype=bool,
         )
     if target.where is not None:
-        passes &= evaluate_where(target.where, table, zoneinfo.ZoneInfo(ts.timezone))
+        try:
+            passes &= evaluate_where(target.where, table, zoneinfo.ZoneInfo(ts.timezone))
+        except DataError as e:  # (named as the engines name it: where_failure)
+            i = next(i for i, t in enumerate(ts.targets) if t is target)
+            raise DataError(
+                f"targets[{i}].where: {target.where!r} fails on a row of the input: {e}"
+            ) from e
     return passes
 
 
