@@ -42,6 +42,7 @@ def _connection(
     threads: int | None,
     memory_limit: str | None,
     temp_directory: str | None,
+    source: Any = None,
 ) -> tuple[duckdb.DuckDBPyConnection, bool]:
     if connection is not None:
         if not isinstance(connection, duckdb.DuckDBPyConnection):
@@ -52,6 +53,11 @@ def _connection(
             return connection.cursor(), True
         except duckdb.Error as e:
             raise SourceError(f"connection: cannot be used: {_first_line(e)}") from e
+    if threads is None and memory_limit is None and temp_directory is None:
+        from .execute.connection import light, small
+
+        if small(source):  # (a database of its own costs 35-50 ms to open)
+            return light(), True
     return _source.connect(
         threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
     ), True
@@ -109,7 +115,7 @@ def generate(
         ts.check_past_only()
     if store is not None:
         source = _through_store(ts, source, store, threads, memory_limit, temp_directory)
-    con, close = _connection(connection, threads, memory_limit, temp_directory)
+    con, close = _connection(connection, threads, memory_limit, temp_directory, source)
     try:
         return _engine.execute(ts, source, con, engine=engine, release=connection is None)
     finally:
@@ -197,7 +203,7 @@ def generate_batches(
         ts.check_past_only()
     _whole("batch_size", batch_size, 1, 2**31 - 1)
     _callable("on_total", on_total)
-    con, _ = _connection(connection, threads, memory_limit, temp_directory)
+    con, _ = _connection(connection, threads, memory_limit, temp_directory, source)
     try:
         return _engine.execute_batches(
             ts, source, con, batch_size, own_connection=True, on_total=on_total, engine=engine
@@ -315,7 +321,9 @@ def _check_types_as_engines(ts: TargetSet, table: pa.Table) -> None:
     the types DuckDB reads ``table``'s columns as): the reference refuses what they refuse
     (it had summed a BOOLEAN amount as 0/1, and met a struct user with a TypeError)."""
     ts.check_column_case(table.column_names)  # (DuckDB would rename a case twin 'A_1')
-    con = _source.connect(threads=1)
+    from .execute.connection import light
+
+    con = light()  # (DESCRIBE only)
     try:
         con.register("_sqltargets_types", table)
         rows = con.sql("DESCRIBE SELECT * FROM _sqltargets_types").fetchall()

@@ -549,3 +549,53 @@ def test_sharded_jobs_warn_in_the_callers_process(tx: pa.Table, tmp_path: Path) 
         rows = sqltargets.write(spec, data, tmp_path / "out", shards=3, jobs=2)
     assert rows == tx.num_rows - 2
     assert sum("dropped" in str(w.message) for w in caught) >= 1
+
+
+def test_small_inputs_share_one_database_and_keep_sessions_apart() -> None:
+    """Small Arrow inputs run on cursors of one shared database (opening one took 35-50 ms,
+    half of a small generate): each cursor's session is its own (the time zone a spec
+    sets), and its tables are dropped with it."""
+    from sqltargets.execute import connection
+
+    t = pa.table({"u": [1, 1, 1], "t": pa.array([0, 3_600_000_000 * 20, 3_600_000_000 * 30], pa.timestamp("us", tz="UTC")),
+                  "a": [1.0, 2.0, 4.0], "m": [5411] * 3})  # fmt: skip
+    day = {"name": "d", "agg": "sum", "window": {"kind": "period", "period": "day"}}
+    utc = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [day]}
+    tokyo = {**utc, "timezone": "Asia/Tokyo"}
+    assert connection.small(t)
+    first = sqltargets.generate(utc, t).column("d").to_pylist()
+    for _ in range(2):  # a Tokyo day (UTC+9) is other hours: the session's zone is not shared
+        assert sqltargets.generate(tokyo, t).column("d").to_pylist() == [1.0, 6.0, 6.0]
+        assert sqltargets.generate(utc, t).column("d").to_pylist() == first == [3.0, 3.0, 4.0]
+    shared = connection.light()
+    left = shared.sql("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall()
+    assert left == [(0,)]
+    shared.close()
+
+
+def test_a_forked_child_after_a_small_run_runs_and_exits(tmp_path: Path) -> None:
+    """The shared database is closed before a fork: a child that inherited it open hung
+    when it opened its own (the old one let go, DuckDB joined threads the child lacks)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fork.py"
+    script.write_text(
+        "import os, sys, pyarrow as pa, sqltargets\n"
+        "t = pa.table({'u': [1, 1, 2], 't': pa.array([0, 1, 2], pa.int64()), 'a': [1.0, 2.0, 4.0], 'm': [1, 1, 2]})\n"
+        "spec = {'columns': {'user': 'u', 'time': 't', 'amount': 'a', 'mcc': 'm'}, 'time': {'unit': 'day'},\n"
+        "        'targets': [{'name': 's', 'agg': 'sum', 'window': {'kind': 'expanding', 'period': 'month'}}]}\n"
+        "print(sqltargets.generate(spec, t).column('s').to_pylist(), flush=True)\n"
+        "for ending in ('exit', 'os_exit'):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        print('child', sqltargets.generate(spec, t).column('s').to_pylist(), flush=True)\n"
+        "        sys.exit(0) if ending == 'exit' else os._exit(0)\n"
+        "    print('status', os.waitpid(pid, 0)[1], flush=True)\n"
+        "print(sqltargets.generate(spec, t).column('s').to_pylist(), flush=True)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    runs = "[1.0, 3.0, 4.0]"
+    assert proc.stdout.split("\n") == [runs, f"child {runs}", "status 0", f"child {runs}", "status 0", runs, ""], proc.stderr  # fmt: skip
