@@ -53,11 +53,11 @@ def _connection(
             return connection.cursor(), True
         except duckdb.Error as e:
             raise SourceError(f"connection: cannot be used: {_first_line(e)}") from e
-    if threads is None and memory_limit is None and temp_directory is None:
+    if memory_limit is None and temp_directory is None:
         from .execute.connection import light, small
 
-        if small(source):  # (a database of its own costs 35-50 ms to open)
-            return light(), True
+        if small(source) and (threads is None or (type(threads) is int and 1 <= threads <= 8)):
+            return light(threads), True  # (a database of its own costs 35-50 ms to open)
     return _source.connect(
         threads=threads, memory_limit=memory_limit, temp_directory=temp_directory
     ), True

@@ -71,35 +71,42 @@ def connect(
 #: Inputs up to this many bytes run on a cursor of one shared database (:func:`light`).
 LIGHT_BYTES = 16 << 20
 
-_light: tuple[int, duckdb.DuckDBPyConnection] | None = None
+#: The shared databases (by their DuckDB threads), opened in this process id.
+_light: dict[int | None, duckdb.DuckDBPyConnection] = {}
+_light_pid = os.getpid()
 _light_lock = threading.Lock()
+_inherited: list[duckdb.DuckDBPyConnection] = []
 
 
-def light() -> duckdb.DuckDBPyConnection:
-    """A new cursor on this process's shared in-memory database, for small work (a small
-    Arrow input, DESCRIBE): opening a database costs 35-50 ms here, a cursor microseconds,
-    which was half of ``generate``'s time on a small table. A cursor is a connection of
-    its own (its session settings, registered tables and temporary tables are its own).
-    Large inputs get a database of their own (:func:`connect`), closed as soon as the
-    kernels no longer need it, which gives DuckDB's cached memory back. DuckDB does not
-    survive a fork: the shared database is closed before each fork (:func:`_close_light`),
-    and a child opens its own."""
-    global _light
+def light(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A new cursor on this process's shared in-memory database with ``threads`` DuckDB
+    threads, for small work (a small Arrow input, DESCRIBE): opening a database costs 35-50
+    ms here, a cursor microseconds, which was half of ``generate``'s time on a small table.
+    A cursor is a connection of its own (its session settings, registered tables and
+    temporary tables are its own). Large inputs get a database of their own
+    (:func:`connect`), closed as soon as the kernels no longer need it, which gives DuckDB's
+    cached memory back. DuckDB does not survive a fork: the shared databases are closed
+    before each fork (:func:`_close_light`), and a child opens its own."""
+    global _light_pid
     with _light_lock:
-        if _light is None or _light[0] != os.getpid():
-            _light = (os.getpid(), connect())
-        return _light[1].cursor()
+        if _light_pid != os.getpid():  # (forked without the hook: never let go of the
+            _inherited.extend(_light.values())  # parent's, whose threads are not here)
+            _light.clear()
+            _light_pid = os.getpid()
+        if threads not in _light:
+            _light[threads] = connect(threads=threads)
+        return _light[threads].cursor()
 
 
 def _close_light() -> None:
-    """Close the shared database before a fork: a child that inherited it open hung when it
+    """Close the shared databases before a fork: a child that inherited one open hung when it
     let go of it (DuckDB joins threads the child does not have). A cursor still in use
-    keeps it open, as any connection of the caller's would be."""
-    global _light
+    keeps its database open, as any connection of the caller's would be."""
     with _light_lock:
-        if _light is not None and _light[0] == os.getpid():
-            _light[1].close()
-        _light = None
+        if _light_pid == os.getpid():
+            for con in _light.values():
+                con.close()
+        _light.clear()
 
 
 os.register_at_fork(before=_close_light)
