@@ -194,7 +194,7 @@ def test_write_is_atomic(tx: pa.Table, tmp_path: Path, monkeypatch: pytest.Monke
     assert pq.read_table(out).equals(sqltargets.generate(SPEC, tx))
     before = out.read_bytes()
 
-    def boom(self, batch):  # the writer fails after the temporary file exists
+    def boom(self, batch, **kw):  # the writer fails after the temporary file exists
         raise OSError("disk full")
 
     monkeypatch.setattr(pq.ParquetWriter, "write_batch", boom)
