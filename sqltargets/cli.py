@@ -22,6 +22,24 @@ class _Parser(argparse.ArgumentParser):
         raise SqlTargetsError(f"{message} (see '{self.prog} --help')")
 
 
+def _check_repeated(argv: list[str]) -> None:
+    """An option given twice is a mistake (argparse keeps the last: `--output a --output b`
+    wrote b without a word)."""
+    seen: dict[str, int] = {}
+    for token in argv:
+        if token == "--":
+            break
+        if token.startswith("--") and len(token) > 2:
+            name = token.split("=", 1)[0]
+            seen[name] = seen.get(name, 0) + 1
+    repeated = [name for name, n in seen.items() if n > 1]
+    if repeated:
+        raise SqlTargetsError(
+            f"{repeated[0]}: given {seen[repeated[0]]} times; give it once (only one value "
+            "would be used)"
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="sqltargets",
@@ -386,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _SIGNALLED.clear()
     _install_handlers()
     try:
+        _check_repeated(argv)
         args = _parser().parse_args(argv)
         if args.command is None:
             _parser().print_help()

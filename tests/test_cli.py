@@ -396,3 +396,15 @@ def test_a_reader_that_stops_ends_the_command_quietly(spec_file: Path) -> None:
     finally:
         os.close(w)
     assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_an_option_given_twice_is_refused(
+    capsys: pytest.CaptureFixture[str], spec_file: Path, data: Path, tmp_path: Path
+) -> None:
+    """argparse keeps the last of a repeated option: `--output a --output b` wrote b alone."""
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    code, _, err = run(capsys, "run", spec_file, "--input", data, "--output", a, f"--output={b}")
+    assert_error(code, err, "--output: given 2 times; give it once")
+    code, _, err = run(capsys, "explain", spec_file, "--dialect", "spark", "--dialect", "duckdb")
+    assert_error(code, err, "--dialect: given 2 times")
+    assert not a.exists() and not b.exists()
