@@ -265,14 +265,9 @@ def read_input(source: Any, *, connection: duckdb.DuckDBPyConnection | None = No
         source = os.fspath(source)
     if isinstance(source, str):
         if not path and connection is not None:
-            con, _ = _connection(connection, None, None, None)
-            try:
-                if _source._is_relation(source, con):
-                    inp = _source._relation_input(source, None, con)  # the checks of a run
-                    order = " ORDER BY rowid" if inp.source.rid_column == "rowid" else ""
-                    return con.sql(f"SELECT * FROM {inp.source.relation}{order}").to_arrow_table()
-            finally:
-                con.close()
+            read = _read_relation(source, connection)
+            if read is not None:
+                return read[0]
         if store_mod.is_store(source):
             return store_mod.read_store(source)
         inp = _source.parquet_input(source)
@@ -294,6 +289,43 @@ def read_input(source: Any, *, connection: duckdb.DuckDBPyConnection | None = No
         inp = _source.Input(_rel_source(name), label="Arrow table", arrow_table=table, name=name)
         return _source.align(table, _duckdb_schema(inp))
     raise SourceError(f"input: cannot read {type(source).__name__}")
+
+
+def _read_relation(
+    name: str, connection: duckdb.DuckDBPyConnection
+) -> tuple[pa.Table, pa.Array | None] | None:
+    """A table or view of ``connection`` in input order (a table's ``rowid``), with those
+    row ids (None for a view), or None when ``name`` names none. A table with deleted rows
+    has gaps in its row ids: they are its rows' positions, as in a run's ``row_id``."""
+    con, _ = _connection(connection, None, None, None)
+    try:
+        if not _source._is_relation(name, con):
+            return None
+        inp = _source._relation_input(name, None, con)  # the checks of a run
+        rel = inp.source.relation
+        try:
+            if inp.source.rid_column != "rowid":
+                return con.sql(f"SELECT * FROM {rel}").to_arrow_table(), None
+            names = con.sql(f"SELECT * FROM {rel} LIMIT 0").columns
+            rid = _source.unused_name("_st_rowid", names)
+            table = con.sql(f"SELECT *, rowid AS {rid} FROM {rel} ORDER BY rowid").to_arrow_table()
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read input {name!r}: {_first_line(e)}") from e
+        ids = table.column(rid).combine_chunks()
+        return table.drop_columns([rid]), ids
+    finally:
+        con.close()
+
+
+def _read_with_rowids(
+    source: Any, connection: duckdb.DuckDBPyConnection | None
+) -> tuple[pa.Table, pa.Array | None]:
+    """:func:`read_input`, with a table's row ids when ``source`` names one in
+    ``connection`` (the row_id of its rows in a run), else None."""
+    read = None
+    if isinstance(source, str) and connection is not None:
+        read = _read_relation(source, connection)
+    return read if read is not None else (read_input(source, connection=connection), None)
 
 
 def _rel_source(name: str) -> Any:
@@ -341,9 +373,15 @@ def reference(
 
     ts = load(specs)
     source = _source.as_arrow(source)  # (a stream: read once)
-    table = read_input(source, connection=connection)
+    table, rowids = _read_with_rowids(source, connection)
     _check_types_as_engines(ts, table)
     out = reference_table(ts, table)
+    if rowids is not None and ts.columns.id is None and ts.output == "events":
+        # a table's row_id is its rowid (with gaps where rows were deleted), as in a run
+        import pyarrow.compute as pc
+
+        i = out.schema.get_field_index("row_id")
+        out = out.set_column(i, "row_id", pc.take(rowids, out.column(i)).cast(pa.int64()))
     # the passthrough columns' types as generate gives them back (engine.input_types): an
     # Arrow input's own, a Parquet time column's (a zoned ns time read as µs is ns again)
     inp = None
@@ -404,7 +442,7 @@ def verify(
         ts, source, connection=connection, threads=threads, memory_limit=memory_limit,
         engine=engine,
     )  # fmt: skip
-    table = read_input(source, connection=connection)
+    table, rowids = _read_with_rowids(source, connection)
     ucol = ts.columns.user
     all_users = pc.unique(table.column(ucol).drop_null()).to_pylist()
     rng = random.Random(seed)
@@ -415,9 +453,11 @@ def verify(
     subset = table.take(pa.array(positions, pa.int64()))
     ref = reference_table(ts, subset)
     if ts.columns.id is None and ts.output == "events":
-        rid = ref.column("row_id").to_numpy()
+        rid = positions[ref.column("row_id").to_numpy()]
+        if rowids is not None:  # a table's rowids (gaps where rows were deleted)
+            rid = rowids.to_numpy()[rid]
         ref = ref.set_column(
-            ref.schema.get_field_index("row_id"), "row_id", pa.array(positions[rid], pa.int64())
+            ref.schema.get_field_index("row_id"), "row_id", pa.array(rid, pa.int64())
         )
     sql = _source.for_duckdb(sql)  # pyarrow cannot filter some types it can hold
     users_out = sql.column(ucol)

@@ -599,3 +599,62 @@ def test_a_forked_child_after_a_small_run_runs_and_exits(tmp_path: Path) -> None
     )
     runs = "[1.0, 3.0, 4.0]"
     assert proc.stdout.split("\n") == [runs, f"child {runs}", "status 0", f"child {runs}", "status 0", runs, ""], proc.stderr  # fmt: skip
+
+
+def test_a_table_with_deleted_rows_keeps_its_rowids_in_every_verb() -> None:
+    """A table's row_id is its rowid, with gaps where rows were deleted: the reference read
+    the table as dense positions, so verify reported a mismatch on valid input."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE d AS SELECT i % 2 AS u, TIMESTAMP '2024-01-01' + i * INTERVAL 1 HOUR AS t, "
+                "i::DOUBLE AS a, 5411 AS m FROM range(10) r(i)")  # fmt: skip
+    con.execute("DELETE FROM d WHERE rowid IN (3, 4)")
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"},
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    got = sqltargets.generate(spec, "d", connection=con)
+    want = sqltargets.reference(spec, "d", connection=con)
+    assert sorted(got.column("row_id").to_pylist()) == [0, 1, 2, 5, 6, 7, 8, 9]
+    assert diff(got, want, ["s"], ["u", "row_id"]) == [] and got.num_rows == want.num_rows == 8
+    assert sqltargets.verify(spec, "d", connection=con, users=2).ok
+
+
+def test_a_table_name_means_one_table(tmp_path: Path) -> None:
+    """A name was looked up in every schema and attached database at once: a view in main
+    was taken for a same-named table elsewhere, and another table's 'rowid' column refused
+    this one. `t` is the current schema's, `s.t` schema s's or attached database s's,
+    `d.s.t` exactly that; temporary tables are named as unseen by a cursor."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE base AS SELECT i AS id, i % 2 AS u, TIMESTAMP '2024-01-01' + i * INTERVAL 1 HOUR AS t, "
+                "i::DOUBLE AS a, 5411 AS m FROM range(10) r(i)")  # fmt: skip
+    con.execute("CREATE SCHEMA other; CREATE TABLE other.tx AS SELECT 1 AS rowid")
+    con.execute("CREATE VIEW main.tx AS SELECT * FROM base")
+    con.execute(f"ATTACH '{tmp_path / 'side.db'}' AS side")
+    con.execute("CREATE TABLE side.tx2 AS SELECT * FROM base WHERE id < 4")
+    con.execute("CREATE TEMP TABLE tmp AS SELECT * FROM base")
+    cols = {"user": "u", "time": "t", "amount": "a", "mcc": "m"}
+    day = [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]
+    with_id = {"columns": {**cols, "id": "id"}, "targets": day}
+    assert sqltargets.generate(with_id, "tx", connection=con).num_rows == 10  # the view
+    with pytest.raises(sqltargets.SourceError, match="is a view, whose row order is not defined"):
+        sqltargets.generate({"columns": cols, "targets": day}, "tx", connection=con)
+    for name in ("side.tx2", "side.main.tx2"):
+        got = sqltargets.generate({"columns": cols, "targets": day}, name, connection=con)
+        assert got.column("row_id").to_pylist() == [0, 2, 1, 3]
+        assert got.equals(
+            sqltargets.reference({"columns": cols, "targets": day}, name, connection=con)
+        )
+    with pytest.raises(sqltargets.DataError, match="has a column named 'rowid'"):
+        sqltargets.generate({"columns": cols, "targets": day}, "other.tx", connection=con)
+    with pytest.raises(sqltargets.SourceError, match=r"'tmp' is neither a file nor a table .*a temporary table"):  # fmt: skip
+        sqltargets.generate(with_id, "tmp", connection=con)
+
+
+def test_a_damaged_parquet_file_is_a_source_error_in_every_engine(tmp_path: Path) -> None:
+    """engine="sql" let DuckDB's own exception through (its first read is the row count)."""
+    t = make_transactions(20, seed=1, tx_per_user=20)
+    pq.write_table(t, tmp_path / "a.parquet", compression="snappy")
+    data = bytearray((tmp_path / "a.parquet").read_bytes())
+    data[20:200] = bytes(180)
+    (tmp_path / "a.parquet").write_bytes(bytes(data))
+    for engine in ("native", "sql"):
+        with pytest.raises(sqltargets.SqlTargetsError, match=r"a\.parquet"):
+            sqltargets.generate(SPEC, tmp_path / "a.parquet", engine=engine)

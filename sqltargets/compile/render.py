@@ -231,12 +231,15 @@ def relation_source(
     name: str,
     *,
     schema: str | None = None,
+    catalog: str | None = None,
     rid_column: str = "rowid",
     columns: Iterable[str] = (),
 ) -> Source:
-    """Read a table or view by name; ``rid_column`` gives row positions ("" for none).
-    ``columns``: the relation's columns, which the internal row-position name avoids."""
-    rel = ident(name) if schema is None else f"{ident(schema)}.{ident(name)}"
+    """Read a table or view by name (in ``schema`` of ``catalog`` when given); ``rid_column``
+    gives row positions ("" for none). ``columns``: the relation's columns, which the
+    internal row-position name avoids."""
+    parts = [catalog, schema or ("main" if catalog else None), name]
+    rel = ".".join(ident(p) for p in parts if p is not None)
     rid = rid_column if rid_column in ("", "rowid") else ident(rid_column)
     return Source(
         "relation", relation=rel, rid_column=rid, rid=bool(rid_column),

@@ -128,17 +128,39 @@ def _path_input(source: str, absolute: bool) -> Input:
     return parquet_input(source, absolute=absolute)
 
 
-def _is_relation(name: str, con: duckdb.DuckDBPyConnection) -> bool:
-    schema, table = name.split(".", 1) if "." in name else (None, name)
+def _find_relation(name: str, con: duckdb.DuckDBPyConnection) -> tuple[str, str, str, str] | None:
+    """The (catalog, schema, table, type) a table or view name means in ``con``: ``t`` in the
+    current database and schema, ``s.t`` in schema s of the current database or else in
+    the default schema of attached database s, ``d.s.t`` exactly (a name is looked up in
+    one place: a table of that name elsewhere, in another schema or an attached database,
+    was taken for it). None when there is none."""
+    parts = name.split(".")
     try:
-        rows = con.execute(
-            "SELECT 1 FROM information_schema.tables "
-            "WHERE table_name = ? AND (? IS NULL OR table_schema = ?)",
-            [table, schema, schema],
-        ).fetchall()
+        here = con.execute("SELECT current_database(), current_schema()").fetchall()[0]
+        if len(parts) == 1:
+            places = [(here[0], here[1], parts[0])]
+        elif len(parts) == 2:
+            places = [(here[0], parts[0], parts[1]), (parts[0], "main", parts[1])]
+        elif len(parts) == 3:
+            places = [(parts[0], parts[1], parts[2])]
+        else:
+            return None
+        for catalog, schema, table in places:
+            rows = con.execute(
+                "SELECT table_catalog, table_schema, table_name, table_type "
+                "FROM information_schema.tables "
+                "WHERE table_catalog = ? AND table_schema = ? AND table_name = ?",
+                [catalog, schema, table],
+            ).fetchall()
+            if rows:
+                return rows[0]
     except duckdb.Error as e:
         raise SourceError(f"input {name!r}: the connection cannot be used: {_msg(e)}") from e
-    return bool(rows)
+    return None
+
+
+def _is_relation(name: str, con: duckdb.DuckDBPyConnection) -> bool:
+    return _find_relation(name, con) is not None
 
 
 def for_duckdb(table: pa.Table) -> pa.Table:
@@ -253,24 +275,23 @@ def as_arrow(source: Any) -> Any:
 
 
 def _relation_input(name: str, ts: TargetSet | None, con: duckdb.DuckDBPyConnection) -> Input:
-    schema = None
-    table = name
-    if "." in name:
-        schema, table = name.split(".", 1)
-    rows = con.execute(
-        "SELECT table_type FROM information_schema.tables "
-        "WHERE table_name = ? AND (? IS NULL OR table_schema = ?)",
-        [table, schema, schema],
-    ).fetchall()
-    if not rows:
+    found = _find_relation(name, con)
+    if found is None:
         known = [
-            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_catalog = current_database() AND table_schema = current_schema()"
+            ).fetchall()
         ]
         raise SourceError(
             f"input {name!r} is neither a file nor a table or view in the connection"
-            f"{did_you_mean(table, known)}"
+            f"{did_you_mean(name.split('.')[-1], known)} (a temporary table, or an object "
+            "registered with con.register, is seen by its own connection only, and sqltargets "
+            "reads through a cursor of it: make it a table or a view)"
         )
-    is_view = rows[0][0] == "VIEW"
+    catalog, schema, table, kind = found
+    is_view = kind == "VIEW"
     if is_view and ts is not None and ts.columns.id is None:
         raise SourceError(
             f"input {name!r} is a view, whose row order is not defined; set columns.id "
@@ -281,8 +302,9 @@ def _relation_input(name: str, ts: TargetSet | None, con: duckdb.DuckDBPyConnect
         r[0]
         for r in con.execute(
             "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = ? AND (? IS NULL OR table_schema = ?)",
-            [table, schema, schema],
+            "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [catalog, schema, table],
         ).fetchall()
     ]
     if rid_column and "rowid" in {c.lower() for c in cols}:
@@ -290,7 +312,14 @@ def _relation_input(name: str, ts: TargetSet | None, con: duckdb.DuckDBPyConnect
             f"input {name!r} has a column named 'rowid', which hides the table's row "
             "positions that sqltargets needs for row_id; rename the column"
         )
-    src = relation_source(table, schema=schema, rid_column=rid_column, columns=cols)
+    here = con.execute("SELECT current_database(), current_schema()").fetchall()[0]
+    src = relation_source(
+        table,
+        schema=None if (catalog, schema) == tuple(here) else schema,
+        catalog=None if catalog == here[0] else catalog,
+        rid_column=rid_column,
+        columns=cols,
+    )
     return Input(src, label=name)
 
 
@@ -447,11 +476,14 @@ def check_rows(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> int
     keep = source_conditions(ts.columns.user, inp.source)
     if keep:
         src = f"(SELECT * FROM {src} WHERE {' AND '.join(keep)})"
-    row = con.sql(
-        f"SELECT count(*), count(*) FILTER (WHERE {u} IS NULL), "
-        f"count(*) FILTER (WHERE {t} IS NULL), "
-        f"count(*) FILTER (WHERE {u} IS NULL OR {t} IS NULL) FROM {src}"
-    ).fetchall()[0]
+    try:
+        row = con.sql(
+            f"SELECT count(*), count(*) FILTER (WHERE {u} IS NULL), "
+            f"count(*) FILTER (WHERE {t} IS NULL), "
+            f"count(*) FILTER (WHERE {u} IS NULL OR {t} IS NULL) FROM {src}"
+        ).fetchall()[0]
+    except duckdb.Error as e:  # (a damaged file: its pages are read here first)
+        raise SourceError(f"cannot read input {inp.label!r}: {_msg(e)}") from e
     total, null_users, null_times, dropped = row
     if ts.null_rows == "drop":
         if dropped:
@@ -519,10 +551,13 @@ def check_mcc_codes(plan: Plan, inp: Input, con: duckdb.DuckDBPyConnection) -> N
     if not plan.mcc_text or not (uses or any(v.kind == "code" for v in plan.values)):
         return
     m = ident(plan.spec.columns.mcc)
-    n, codes, example = con.sql(
-        f"SELECT count(*), count({mcc_code_sql(m, True)}), any_value({m}) FROM "
-        f"(SELECT {m} FROM {inp.scan_sql()} WHERE {m} IS NOT NULL LIMIT {MCC_SAMPLE})"
-    ).fetchall()[0]
+    try:
+        n, codes, example = con.sql(
+            f"SELECT count(*), count({mcc_code_sql(m, True)}), any_value({m}) FROM "
+            f"(SELECT {m} FROM {inp.scan_sql()} WHERE {m} IS NOT NULL LIMIT {MCC_SAMPLE})"
+        ).fetchall()[0]
+    except duckdb.Error:  # (an unreadable input: the run says so)
+        return
     if n and not codes:
         warnings.warn(
             f"columns.mcc: none of the first {n:,} values of column {plan.spec.columns.mcc!r} "
