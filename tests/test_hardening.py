@@ -884,3 +884,15 @@ def test_a_where_failing_on_a_later_row_is_named_in_every_engine() -> None:
             call()
     fine = t.set_column(4, "i", pa.array([1] * n, pa.int64()))
     assert sqltargets.generate(spec, fine).column("c").to_pylist()[-1] == n
+
+
+def test_one_column_name_twice_is_named_as_such() -> None:
+    """Arrow allows a name twice: the message said the names "differ only in case"."""
+    t = pa.Table.from_arrays(
+        [pa.array([1]), pa.array([0], pa.int64()), pa.array([1.0]), pa.array([2.0]), pa.array([5411])],
+        names=["u", "t", "a", "a", "m"],
+    )  # fmt: skip
+    spec = {"columns": COLUMNS, "time": {"unit": "day"}, "targets": [TARGET]}
+    for call in (sqltargets.generate, sqltargets.reference):
+        with pytest.raises(sqltargets.DataError, match="column 'a': the input has 2 columns of that name"):  # fmt: skip
+            call(spec, t)

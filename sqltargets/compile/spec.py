@@ -286,6 +286,11 @@ class TargetSet:
         twins = case_twins(names)
         for col in self.input_columns():
             same = twins.get(col.lower(), [])
+            if same and len(set(same)) == 1:  # (Arrow allows one name twice)
+                raise DataError(
+                    f"column {col!r}: the input has {len(same)} columns of that name, so "
+                    "which one the spec reads is not defined: rename one"
+                )
             if same:
                 raise DataError(
                     f"column {col!r}: the input has columns {' and '.join(map(repr, same))}, "
