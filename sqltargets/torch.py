@@ -62,7 +62,7 @@ from .compile.plan import Plan
 from .compile.plan import build as build_plan
 from .compile.render import Source, literal
 from .compile.spec import TargetSet, load
-from .errors import DataError, SourceError, SpecError, SpecIssue, did_you_mean
+from .errors import ArgumentError, DataError, SourceError, SpecError, SpecIssue, did_you_mean
 from .execute import arrays, engine
 from .execute import connection as _conn
 from .execute import program as program_mod
@@ -729,11 +729,11 @@ def _check_common(max_len: int | None, keep: str, dtype: Any) -> None:
     if max_len is not None and (
         not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1
     ):
-        raise ValueError(f"max_len must be a positive integer or None, got {max_len!r}")
+        raise ArgumentError(f"max_len must be a positive integer or None, got {max_len!r}")
     if keep not in KEEP:
-        raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
+        raise ArgumentError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
-        raise ValueError(
+        raise ArgumentError(
             f"dtype must be a floating torch dtype (targets are floats, NaN where null), got "
             f"{dtype!r}"
         )
@@ -743,7 +743,7 @@ def _check_time_fits(setup: _Setup, dtype: torch.dtype) -> None:
     """float16 ends at 65,504: the time feature (seconds since the user's first event) would
     be inf after 18 hours."""
     if dtype == torch.float16 and any(f.kind == "time" for f in setup.features):
-        raise ValueError(
+        raise ArgumentError(
             "dtype torch.float16 cannot hold feature 'time' (seconds since the user's first "
             "event; float16 ends at 65,504 s, 18 hours): use float32, or features without "
             "time"
@@ -1081,15 +1081,19 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
     ) -> None:
         _check_common(max_len, keep, dtype)
         if not _positive(users_per_chunk):
-            raise ValueError(f"users_per_chunk must be a positive integer, got {users_per_chunk!r}")
+            raise ArgumentError(
+                f"users_per_chunk must be a positive integer, got {users_per_chunk!r}"
+            )
         if rows_per_read is not None and not _positive(rows_per_read):
-            raise ValueError(
+            raise ArgumentError(
                 f"rows_per_read must be a positive integer or None, got {rows_per_read!r}"
             )
         if batch_size is not None and not _positive(batch_size):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+            raise ArgumentError(
+                f"batch_size must be a positive integer or None, got {batch_size!r}"
+            )
         if drop_last and batch_size is None:
-            raise ValueError("drop_last=True needs batch_size (the dataset yields items)")
+            raise ArgumentError("drop_last=True needs batch_size (the dataset yields items)")
         self._setup = _setup(specs, source, features, connection, threads, memory_limit, past_only)
         _check_time_fits(self._setup, dtype)
         self._items = _Items(self._setup, max_len, keep)
@@ -1146,7 +1150,7 @@ class StreamingTargetDataset(IterableDataset):  # type: ignore[type-arg]
         order depends only on ``seed`` and the epoch."""
         epoch = int(epoch)
         if not _NO_EPOCH < epoch < 2**63:  # (what the shared int64 holds)
-            raise ValueError(f"set_epoch: epoch must be an int64 above {_NO_EPOCH}, got {epoch}")
+            raise ArgumentError(f"set_epoch: epoch must be an int64 above {_NO_EPOCH}, got {epoch}")
         self._epoch = epoch
         self._epoch_shared.value = epoch
 
@@ -1399,18 +1403,18 @@ def collate(
     ([1, 2], [2, 1], [[True, True], [True, False]])
     """
     if not batch:
-        raise ValueError("collate: empty batch")
+        raise ArgumentError("collate: empty batch")
     if keep not in KEEP:
-        raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
+        raise ArgumentError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
     if max_len is not None and (
         not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1
     ):
-        raise ValueError(f"max_len must be a positive integer or None, got {max_len!r}")
+        raise ArgumentError(f"max_len must be a positive integer or None, got {max_len!r}")
     first = batch[0]
     keys = list(first)
     for j, it in enumerate(batch):
         if list(it) != keys:
-            raise ValueError(
+            raise ArgumentError(
                 f"collate: item {j} has keys {list(it)}, item 0 {keys}: items of one batch "
                 "come from one dataset"
             )

@@ -1313,3 +1313,26 @@ def test_a_null_id_is_refused_not_row_id_0() -> None:
             cls(spec, t)
     full = t.set_column(4, "tx", pa.array([0, 5, 7, 9], pa.int64()))
     assert TargetDataset(spec, full)[0]["row_id"].tolist() == [0, 5, 7]
+
+
+def test_bad_arguments_are_argument_errors() -> None:
+    """max_len, keep, dtype, users_per_chunk, batch_size, drop_last and collate's checks
+    raised a plain ValueError, which `except SqlTargetsError` missed."""
+    from sqltargets.errors import ArgumentError
+
+    t = pa.table({"u": [1, 1, 2], "t": pa.array([0, 1, 2], pa.int64()), "a": [1.0, 2.0, 3.0], "m": [5411] * 3})  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "time": {"unit": "day"},
+            "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "day"}}]}  # fmt: skip
+    calls = [
+        lambda: TargetDataset(spec, t, max_len=0),
+        lambda: TargetDataset(spec, t, keep="middle"),
+        lambda: TargetDataset(spec, t, dtype=torch.int64),
+        lambda: StreamingTargetDataset(spec, t, users_per_chunk=0),
+        lambda: StreamingTargetDataset(spec, t, batch_size=0),
+        lambda: StreamingTargetDataset(spec, t, drop_last=True),
+        lambda: collate([]),
+        lambda: StreamingTargetDataset(spec, t).set_epoch(-(2**63)),
+    ]
+    for call in calls:
+        with pytest.raises(ArgumentError):
+            call()
