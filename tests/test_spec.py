@@ -489,3 +489,20 @@ def test_pretrain_example_validates() -> None:
     assert any(t.window.offset for t in ts.targets if t.window.kind == "future")
     assert any(not t.window.include_current for t in ts.targets)
     assert any(ts.outputs_mcc_code(t) for t in ts.targets)
+
+
+def test_a_distribution_group_covered_by_earlier_groups_is_refused() -> None:
+    """Each transaction goes to the first group holding its MCC: a group whose codes all
+    belong to earlier ones ('GROCERY' after 'grocery', 5411 after grocery) had a slot that
+    was always 0, accepted without a word (only an identical spelling was refused)."""
+
+    def spec(by: list) -> dict:
+        return {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "targets": [
+            {"name": "d", "agg": "distribution", "by": {"mcc": by}, "window": {"kind": "period", "period": "day"}}]}  # fmt: skip
+
+    for by in (["grocery", "GROCERY"], ["Fast Food", "fast_food"], [5411, "5411-5411"],
+               [[5812, 5411], [5411, 5812]], ["grocery", 5411], ["5400-5500", 5411, "5450-5460"]):  # fmt: skip
+        with pytest.raises(SpecError, match=r"by\.mcc\[\d\]: .* holds only codes of the groups before it"):  # fmt: skip
+            load(spec(by))
+    for by in ([5411, "grocery"], ["5400-5500", [5411, 5999]], ["5400-5450", "5451-5460"]):  # fmt: skip
+        assert len(load(spec(by)).targets[0].by) == len(by)

@@ -1019,8 +1019,21 @@ def _distribution(c: _Collector, obj: dict[str, Any], agg: str | None, path: str
                 f"{label!r} repeats group by.mcc[{first_at[label]}]; name each group once",
             )
         first_at.setdefault(label, j)
+        merged = mcc_catalog.merge(ranges)
+        earlier = mcc_catalog.merge([r for g in groups for r in g])
+        if (
+            ranges
+            and label not in names
+            and all(any(a <= lo and hi <= b for a, b in earlier) for lo, hi in merged)
+        ):  # (every transaction goes to the first group that holds its MCC)
+            c.add(
+                item_path,
+                f"{label!r} holds only codes of the groups before it, so its slot would always "
+                "be 0 (a transaction goes to the first group holding its MCC); drop it, or put "
+                "it first",
+            )
         names.append(label)
-        groups.append(mcc_catalog.merge(ranges))
+        groups.append(merged)
     out["by"], out["by_names"] = tuple(groups), tuple(names)
     return out
 
