@@ -11,8 +11,10 @@ import subprocess
 import sys
 import time
 import warnings
+from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -896,3 +898,67 @@ def test_one_column_name_twice_is_named_as_such() -> None:
     for call in (sqltargets.generate, sqltargets.reference):
         with pytest.raises(sqltargets.DataError, match="column 'a': the input has 2 columns of that name"):  # fmt: skip
             call(spec, t)
+
+
+def _where_table(**cols: pa.Array) -> pa.Table:
+    n = len(next(iter(cols.values())))
+    base = {"u": pa.array(range(n), pa.int64()), "t": pa.array([dt.datetime(2024, 1, 1)] * n, pa.timestamp("us")),
+            "a": pa.array([1.0] * n), "m": pa.array([5411] * n, pa.int32())}  # fmt: skip
+    return pa.table({**base, **cols})
+
+
+_DEC = _where_table(d=pa.array([Decimal("0.10"), Decimal("1.05"), Decimal("0.30"), Decimal("0.00")], pa.decimal128(10, 2)))  # fmt: skip
+_BIG = _where_table(d=pa.array([Decimal("12345678901234567890.5")], pa.decimal128(38, 1)))
+_F32 = _where_table(f=pa.array([1.05, 1.1, 0.3, 16777216.0], pa.float32()))
+_X = _where_table(
+    x=pa.array([1.0, 5.0, 10.0, 2.75]), i=pa.array([9007199254740993, 1, 2, 3], pa.int64())
+)
+_FOLD = _where_table(
+    ts=pa.array([dt.datetime(2024, 11, 3, 1, 30)], pa.timestamp("us")),
+    tz=pa.array([dt.datetime(2024, 11, 3, 5, 30, tzinfo=dt.timezone.utc)], pa.timestamp("us", tz="UTC")),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("table", "where", "zone"),
+    [
+        (_DEC, "0.1 + 0.2 = 0.3", "UTC"), (_DEC, "d + 0.2 = 0.3", "UTC"), (_DEC, "d * 3 = 3.15", "UTC"),
+        (_DEC, "d % 0.1 = 0", "UTC"), (_DEC, "floor(d * 10) = 3", "UTC"), (_DEC, "1 / -d < 0", "UTC"),
+        (_BIG, "d + 1 > 12345678901234567890", "UTC"), (_BIG, "floor(d) = 12345678901234567890", "UTC"),
+        (_F32, "f = 1.05", "UTC"), (_F32, "f = 1.1", "UTC"), (_F32, "f / 3 = 0.1", "UTC"),
+        (_F32, "f + 1 > 16777216", "UTC"), (_X, "x / -0.0 < 0", "UTC"), (_X, "floor(i) = i", "UTC"),
+        (_X, "ceil(i) = 9007199254740993", "UTC"),
+        (_FOLD, "tz = ts", "America/New_York"), (_FOLD, "tz >= '2024-11-03 01:30'", "America/New_York"),
+    ],
+)  # fmt: skip
+def test_where_arithmetic_and_comparisons_follow_duckdbs_types(table: pa.Table, where: str, zone: str) -> None:  # fmt: skip
+    """The reference's where evaluator did decimal arithmetic in binary floating point
+    (0.1 + 0.2 <> 0.3), a FLOAT column's in double, floor of a large BIGINT through a
+    double compared exactly, and read a repeated local hour as its earlier instant. DuckDB
+    (the engines, and plain DuckDB here) is the meaning of a where; all agree now."""
+    spec = {"columns": COLUMNS, "timezone": zone, "targets": [
+        {"name": "c", "agg": "count", "where": where, "window": {"kind": "expanding", "period": "year"}}]}  # fmt: skip
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{zone}'")
+    con.register("src", table)
+    plain = [r[0] for r in con.execute(f"SELECT COALESCE(({where}), FALSE)::INT FROM src ORDER BY u").fetchall()]  # fmt: skip
+    for got in (
+        sqltargets.generate(spec, table),
+        sqltargets.generate(spec, table, engine="sql"),
+        sqltargets.reference(spec, table),
+    ):
+        assert got.sort_by("u").column("c").to_pylist() == plain
+
+
+def test_where_constructs_duckdb_lacks_are_refused() -> None:
+    """sqlglot accepted BETWEEN SYMMETRIC and floor(x, n), which DuckDB has not, and the
+    engines ran its rewrites of them while the reference read them otherwise."""
+    for where_text, said in (
+        ("a BETWEEN SYMMETRIC 10 AND 1", "BETWEEN SYMMETRIC is not DuckDB SQL"),
+        ("a NOT BETWEEN SYMMETRIC 1 AND 10", "BETWEEN SYMMETRIC is not DuckDB SQL"),
+        ("floor(a, 1) = 2.7", r"floor\(\) takes one argument"),
+        ("ceil(a, -1) = 10", r"ceil\(\) takes one argument"),
+    ):
+        spec = {"columns": COLUMNS, "targets": [{**TARGET, "where": where_text}]}
+        with pytest.raises(sqltargets.SpecError, match=said):
+            sqltargets.load(spec)

@@ -135,6 +135,25 @@ def _parse(text: str) -> exp.Expression:
             raise SpecError(
                 SpecIssue("where", f"{short(text)}: LIKE needs a string literal pattern")
             )
+        if isinstance(node, exp.Between) and node.args.get("symmetric"):
+            # (DuckDB has no BETWEEN SYMMETRIC: sqlglot rewrote it into two BETWEENs)
+            raise SpecError(
+                SpecIssue(
+                    "where",
+                    f"{short(text)}: BETWEEN SYMMETRIC is not DuckDB SQL; order the bounds, "
+                    "low AND high",
+                )
+            )
+        if isinstance(node, (exp.Floor, exp.Ceil)) and any(
+            node.args.get(k) is not None for k in node.args if k != "this"
+        ):  # (DuckDB's floor and ceil take one argument: sqlglot made floor(x, n) of powers)
+            raise SpecError(
+                SpecIssue(
+                    "where",
+                    f"{short(text)}: {type(node).__name__.lower()}() takes one argument in "
+                    "DuckDB; for decimals use round(x, n)",
+                )
+            )
         if isinstance(node, exp.Round) and node.args.get("decimals") is not None:
             places = node.args["decimals"]
             if isinstance(places, exp.Neg):

@@ -37,7 +37,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 import numpy as np
@@ -834,8 +834,8 @@ def _sql_number(v: Any) -> Any:
         return int(v)
     if isinstance(v, (int, float)):
         return v
-    if isinstance(v, Decimal):
-        return float(v)
+    if isinstance(v, (Decimal, np.float32)):  # (exact decimals; FLOAT arithmetic in FLOAT)
+        return v
     if isinstance(v, str):
         text = v.strip()
         try:
@@ -847,6 +847,45 @@ def _sql_number(v: Any) -> Any:
         except ValueError:
             raise DataError(f"where: could not convert string {v!r} to a number") from None
     raise DataError(f"where: {v!r} ({type(v).__name__}) is not a number")
+
+
+def _float(v: Any) -> float:
+    """A value as a double, as DuckDB casts it (a decimal zero has no sign: -0.0 is 0.0)."""
+    x = _sql_number(v)
+    return float(x) + 0.0 if isinstance(x, Decimal) else float(x)
+
+
+def _pair(a: Any, b: Any) -> tuple[Any, Any]:
+    """Two operands of arithmetic in DuckDB's common type: a double if either is one, else a
+    FLOAT (float32) if either is one, else a decimal if either is one (exact), else
+    integers."""
+    a, b = _sql_number(a), _sql_number(b)
+    if isinstance(a, float) or isinstance(b, float):
+        return _float(a), _float(b)
+    if isinstance(a, np.float32) or isinstance(b, np.float32):  # a FLOAT column: in FLOAT
+        return np.float32(_float(a)), np.float32(_float(b))
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        return Decimal(a), Decimal(b)
+    return a, b
+
+
+def _arithmetic(name: str) -> Callable[[Any, Any], Any]:
+    """``+``, ``-`` or ``*`` in DuckDB's common type of the operands (decimals exactly)."""
+    plain = {
+        "add": lambda x, y: x + y,
+        "subtract": lambda x, y: x - y,
+        "multiply": lambda x, y: x * y,
+    }
+    decimal = getattr(_WIDE, name)
+
+    def apply(a: Any, b: Any) -> Any:
+        x, y = _pair(a, b)
+        if isinstance(x, Decimal):
+            return decimal(x, y)
+        with np.errstate(all="ignore"):
+            return plain[name](x, y)
+
+    return apply
 
 
 def _parse_timestamp(text: str) -> dt.datetime:
@@ -868,8 +907,10 @@ def _sql_datetime(v: Any, zone: zoneinfo.ZoneInfo, aware: bool) -> dt.datetime:
         v = dt.datetime.combine(v, dt.time())
     if not isinstance(v, dt.datetime):
         raise DataError(f"where: {v!r} is not a date or timestamp")
-    if aware and v.tzinfo is None:
-        v = v.replace(tzinfo=zone)
+    if aware and v.tzinfo is None:  # a wall time in the zone: a repeated hour's later one
+        v = dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(
+            microseconds=wall_to_instant_us(v, zone)
+        )
     return v
 
 
@@ -907,23 +948,23 @@ def _compare(a: Any, b: Any, zone: zoneinfo.ZoneInfo) -> int:
     """-1, 0 or 1 as SQL compares two non-NULL values (NaN equals NaN and is the largest)."""
     if isinstance(a, NsTime) or isinstance(b, NsTime):
         a, b = _ns(a), _ns(b)
-        return (a > b) - (a < b)
+        return int(a > b) - int(a < b)
     if isinstance(a, str) and isinstance(b, str):
-        return (a > b) - (a < b)
+        return int(a > b) - int(a < b)
     if (_is_date(a) and isinstance(b, str)) or (_is_date(b) and isinstance(a, str)):
         # DuckDB casts the string to a DATE: its time of day and offset are dropped
         a, b = (_parse_timestamp(x).date() if isinstance(x, str) else x for x in (a, b))
-        return (a > b) - (a < b)
+        return int(a > b) - int(a < b)
     if _is_temporal(a) or _is_temporal(b):
         aware = any(isinstance(x, dt.datetime) and x.tzinfo is not None for x in (a, b))
         a, b = _sql_datetime(a, zone, aware), _sql_datetime(b, zone, aware)
-        return (a > b) - (a < b)
-    a, b = _sql_number(a), _sql_number(b)
-    a_nan = isinstance(a, float) and math.isnan(a)
-    b_nan = isinstance(b, float) and math.isnan(b)
+        return int(a > b) - int(a < b)
+    a, b = _pair(a, b)  # (a double with an integer or a decimal: both as doubles)
+    a_nan = isinstance(a, (float, np.floating)) and math.isnan(a)
+    b_nan = isinstance(b, (float, np.floating)) and math.isnan(b)
     if a_nan or b_nan:
         return int(a_nan) - int(b_nan)
-    return (a > b) - (a < b)
+    return int(a > b) - int(a < b)
 
 
 def _sql_round(v: Any, decimals: int) -> Any:
@@ -958,37 +999,49 @@ _WIDE = Context(prec=2000, rounding=ROUND_HALF_UP)
 def _divide(a: Any, b: Any) -> float:
     """DuckDB ``/``: float division; x/0 is ±inf, 0/0 is NaN."""
     with np.errstate(all="ignore"):
-        return float(np.float64(_sql_number(a)) / np.float64(_sql_number(b)))
+        x, y = _pair(a, b)
+        if isinstance(x, np.float32):  # FLOAT / FLOAT is a FLOAT
+            return x / y
+        return float(np.float64(_float(x)) / np.float64(_float(y)))
 
 
 def _modulo(a: Any, b: Any) -> Any:
     """DuckDB ``%``: the remainder takes the sign of the dividend; integer x % 0 is an
     error, a double's is NaN (as is inf % y; x % inf is x)."""
-    a, b = _sql_number(a), _sql_number(b)
+    a, b = _pair(a, b)
     if isinstance(a, int) and isinstance(b, int):
         if b == 0:
             raise DataError("where: division by zero in '%'")
         r = abs(a) % abs(b)
         return -r if a < 0 else r
+    if isinstance(a, Decimal):  # (exact; the sign of the dividend)
+        if b == 0:
+            raise DataError("where: division by zero in '%'")
+        return _WIDE.remainder(a, b)
     with np.errstate(all="ignore"):
         return float(np.fmod(np.float64(a), np.float64(b)))
 
 
 def _sqrt(v: Any) -> float:
-    x = float(_sql_number(v))
+    x = _float(v)
     return math.nan if x < 0 or math.isnan(x) else math.sqrt(x)
 
 
 def _ln(v: Any) -> float:
-    x = float(_sql_number(v))
+    x = _float(v)
     if x == 0:
         return -math.inf
     return math.nan if x < 0 or math.isnan(x) else math.log(x)
 
 
-def _rounding(fn: Callable[[float], int]) -> Callable[[Any], Any]:
+def _rounding(fn: Callable[[float], int], mode: str) -> Callable[[Any], Any]:
+    """DuckDB's floor or ceil: of an integer, the double; of a decimal, the exact decimal;
+    of a double, a double."""
+
     def apply(v: Any) -> Any:
         x = _sql_number(v)
+        if isinstance(x, Decimal):
+            return x.to_integral_value(rounding=mode, context=_WIDE)
         if isinstance(x, int) or not math.isfinite(x):
             return float(x)
         return float(fn(x))
@@ -1068,9 +1121,12 @@ class _Where:
             if len(folded) != 1:
                 raise DataError(f"where: column {name!r} is not in the input")
             name = folded[0]
-        raw = py_values(self.table.column(name))
+        column = self.table.column(name)
+        raw = py_values(column)
+        if pa.types.is_float32(column.type):  # (DuckDB computes with a FLOAT in FLOAT)
+            raw = [None if v is None else np.float32(v) for v in raw]
         values = np.empty(self.n, dtype=object)
-        values[:] = [float(v) if isinstance(v, Decimal) else v for v in raw]
+        values[:] = raw  # (decimals stay exact, as in DuckDB)
         return Vec(values, np.array([v is None for v in raw], dtype=bool))
 
     def exact(self, node: exp.Expression) -> Vec:
@@ -1139,16 +1195,16 @@ class _Where:
             exp.GTE: lambda c: c >= 0,
         }
         arithmetic: dict[type[exp.Expression], Callable[[Any, Any], Any]] = {
-            exp.Add: lambda x, y: _sql_number(x) + _sql_number(y),
-            exp.Sub: lambda x, y: _sql_number(x) - _sql_number(y),
-            exp.Mul: lambda x, y: _sql_number(x) * _sql_number(y),
+            exp.Add: _arithmetic("add"),
+            exp.Sub: _arithmetic("subtract"),
+            exp.Mul: _arithmetic("multiply"),
             exp.Div: _divide,
             exp.Mod: _modulo,
         }
         one_argument: dict[type[exp.Expression], Callable[[Any], Any]] = {
             exp.Abs: lambda x: abs(_sql_number(x)),
-            exp.Floor: _rounding(math.floor),
-            exp.Ceil: _rounding(math.ceil),
+            exp.Floor: _rounding(math.floor, ROUND_FLOOR),
+            exp.Ceil: _rounding(math.ceil, ROUND_CEILING),
             exp.Sqrt: _sqrt,
             exp.Ln: _ln,
             exp.Lower: _text(_lower),
@@ -1163,6 +1219,8 @@ class _Where:
         if isinstance(node, exp.Literal):
             if node.is_string:
                 return self.constant(node.this)
+            if "." in node.this and not {"e", "E"} & set(node.this):  # DuckDB: a DECIMAL
+                return self.constant(Decimal(node.this))
             return self.constant(_sql_number(node.this))
         if isinstance(node, exp.Boolean):
             return self.constant(bool(node.this))
