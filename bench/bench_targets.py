@@ -116,6 +116,7 @@ def ensure_data(folder: Path, users: int) -> list[Path]:
         pass
     print(f"writing {users} users x {GEN['tx_per_user']} transactions to {_rel(folder)} ...")
     t0 = time.perf_counter()
+    folder.parent.mkdir(parents=True, exist_ok=True)  # (bench/data is not in a clone)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     job = {"action": "generate", "out": str(tmp), "params": params}
