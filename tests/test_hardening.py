@@ -913,6 +913,11 @@ _F32 = _where_table(f=pa.array([1.05, 1.1, 0.3, 16777216.0], pa.float32()))
 _X = _where_table(
     x=pa.array([1.0, 5.0, 10.0, 2.75]), i=pa.array([9007199254740993, 1, 2, 3], pa.int64())
 )
+_TEXT = _where_table(
+    i=pa.array([1, 2, 3], pa.int32()), s=pa.array(["1.5", "0x10", "1.05"]),
+    b=pa.array([True, False, True]), dd=pa.array([dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2023, 12, 31)]),
+    d=pa.array([Decimal("1.05"), Decimal("1.06"), Decimal("2.00")], pa.decimal128(5, 2)),
+)  # fmt: skip
 _FOLD = _where_table(
     ts=pa.array([dt.datetime(2024, 11, 3, 1, 30)], pa.timestamp("us")),
     tz=pa.array([dt.datetime(2024, 11, 3, 5, 30, tzinfo=dt.timezone.utc)], pa.timestamp("us", tz="UTC")),
@@ -928,6 +933,10 @@ _FOLD = _where_table(
         (_F32, "f = 1.05", "UTC"), (_F32, "f = 1.1", "UTC"), (_F32, "f / 3 = 0.1", "UTC"),
         (_F32, "f + 1 > 16777216", "UTC"), (_X, "x / -0.0 < 0", "UTC"), (_X, "floor(i) = i", "UTC"),
         (_X, "ceil(i) = 9007199254740993", "UTC"),
+        (_TEXT, "i = '1.5'", "UTC"), (_TEXT, "i > '1.5'", "UTC"), (_TEXT, "i = '-0.5'", "UTC"),
+        (_TEXT, "s = 2 OR s = 16", "UTC"), (_TEXT, "d = '1.051'", "UTC"),
+        (_TEXT, "b = 'yes' OR b = 'n'", "UTC"), (_TEXT, "dd = '2024-1-1'", "UTC"),
+        (_TEXT, "dd + 1 > '2024-1-2'", "UTC"), (_TEXT, "dd - 1 < '2024-01-01'", "UTC"),
         (_FOLD, "tz = ts", "America/New_York"), (_FOLD, "tz >= '2024-11-03 01:30'", "America/New_York"),
     ],
 )  # fmt: skip
@@ -935,7 +944,9 @@ def test_where_arithmetic_and_comparisons_follow_duckdbs_types(table: pa.Table, 
     """The reference's where evaluator did decimal arithmetic in binary floating point
     (0.1 + 0.2 <> 0.3), a FLOAT column's in double, floor of a large BIGINT through a
     double compared exactly, and read a repeated local hour as its earlier instant. DuckDB
-    (the engines, and plain DuckDB here) is the meaning of a where; all agree now."""
+    (the engines, and plain DuckDB here) is the meaning of a where; all agree now. So do
+    strings compared with numbers, booleans and dates (cast to the other side's type, as
+    DuckDB casts them: '1.5' is 2 beside an integer), and date arithmetic."""
     spec = {"columns": COLUMNS, "timezone": zone, "targets": [
         {"name": "c", "agg": "count", "where": where, "window": {"kind": "expanding", "period": "year"}}]}  # fmt: skip
     con = duckdb.connect()

@@ -849,6 +849,38 @@ def _sql_number(v: Any) -> Any:
     raise DataError(f"where: {v!r} ({type(v).__name__}) is not a number")
 
 
+_BOOLEAN_TEXT = {"true": True, "t": True, "1": True, "yes": True, "y": True,
+                 "false": False, "f": False, "0": False, "no": False, "n": False}  # fmt: skip
+
+
+def _cast_text(text: str, like: Any) -> Any:
+    """A string compared with ``like``, cast to its type as DuckDB casts it: to a BOOLEAN
+    ('yes', 't', '1', ...), to an INTEGER by rounding its number half away from zero
+    ('1.5' is 2; '0x10' 16; '1_000' 1000), to a DECIMAL at the other's scale, rounded the
+    same way ('1.051' is 1.05 beside a decimal(5,2)), to a FLOAT or a DOUBLE."""
+    if isinstance(like, bool):
+        value = _BOOLEAN_TEXT.get(text.lower())
+        if value is None:
+            raise DataError(f"where: could not convert string {text!r} to a boolean")
+        return value
+    body = text.strip().replace("_", "")
+    if isinstance(like, int) and re.fullmatch(r"[+-]?0[xX][0-9a-fA-F]+", body):
+        return int(body, 16)
+    if isinstance(like, (int, Decimal)):
+        try:
+            number = Decimal(body)
+        except ArithmeticError:
+            raise DataError(f"where: could not convert string {text!r} to a number") from None
+        if not number.is_finite():
+            raise DataError(f"where: could not convert string {text!r} to a number")
+        scale = Decimal(1) if isinstance(like, int) else Decimal(1).scaleb(like.as_tuple().exponent)
+        exact = number.quantize(scale, rounding=ROUND_HALF_UP, context=_WIDE)
+        return int(exact) if isinstance(like, int) else exact
+    if isinstance(like, np.float32):
+        return np.float32(_float(text))
+    return _float(text)
+
+
 def _float(v: Any) -> float:
     """A value as a double, as DuckDB casts it (a decimal zero has no sign: -0.0 is 0.0)."""
     x = _sql_number(v)
@@ -879,6 +911,12 @@ def _arithmetic(name: str) -> Callable[[Any, Any], Any]:
     decimal = getattr(_WIDE, name)
 
     def apply(a: Any, b: Any) -> Any:
+        if _is_date(a) or _is_date(b):  # DATE ± integer days; DATE - DATE is days
+            if name == "add" and _is_date(a) != _is_date(b):
+                day, n = (a, b) if _is_date(a) else (b, a)
+                return day + dt.timedelta(days=int(_sql_number(n)))
+            if name == "subtract" and _is_date(a):
+                return (a - b).days if _is_date(b) else a - dt.timedelta(days=int(_sql_number(b)))
         x, y = _pair(a, b)
         if isinstance(x, Decimal):
             return decimal(x, y)
@@ -888,9 +926,23 @@ def _arithmetic(name: str) -> Callable[[Any, Any], Any]:
     return apply
 
 
+_LOOSE_TIME = re.compile(
+    r"\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,6}))?)?)?\s*"
+)
+
+
 def _parse_timestamp(text: str) -> dt.datetime:
+    """ISO text, or DuckDB's looser one-digit months, days and hours ('2024-1-1 2:30')."""
     try:
         return dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        pass
+    m = _LOOSE_TIME.fullmatch(text)
+    try:
+        if m is None:
+            raise ValueError(text)
+        y, mo, d, h, mi, sec = (int(m.group(i) or 0) for i in range(1, 7))
+        return dt.datetime(y, mo, d, h, mi, sec, int((m.group(7) or "").ljust(6, "0")))
     except ValueError:
         raise DataError(f"where: could not convert string {text!r} to a timestamp") from None
 
@@ -959,6 +1011,8 @@ def _compare(a: Any, b: Any, zone: zoneinfo.ZoneInfo) -> int:
         aware = any(isinstance(x, dt.datetime) and x.tzinfo is not None for x in (a, b))
         a, b = _sql_datetime(a, zone, aware), _sql_datetime(b, zone, aware)
         return int(a > b) - int(a < b)
+    if isinstance(a, str) != isinstance(b, str):  # DuckDB casts the string to the other's type
+        a, b = (_cast_text(a, b), b) if isinstance(a, str) else (a, _cast_text(b, a))
     a, b = _pair(a, b)  # (a double with an integer or a decimal: both as doubles)
     a_nan = isinstance(a, (float, np.floating)) and math.isnan(a)
     b_nan = isinstance(b, (float, np.floating)) and math.isnan(b)
