@@ -523,3 +523,28 @@ def test_every_reader_sees_the_layouts_rows(
         assert pairs == list(enumerate(rows))
     finally:
         shutil.rmtree(tmp)
+
+
+def test_decimals_mixed_with_doubles_are_the_nearest_double_in_the_reference(
+    tmp_path: Path,
+) -> None:
+    """Files mixing a decimal and a double column read as double: DuckDB casts 14.45 to the
+    nearest double, pyarrow's cast gave 14.450000000000001, so a where `a = 14.45` passed in
+    the engines and not in the reference, and verify failed on correct output."""
+    import decimal
+
+    import sqltargets
+    from sqltargets.verification.compare import diff
+
+    pq.write_table(pa.table({"u": [1], "t": pa.array([0], pa.int64()), "a": [1.0], "m": [5411]}), tmp_path / "p0.parquet")  # fmt: skip
+    pq.write_table(pa.table({"u": [1, 1], "t": pa.array([1, 2], pa.int64()),
+                             "a": pa.array([decimal.Decimal("14.45"), decimal.Decimal("4.81")], pa.decimal128(12, 2)),
+                             "m": [5411, 5411]}), tmp_path / "p1.parquet")  # fmt: skip
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "time": {"unit": "day"},
+            "targets": [{"name": "n", "agg": "count", "where": "a = 14.45 OR a = 4.81", "window": {"kind": "expanding", "period": "month"}},
+                        {"name": "mx", "agg": "max", "window": {"kind": "expanding", "period": "month"}}]}  # fmt: skip
+    want = sqltargets.reference(spec, tmp_path)
+    assert want.column("n").to_pylist() == [0, 1, 2] and want.column("mx").to_pylist() == [1.0, 14.45, 14.45]  # fmt: skip
+    for engine in ("native", "sql"):
+        assert diff(sqltargets.generate(spec, tmp_path, engine=engine), want, ["n", "mx"], ["u", "row_id"]) == []  # fmt: skip
+    assert sqltargets.verify(spec, tmp_path, users=1).ok

@@ -440,9 +440,24 @@ class InputSchema:
         for f in self.schema:
             col = table.column(f.name)
             if col.type != f.type:
-                col = col.cast(f.type)
+                col = cast_as_duckdb(col, f.type)
             columns.append(col)
         return pa.Table.from_arrays(columns, schema=self.schema)
+
+
+def cast_as_duckdb(col: pa.ChunkedArray, want: pa.DataType) -> pa.ChunkedArray:
+    """``col.cast(want)``, except that a decimal becomes the nearest double, as DuckDB casts
+    it (pyarrow's own cast can be a bit off: 14.45 became 14.450000000000001): through its
+    exact text.
+
+    >>> import decimal
+    >>> cast_as_duckdb(pa.chunked_array([pa.array([decimal.Decimal("14.45")], pa.decimal128(12, 2))]),
+    ...                pa.float64()).to_pylist()
+    [14.45]
+    """
+    if pa.types.is_decimal(col.type) and pa.types.is_floating(want):
+        return col.cast(pa.string()).cast(want)
+    return col.cast(want)
 
 
 def input_schema(files: tuple[str, ...] | list[str]) -> InputSchema:

@@ -38,7 +38,7 @@ from ..errors import (
 from . import store as store_mod
 from .connection import connect
 from .connection import message as _msg
-from .files import Listing, has_glob, list_input, looks_like_path
+from .files import Listing, cast_as_duckdb, has_glob, list_input, looks_like_path
 from .inputs import Input, parquet_input
 
 __all__ = ["Input", "connect", "resolve"]
@@ -223,7 +223,7 @@ def align(table: pa.Table, schema: pa.Schema) -> pa.Table:
                 continue
             if _kind(want) != _kind(f.type):
                 try:
-                    col = col.cast(want)
+                    col = cast_as_duckdb(col, want)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     if pa.types.is_dictionary(f.type):
                         col = col.cast(f.type.value_type)
