@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,15 @@ import duckdb
 import pyarrow as pa
 
 from .compile.spec import TargetSet, load
-from .errors import MAX_SEED, ArgumentError, OutputError, SourceError, SqlTargetsError, whole
+from .errors import (
+    MAX_SEED,
+    ArgumentError,
+    DroppedRowsWarning,
+    OutputError,
+    SourceError,
+    SqlTargetsError,
+    whole,
+)
 from .errors import first_line as _first_line
 from .execute import engine as _engine
 from .execute import files as _files
@@ -518,28 +527,54 @@ def write(
     # every shard reads the input: a stream (a RecordBatchReader, ...) is read once, into a
     # table, or the first shard would drain it and the others write nothing (rows lost)
     source = _source.as_arrow(source)
+    _check_null_rows(ts, source, connection, settings)  # (for the whole input, not per shard)
     tmp = _files.temp_dir(out)
     rows = 0
     try:
         parts = [(i, tmp / f"part-{i:05d}.parquet") for i in range(shards)]
-        if jobs == 1 or connection is not None:
-            for i, path in parts:
-                n = _write_file(
-                    ts, source, path, (i, shards), connection, settings, batch_size, None
+        with warnings.catch_warnings():  # (each shard's share was said above, for the whole)
+            warnings.simplefilter("ignore", DroppedRowsWarning)
+            if jobs == 1 or connection is not None:
+                for i, path in parts:
+                    n = _write_file(
+                        ts, source, path, (i, shards), connection, settings, batch_size, None
+                    )
+                    rows += n
+                    if on_shard:
+                        on_shard(i, shards, n)
+            else:
+                rows = _write_shards_in_processes(
+                    ts, source, parts, shards, jobs, settings, batch_size, on_shard
                 )
-                rows += n
-                if on_shard:
-                    on_shard(i, shards, n)
-        else:
-            rows = _write_shards_in_processes(
-                ts, source, parts, shards, jobs, settings, batch_size, on_shard
-            )
         _files.write_marker(tmp, "targets", [p.name for _, p in parts])
         _files.replace_dir(tmp, out, ("targets",))
     except BaseException:
         _files.remove(tmp)
         raise
     return rows
+
+
+def _check_null_rows(
+    ts: TargetSet,
+    source: Any,
+    connection: duckdb.DuckDBPyConnection | None,
+    settings: dict[str, Any],
+) -> None:
+    """Null users or times of the whole input, before a sharded write: an error, or one
+    warning of the rows left out (each shard had said its own share: "dropped 8 of 12")."""
+    con, _ = _connection(
+        connection, settings["threads"], settings["memory_limit"], settings["temp_directory"]
+    )
+    try:
+        inp = _source.resolve(source, ts, con)
+        inp.register(con)
+        try:
+            _source.prepare(ts, inp, con)
+            _source.check_rows(ts, inp, con)
+        finally:
+            inp.unregister(con)
+    finally:
+        con.close()
 
 
 def check_write(
@@ -590,7 +625,6 @@ def _write_shards_in_processes(
     import concurrent.futures as cf
     import multiprocessing as mp
     import signal
-    import warnings
 
     ctx = mp.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
@@ -685,8 +719,6 @@ def _write_shard(
     # runs in a worker process: its own DuckDB connection; its warnings go back with its
     # rows and are warned again in the caller's process (the CLI's one-line form, or the
     # caller's filters), not printed raw by the worker
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = _write_file(ts, source, path, shard, None, settings, batch_size, None)

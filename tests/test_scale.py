@@ -134,3 +134,29 @@ def test_a_forked_process_runs_after_its_parent_ran(data: Path) -> None:
     child.join(120)
     assert child.exitcode == 0
     assert queue.get(timeout=5) == want
+
+
+def test_sharded_writes_count_null_rows_over_the_whole_input(tmp_path: Path) -> None:
+    """Each shard warned of its own share ("dropped 8 of 12 rows", "dropped 2 of 20"), and
+    with null_rows: error named a shard's count ("1 of 2 rows"): the whole input's now."""
+    import warnings
+
+    t = pa.table({"u": pa.array(list(range(20)) * 2, pa.int64()),
+                  "t": pa.array([None if i % 4 == 0 else i for i in range(40)], pa.int64()),
+                  "a": [1.0] * 40, "m": [5411] * 40})  # fmt: skip
+    pq.write_table(t, tmp_path / "in.parquet")
+    spec = {"columns": {"user": "u", "time": "t", "amount": "a", "mcc": "m"}, "time": {"unit": "day"},
+            "null_rows": "drop", "targets": [{"name": "s", "agg": "sum", "window": {"kind": "expanding", "period": "month"}}]}  # fmt: skip
+    for i, kw in enumerate(({}, {"shards": 3}, {"shards": 3, "jobs": 2})):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert sqltargets.write(spec, tmp_path / "in.parquet", tmp_path / f"o{i}", **kw) == 30
+        said = [
+            str(w.message) for w in caught if issubclass(w.category, sqltargets.DroppedRowsWarning)
+        ]
+        assert said == ["dropped 10 of 40 rows with a null user or time (null_rows: drop)"], kw
+    with pytest.raises(
+        sqltargets.DataError, match=r"columns\.time: 10 of 40 rows have a null time"
+    ):
+        sqltargets.write({**spec, "null_rows": "error"}, tmp_path / "in.parquet", tmp_path / "o9", shards=3)  # fmt: skip
+    assert not (tmp_path / "o9").exists()
