@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -411,14 +412,35 @@ def check_case(ts: TargetSet, inp: Input) -> None:
         ts.check_column_case(inp.file_schema.schema.names)
 
 
+def _wheres(ts: TargetSet) -> list[tuple[int, str]]:
+    """Each distinct ``where`` of the spec, with the index of the first target that has it."""
+    first = {t.where: i for i, t in reversed(list(enumerate(ts.targets))) if t.where}
+    return sorted((i, text) for text, i in first.items())
+
+
+def _failing_where(
+    wheres: list[tuple[int, str]], run: Callable[[list[str]], None], said: str
+) -> DataError | None:
+    """The first ``where`` that ``run`` (a DuckDB query over those texts) fails on, as an
+    error naming its target and ``said`` of it; None when each runs alone."""
+    for i, text in wheres:
+        try:
+            run([text])
+        except duckdb.ConnectionException:  # (a closed connection: no where's fault)
+            raise
+        except duckdb.Error as e:
+            return DataError(f"targets[{i}].where: {text!r} {said}: {_msg(e)}")
+    return None
+
+
 def check_wheres(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> None:
     """Evaluate every target's ``where`` on the input's first row: a comparison of a string
     column with a number, a function of the wrong type (binder errors), a literal that does
     not convert to its column's type (``int_col = 'abc'``, an error only when evaluated) is
     an error naming the target's field and its expression, not a DuckDB error in the middle
     of a run. One query for all of them (a few ms); each on its own only when that fails.
-    (Values that fail on later rows only are found by the run.)"""
-    wheres = {t.where: i for i, t in reversed(list(enumerate(ts.targets))) if t.where}
+    (Values that fail on later rows only are found by the run: :func:`where_failure`.)"""
+    wheres = _wheres(ts)
     if not wheres:
         return
 
@@ -427,15 +449,11 @@ def check_wheres(ts: TargetSet, inp: Input, con: duckdb.DuckDBPyConnection) -> N
         con.sql(f"SELECT {items} FROM {inp.scan_sql()} LIMIT 1").fetchall()
 
     try:
-        bind(list(wheres))
-    except duckdb.Error:
-        for text, i in sorted(wheres.items(), key=lambda x: x[1]):
-            try:
-                bind([text])
-            except duckdb.Error as e:
-                raise DataError(
-                    f"targets[{i}].where: {text!r} cannot be evaluated on the input: {_msg(e)}"
-                ) from e
+        bind([text for _, text in wheres])
+    except duckdb.Error as e:
+        blame = _failing_where(wheres, bind, "cannot be evaluated on the input")
+        if blame is not None:
+            raise blame from e
         raise
 
 
@@ -446,20 +464,18 @@ def where_failure(
     row (``m % i`` where a later row's ``i`` is 0: :func:`check_wheres` reads only the
     first row), as a :class:`DataError` naming it; else ``e``. Each ``where`` is evaluated
     on every row, one at a time (on this error path only)."""
-    wheres = {t.where: i for i, t in reversed(list(enumerate(ts.targets))) if t.where}
+    wheres = _wheres(ts)
     if type(e) is not SqlTargetsError or not wheres:
         return e
-    for text, i in sorted(wheres.items(), key=lambda x: x[1]):
-        sql = where_mod.to_sql(where_mod.parse(text))
-        try:
-            con.sql(
-                f"SELECT sum(CASE WHEN ({sql}) THEN 1 ELSE 0 END) FROM {inp.scan_sql()}"
-            ).fetchall()
-        except duckdb.Error as err:
-            return DataError(
-                f"targets[{i}].where: {text!r} fails on a row of the input: {_msg(err)}"
-            )
-    return e
+
+    def count(texts: list[str]) -> None:
+        sql = where_mod.to_sql(where_mod.parse(texts[0]))
+        con.sql(f"SELECT sum(CASE WHEN ({sql}) THEN 1 ELSE 0 END) FROM {inp.scan_sql()}").fetchall()
+
+    try:
+        return _failing_where(wheres, count, "fails on a row of the input") or e
+    except duckdb.ConnectionException:  # (closed after the prologue: not a where's)
+        return e
 
 
 def numeric_columns(types: dict[str, str]) -> dict[str, bool]:
