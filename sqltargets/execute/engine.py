@@ -28,7 +28,7 @@ from ..compile.plan import Plan, build
 from ..compile.render import ident, literal, relation_source, render, unused_name
 from ..compile.spec import COUNTING, TargetSet
 from ..dialects import portable_sql
-from ..errors import ArgumentError, DataError, SourceError, SqlTargetsError, did_you_mean, short
+from ..errors import ArgumentError, DataError, SourceError, SqlTargetsError, did_you_mean
 from . import program as program_mod
 from .arrays import from_numpy
 from .connection import connect, failure
@@ -670,13 +670,9 @@ def explain_sql(
     ``transactions``, whose time column is of ``time_type``; by default an integer with
     ``time.unit``, else a naive TIMESTAMP)."""
     from ..compile.plan import TIME_KINDS
-    from ..dialects import DIALECTS
+    from ..dialects import check_dialect
 
-    if dialect not in DIALECTS:  # (before "the native program runs on DuckDB only")
-        raise ArgumentError(
-            f"dialect: {short(dialect)} is not supported; expected one of: "
-            f"{', '.join(DIALECTS)}{did_you_mean(dialect, DIALECTS)}"
-        )
+    check_dialect(dialect)  # (before "the native program runs on DuckDB only")
     if engine is None:
         engine = "sql" if dialect != "duckdb" else "native"
     engine = check_engine(engine)
