@@ -129,8 +129,11 @@ def _path_input(source: str, absolute: bool) -> Input:
     return parquet_input(source, absolute=absolute)
 
 
-def _find_relation(name: str, con: duckdb.DuckDBPyConnection) -> tuple[str, str, str, str] | None:
-    """The (catalog, schema, table, type) a table or view name means in ``con``: ``t`` in the
+def _find_relation(
+    name: str, con: duckdb.DuckDBPyConnection
+) -> tuple[str, str, str, str, tuple[str, str]] | None:
+    """The (catalog, schema, table, type) a table or view name means in ``con``, and the
+    current (catalog, schema) it was looked up from: ``t`` in the
     current database and schema, ``s.t`` in schema s of the current database or else in
     the default schema of attached database s, ``d.s.t`` exactly (a name is looked up in
     one place: a table of that name elsewhere, in another schema or an attached database,
@@ -154,7 +157,7 @@ def _find_relation(name: str, con: duckdb.DuckDBPyConnection) -> tuple[str, str,
                 [catalog, schema, table],
             ).fetchall()
             if rows:
-                return rows[0]
+                return (*rows[0], (here[0], here[1]))
     except duckdb.Error as e:
         raise SourceError(f"input {name!r}: the connection cannot be used: {_msg(e)}") from e
     return None
@@ -291,7 +294,7 @@ def _relation_input(name: str, ts: TargetSet | None, con: duckdb.DuckDBPyConnect
             "registered with con.register, is seen by its own connection only, and sqltargets "
             "reads through a cursor of it: make it a table or a view)"
         )
-    catalog, schema, table, kind = found
+    catalog, schema, table, kind, here = found
     is_view = kind == "VIEW"
     if is_view and ts is not None and ts.columns.id is None:
         raise SourceError(
@@ -313,10 +316,9 @@ def _relation_input(name: str, ts: TargetSet | None, con: duckdb.DuckDBPyConnect
             f"input {name!r} has a column named 'rowid', which hides the table's row "
             "positions that sqltargets needs for row_id; rename the column"
         )
-    here = con.execute("SELECT current_database(), current_schema()").fetchall()[0]
     src = relation_source(
         table,
-        schema=None if (catalog, schema) == tuple(here) else schema,
+        schema=None if (catalog, schema) == here else schema,
         catalog=None if catalog == here[0] else catalog,
         rid_column=rid_column,
         columns=cols,
