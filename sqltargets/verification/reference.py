@@ -1183,20 +1183,6 @@ class _Where:
         values[:] = raw  # (decimals stay exact, as in DuckDB)
         return Vec(values, np.array([v is None for v in raw], dtype=bool))
 
-    def exact(self, node: exp.Expression) -> Vec:
-        """Like :meth:`eval`, but a numeric literal or a decimal column keeps its exact
-        decimal value (DuckDB reads ``0.15`` as DECIMAL, and rounds decimals exactly)."""
-        if isinstance(node, exp.Literal) and not node.is_string and "." in node.this:
-            return self.constant(Decimal(node.this))
-        if isinstance(node, exp.Column) and node.name in self.table.column_names:
-            column = self.table.column(node.name)
-            if pa.types.is_decimal(column.type):
-                raw = column.to_pylist()
-                values = np.empty(self.n, dtype=object)
-                values[:] = raw
-                return Vec(values, np.array([v is None for v in raw], dtype=bool))
-        return self.eval(node)
-
     def map(self, fn: Callable[..., Any], *args: Vec) -> Vec:
         """Apply ``fn`` row by row; NULL in any argument gives NULL."""
         null = np.zeros(self.n, dtype=bool)
@@ -1320,7 +1306,8 @@ class _Where:
                 places = -int(decimals.this.this)
             elif decimals is not None:
                 places = int(decimals.this)
-            return self.map(lambda x: _sql_round(x, places), self.exact(node.this))
+            # (a decimal literal or column is a Decimal here: rounded exactly, as DuckDB does)
+            return self.map(lambda x: _sql_round(x, places), self.eval(node.this))
         if isinstance(node, exp.Coalesce):
             return self.coalesce([self.eval(node.this)] + [self.eval(e) for e in node.expressions])
         if isinstance(node, (exp.Least, exp.Greatest)):
