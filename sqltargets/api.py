@@ -746,7 +746,6 @@ def _write_file(
     batch_size: int,
     progress: Callable[[int, int], None] | None,
 ) -> int:
-
     total = [0]
 
     def started(n: int) -> None:

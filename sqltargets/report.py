@@ -771,8 +771,10 @@ def write_html(
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(page)
         place_file(tmp, out, "report", file_kind="html")
-    except OSError as e:
+    except BaseException as e:  # (our own temporary only: also when placing is refused)
         if tmp:
             remove(tmp)
-        raise OutputError(f"report {str(out)!r}: {e.strerror or e}") from e
+        if isinstance(e, OSError):
+            raise OutputError(f"report {str(out)!r}: {e.strerror or e}") from e
+        raise
     return out

@@ -812,3 +812,24 @@ def test_a_users_file_made_from_an_output_is_never_replaced(
     ]
     # an untouched output is still replaced by the next run
     assert main(["run", "spec.yaml", "--input", "data", "--output", "mixed/t.parquet", "--quiet"]) == 0  # fmt: skip
+
+
+def test_a_report_refused_at_placing_leaves_no_temporary(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's file that appeared at the report's path during the work is kept, and the
+    finished temporary report beside it was left behind (only an OSError removed it)."""
+    import sqltargets.report as report
+
+    d = sqltargets.describe("spec.yaml", "data", users=5)
+    real_page = report.html_page
+
+    def page_then_users_file(*args: object, **kwargs: object) -> str:
+        Path("r.html").write_text("the user's notes, written during the work")
+        return real_page(*args, **kwargs)
+
+    monkeypatch.setattr(report, "html_page", page_then_users_file)
+    with pytest.raises(sqltargets.OutputError, match="not written by sqltargets; nothing replaced"):
+        d.write_html("r.html")
+    assert Path("r.html").read_text() == "the user's notes, written during the work"
+    assert [p for p in os.listdir(".") if p.startswith(".r.html")] == []
