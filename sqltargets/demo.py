@@ -377,13 +377,7 @@ def make_transactions(
     then ``ts``, then ``tx_id``; ``tx_id`` is unique and increases in that order, so
     ordering by (user, time, id) recovers it after ``shuffle=True`` (a random row order).
     """
-    from .errors import MAX_SEED, ArgumentError
-
-    def whole(name: str, value: object, lo: int, hi: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ArgumentError(f"{name}: expected a whole number, got {value!r}")
-        if not lo <= value <= hi:
-            raise ArgumentError(f"{name}: {value} is not allowed; expected {lo:,} to {hi:,}")
+    from .errors import MAX_SEED, ArgumentError, whole
 
     whole("users", users, 0, MAX_USERS)
     whole("days", days, 1, 100_000)

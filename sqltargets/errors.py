@@ -151,7 +151,8 @@ def whole(name: str, value: object, lo: int, hi: int | None = None) -> int:
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ArgumentError(f"{name}: expected a whole number, got {short(value)}")
-    if value < lo or (hi is not None and value > hi):
+    n = int(value)  # (a NumPy integer too, named as a number)
+    if n < lo or (hi is not None and n > hi):
         upper = f" to {hi:,}" if hi is not None else " or more"
-        raise ArgumentError(f"{name}: {value!r} is not allowed; expected {lo}{upper}")
-    return int(value)
+        raise ArgumentError(f"{name}: {n} is not allowed; expected {lo:,}{upper}")
+    return n
